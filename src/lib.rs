@@ -1,0 +1,27 @@
+//! # dstream
+//!
+//! Spark Streaming's discretized streams as an embedded Rust library: the same model
+//! (`StreamingContext`, `DStream`, per-batch RDD-like [`Batch`]es, Spark's operations and
+//! semantics), typed at compile time, in one small binary.
+//!
+//! ```
+//! use dstream::prelude::*;
+//!
+//! let ssc = StreamingContext::new(Seconds(1)).unwrap();
+//! let lines = ssc.iterator_stream(vec!["to be #or not", "#or to #be"].into_iter(), 100);
+//! let tags = lines
+//!     .flat_map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>())
+//!     .filter(|w| w.starts_with('#'));
+//! let counts = tags.map(|t| (t, 1)).reduce_by_key(|a, b| a + b);
+//! counts.print().unwrap();
+//! ssc.run_to_completion().unwrap();
+//! ```
+//!
+//! This crate is the facade users depend on: it re-exports the runtime (`stream-core`).
+
+pub use stream_core::*;
+
+/// Everything a pipeline usually needs: `use dstream::prelude::*;`.
+pub mod prelude {
+    pub use stream_core::prelude::*;
+}

@@ -1,0 +1,739 @@
+//! `StreamingContext`: the pipeline's owner and its scheduler.
+//!
+//! Life cycle as Spark's: INITIALIZED (build the graph) -> ACTIVE (`start`) -> STOPPED (`stop`),
+//! never back. While active, two threads run the graph:
+//! - the generator wakes at every batch time, asks each input for the records of that batch
+//!   (so a batch holds what arrived before its time, whatever the backlog) and queues the batch;
+//! - the executor takes batches in order, generates every output's job (computing the graph for
+//!   that time), runs the jobs, records a [`BatchInfo`] and reports failures.
+//!
+//! A failed batch does not stop the stream; its error is kept, logged, given to listeners and
+//! re-raised by `await_termination`.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, ThreadId};
+
+use crate::clock::{Clock, SystemClock};
+use crate::dstream::{DStream, clear_through};
+use crate::error::{ContextError, Error, Result, panic_message};
+use crate::metrics::{BatchInfo, StreamingListener};
+use crate::sink::OutputOp;
+use crate::source::InputControl;
+use crate::time::{Duration, Time};
+
+static NEXT_CONTEXT_ID: AtomicUsize = AtomicUsize::new(1);
+const RECENT_BATCHES: usize = 1000;
+
+/// The life-cycle state of a context (Spark's `StreamingContextState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamingContextState {
+    /// Built, not started: inputs, transformations and outputs may be added.
+    Initialized,
+    /// Started and running.
+    Active,
+    /// Stopped; it cannot be started again.
+    Stopped,
+}
+
+/// The entry point of a streaming pipeline (Spark's `StreamingContext`).
+///
+/// ```
+/// use stream_core::prelude::*;
+/// let ssc = StreamingContext::new(Seconds(1)).unwrap();
+/// let lines = ssc.iterator_stream(vec!["a b", "b c"].into_iter(), 10);
+/// let counts = lines.flat_map(|l| l.split(' ').collect::<Vec<_>>()).count_by_value();
+/// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// counts.foreach_batch(move |b, _| sink.lock().unwrap().extend(b.collect())).unwrap();
+/// ssc.run_to_completion().unwrap();
+/// let mut got = seen.lock().unwrap().clone();
+/// got.sort();
+/// assert_eq!(got, vec![("a", 1), ("b", 2), ("c", 1)]);
+/// ```
+#[derive(Clone)]
+pub struct StreamingContext {
+    pub(crate) inner: Arc<ContextInner>,
+}
+
+impl std::fmt::Debug for StreamingContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingContext")
+            .field("batch_duration", &self.inner.batch)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Settings of a new context; see [`StreamingContext::builder`].
+pub struct StreamingContextBuilder {
+    batch: Duration,
+    parallelism: Option<usize>,
+    clock: Arc<dyn Clock>,
+    stop_on_signal: bool,
+    default_logger: bool,
+}
+
+impl std::fmt::Debug for StreamingContextBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingContextBuilder")
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl StreamingContextBuilder {
+    /// Partitions per batch and default partition count of shuffles (default: the cores).
+    pub fn parallelism(mut self, n: usize) -> Self {
+        self.parallelism = Some(n);
+        self
+    }
+
+    /// The clock that drives batches (default: [`SystemClock`]; tests use a `ManualClock`).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Whether Ctrl-C / SIGTERM stop the running context gracefully (default: true).
+    pub fn stop_gracefully_on_signal(mut self, yes: bool) -> Self {
+        self.stop_on_signal = yes;
+        self
+    }
+
+    /// Whether to install a stderr logger for warnings when the program has none (default:
+    /// true, so that source and batch errors are seen, as Spark logs them to the console).
+    pub fn default_logger(mut self, yes: bool) -> Self {
+        self.default_logger = yes;
+        self
+    }
+
+    /// Builds the context. The batch interval must be positive, parallelism at least one.
+    pub fn build(self) -> Result<StreamingContext> {
+        if self.batch.millis() <= 0 {
+            return Err(Error::invalid(format!(
+                "Batch duration must be positive, got {}",
+                self.batch
+            )));
+        }
+        let parallelism = match self.parallelism {
+            Some(0) => {
+                return Err(Error::invalid("parallelism must be at least 1".to_string()));
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        };
+        if self.default_logger {
+            crate::logger::install_default();
+        }
+        Ok(StreamingContext {
+            inner: Arc::new(ContextInner {
+                id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
+                batch: self.batch,
+                parallelism,
+                clock: self.clock,
+                stop_on_signal: self.stop_on_signal,
+                zero: AtomicI64::new(i64::MIN),
+                run: Mutex::new(RunState::default()),
+                graph: Mutex::new(Graph::default()),
+                listeners: Mutex::new(Vec::new()),
+                progress: Mutex::new(Progress::default()),
+                progress_cv: Condvar::new(),
+                stopping: AtomicBool::new(false),
+                stop_now: AtomicBool::new(false),
+                fast: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+#[derive(Default)]
+struct RunState {
+    state: Option<StreamingContextState>,
+    threads: Vec<JoinHandle<()>>,
+    thread_ids: Vec<ThreadId>,
+}
+
+#[derive(Default)]
+pub(crate) struct Graph {
+    pub(crate) inputs: Vec<Arc<dyn InputControl>>,
+    pub(crate) outputs: Vec<Arc<dyn OutputOp>>,
+}
+
+#[derive(Default)]
+struct Progress {
+    completed: u64,
+    stopped: bool,
+    executor_done: bool,
+    first_error: Option<Error>,
+    failures: Vec<(Time, Error)>,
+    recent: VecDeque<BatchInfo>,
+}
+
+pub(crate) struct ContextInner {
+    pub(crate) id: usize,
+    batch: Duration,
+    parallelism: usize,
+    clock: Arc<dyn Clock>,
+    stop_on_signal: bool,
+    zero: AtomicI64,
+    run: Mutex<RunState>,
+    pub(crate) graph: Mutex<Graph>,
+    listeners: Mutex<Vec<Arc<dyn StreamingListener>>>,
+    progress: Mutex<Progress>,
+    progress_cv: Condvar,
+    stopping: AtomicBool,
+    stop_now: AtomicBool,
+    fast: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum JobMsg {
+    Batch {
+        time: Time,
+        records: u64,
+        submitted: Time,
+    },
+    End,
+}
+
+/// The generator's side of the job queue: unbounded while streaming (batches are captured on
+/// time whatever the backlog, as Spark's), bounded in batch-job mode (so a fast finite input
+/// does not run far ahead of processing).
+enum JobSender {
+    Unbounded(mpsc::Sender<JobMsg>),
+    Bounded(mpsc::SyncSender<JobMsg>),
+}
+
+impl JobSender {
+    fn send(&self, m: JobMsg) -> bool {
+        match self {
+            JobSender::Unbounded(s) => s.send(m).is_ok(),
+            JobSender::Bounded(s) => s.send(m).is_ok(),
+        }
+    }
+}
+
+impl ContextInner {
+    pub(crate) fn zero_time(&self) -> Option<Time> {
+        match self.zero.load(Ordering::Acquire) {
+            i64::MIN => None,
+            z => Some(Time::from_millis(z)),
+        }
+    }
+
+    fn state(&self) -> StreamingContextState {
+        lock(&self.run)
+            .state
+            .unwrap_or(StreamingContextState::Initialized)
+    }
+
+    /// Spark's rule: inputs, transformations and outputs are added only before `start()`.
+    pub(crate) fn check_can_add(&self) -> Result<(), ContextError> {
+        match self.state() {
+            StreamingContextState::Initialized => Ok(()),
+            StreamingContextState::Active => Err(ContextError::AddAfterStart),
+            StreamingContextState::Stopped => Err(ContextError::AddAfterStop),
+        }
+    }
+
+    fn listeners(&self) -> Vec<Arc<dyn StreamingListener>> {
+        lock(&self.listeners).clone()
+    }
+
+    fn generator_loop(self: Arc<Self>, tx: JobSender, first: Time) {
+        let inputs = lock(&self.graph).inputs.clone();
+        let mut t = first;
+        loop {
+            let fast = self.fast.load(Ordering::Relaxed);
+            if !fast {
+                self.clock
+                    .wait_until(t, &|| self.stopping.load(Ordering::SeqCst));
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                // A graceful stop still processes what the receivers had buffered.
+                let graceful = !self.stop_now.load(Ordering::SeqCst);
+                if graceful && inputs.iter().any(|i| i.has_pending()) {
+                    self.submit(&tx, &inputs, t);
+                }
+                break;
+            }
+            if !self.submit(&tx, &inputs, t) {
+                break;
+            }
+            if fast && inputs.iter().all(|i| i.is_finished()) {
+                break;
+            }
+            t = t + self.batch;
+        }
+        tx.send(JobMsg::End);
+    }
+
+    fn submit(&self, tx: &JobSender, inputs: &[Arc<dyn InputControl>], t: Time) -> bool {
+        let records: u64 = inputs.iter().map(|i| i.capture(t) as u64).sum();
+        let submitted = self.clock.now();
+        let info = BatchInfo {
+            batch_time: t,
+            num_records: records,
+            submission_time: submitted,
+            processing_start: None,
+            processing_end: None,
+            processing_time: None,
+            failure: None,
+        };
+        for l in self.listeners() {
+            l.on_batch_submitted(&info);
+        }
+        tx.send(JobMsg::Batch {
+            time: t,
+            records,
+            submitted,
+        })
+    }
+
+    fn executor_loop(self: Arc<Self>, rx: mpsc::Receiver<JobMsg>) {
+        for msg in rx {
+            match msg {
+                JobMsg::End => break,
+                JobMsg::Batch { .. } if self.stop_now.load(Ordering::SeqCst) => continue,
+                JobMsg::Batch {
+                    time,
+                    records,
+                    submitted,
+                } => self.run_batch(time, records, submitted),
+            }
+        }
+        lock(&self.progress).executor_done = true;
+        self.progress_cv.notify_all();
+    }
+
+    fn run_batch(&self, time: Time, records: u64, submitted: Time) {
+        let (inputs, outputs) = {
+            let g = lock(&self.graph);
+            (g.inputs.clone(), g.outputs.clone())
+        };
+        let listeners = self.listeners();
+        let mut info = BatchInfo {
+            batch_time: time,
+            num_records: records,
+            submission_time: submitted,
+            processing_start: Some(self.clock.now()),
+            processing_end: None,
+            processing_time: None,
+            failure: None,
+        };
+        for l in &listeners {
+            l.on_batch_started(&info);
+        }
+        let started = std::time::Instant::now();
+        let guarded = |f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+            catch_unwind(AssertUnwindSafe(f))
+                .unwrap_or_else(|p| Err(Error::user(time, panic_message(&*p))))
+        };
+        // Generate every output's job first, as Spark's JobGenerator: if any fails, none runs.
+        let mut jobs = Vec::with_capacity(outputs.len());
+        let mut errors = Vec::new();
+        let generated = guarded(&mut || {
+            for o in &outputs {
+                if let Some(job) = o.generate(time)? {
+                    jobs.push(job);
+                }
+            }
+            Ok(())
+        });
+        match generated {
+            Err(e) => errors.push(e),
+            Ok(()) => {
+                for job in jobs {
+                    let mut job = Some(job);
+                    let r = guarded(&mut || job.take().map_or(Ok(()), |j| j()));
+                    if let Err(e) = r {
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        for o in &outputs {
+            clear_through(o.node().as_ref(), time);
+        }
+        for i in &inputs {
+            i.clear_through(time);
+        }
+        info.processing_time = Some(started.elapsed());
+        info.processing_end = Some(self.clock.now());
+        if let Some(e) = errors.first() {
+            log::error!("Error running job streaming job {time}: {e}");
+            info.failure = Some(e.to_string());
+        }
+        {
+            let mut p = lock(&self.progress);
+            p.completed += 1;
+            for e in errors {
+                p.first_error.get_or_insert_with(|| e.clone());
+                p.failures.push((time, e));
+            }
+            if p.recent.len() == RECENT_BATCHES {
+                p.recent.pop_front();
+            }
+            p.recent.push_back(info.clone());
+        }
+        self.progress_cv.notify_all();
+        for l in &listeners {
+            l.on_batch_completed(&info);
+        }
+    }
+}
+
+impl StreamingContext {
+    /// A context with batches every `batch_duration`, on the system clock, with the machine's
+    /// cores as parallelism.
+    pub fn new(batch_duration: Duration) -> Result<Self> {
+        Self::builder(batch_duration).build()
+    }
+
+    /// Settings beyond the batch interval: parallelism, clock, signal handling.
+    pub fn builder(batch_duration: Duration) -> StreamingContextBuilder {
+        StreamingContextBuilder {
+            batch: batch_duration,
+            parallelism: None,
+            clock: Arc::new(SystemClock),
+            stop_on_signal: true,
+            default_logger: true,
+        }
+    }
+
+    /// A stopped context standing in for one that was dropped, so that operations on its
+    /// streams fail where they can report it.
+    pub(crate) fn dropped_stand_in(id: usize) -> Self {
+        let ctx = Self::builder(Duration::from_millis(1))
+            .default_logger(false)
+            .stop_gracefully_on_signal(false)
+            .build()
+            .unwrap_or_else(|_| unreachable!("a 1 ms context is valid"));
+        lock(&ctx.inner.run).state = Some(StreamingContextState::Stopped);
+        let _ = id;
+        ctx
+    }
+
+    /// The batch interval.
+    pub fn batch_duration(&self) -> Duration {
+        self.inner.batch
+    }
+
+    /// Partitions per input batch and default partitions of shuffles.
+    pub fn parallelism(&self) -> usize {
+        self.inner.parallelism
+    }
+
+    /// The context's clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
+    /// The life-cycle state.
+    pub fn state(&self) -> StreamingContextState {
+        self.inner.state()
+    }
+
+    /// The time before the first batch, once started (first batch = zero + batch interval).
+    pub fn zero_time(&self) -> Option<Time> {
+        self.inner.zero_time()
+    }
+
+    /// Registers a listener of batch events.
+    pub fn add_streaming_listener(&self, listener: Arc<dyn StreamingListener>) {
+        lock(&self.inner.listeners).push(listener);
+    }
+
+    /// Batches completed so far (failed ones included).
+    pub fn completed_batches(&self) -> u64 {
+        lock(&self.inner.progress).completed
+    }
+
+    /// The most recent batches (up to 1000), oldest first.
+    pub fn recent_batches(&self) -> Vec<BatchInfo> {
+        lock(&self.inner.progress).recent.iter().cloned().collect()
+    }
+
+    /// Every batch failure so far, with its batch time.
+    pub fn failures(&self) -> Vec<(Time, Error)> {
+        lock(&self.inner.progress).failures.clone()
+    }
+
+    pub(crate) fn register_input(&self, input: Arc<dyn InputControl>) {
+        if self.inner.check_can_add().is_ok() {
+            lock(&self.inner.graph).inputs.push(input);
+        }
+    }
+
+    /// Adds an output operation reading `stream`, with Spark's checks.
+    pub(crate) fn register_output<T: crate::batch::Data>(
+        &self,
+        stream: &DStream<T>,
+        op: Arc<dyn OutputOp>,
+    ) -> Result<()> {
+        self.inner.check_can_add()?;
+        let mut problem = None;
+        stream.visit_ancestry(&mut |base| {
+            if problem.is_none() {
+                if base.ctx_id != self.inner.id {
+                    problem = Some(ContextError::DifferentContexts(format!(
+                        "'{}' belongs to another StreamingContext",
+                        base.name
+                    )));
+                } else if let Some(e) = &base.detached {
+                    problem = Some(e.clone());
+                }
+            }
+        });
+        if let Some(p) = problem {
+            return Err(p.into());
+        }
+        stream.add_consumer();
+        lock(&self.inner.graph).outputs.push(op);
+        Ok(())
+    }
+
+    /// Starts the pipeline: inputs start receiving and the first batch is due at the next
+    /// multiple of the batch interval. Fails without outputs, and on a stopped context.
+    pub fn start(&self) -> Result<()> {
+        let mut run = lock(&self.inner.run);
+        match run.state.unwrap_or(StreamingContextState::Initialized) {
+            StreamingContextState::Active => {
+                log::warn!("StreamingContext has already been started");
+                return Ok(());
+            }
+            StreamingContextState::Stopped => return Err(ContextError::AlreadyStopped.into()),
+            StreamingContextState::Initialized => {}
+        }
+        let inputs = {
+            let g = lock(&self.inner.graph);
+            if g.outputs.is_empty() {
+                return Err(ContextError::NoOutputOperations.into());
+            }
+            g.inputs.clone()
+        };
+        let batch = self.inner.batch.millis();
+        let now = self.inner.clock.now().millis();
+        let first = Time::from_millis((now.div_euclid(batch) + 1) * batch);
+        let zero = first - self.inner.batch;
+        let source_ctx = crate::source::SourceContext {
+            parallelism: self.inner.parallelism,
+            batch_duration: self.inner.batch,
+            zero_time: zero,
+        };
+        for (i, input) in inputs.iter().enumerate() {
+            if let Err(e) = input.start(&source_ctx) {
+                for started in &inputs[..i] {
+                    started.stop();
+                }
+                return Err(e);
+            }
+        }
+        self.inner.zero.store(zero.millis(), Ordering::Release);
+        let fast = self.inner.fast.load(Ordering::Relaxed);
+        let (tx, rx) = if fast {
+            let (tx, rx) = mpsc::sync_channel(2);
+            (JobSender::Bounded(tx), rx)
+        } else {
+            let (tx, rx) = mpsc::channel();
+            (JobSender::Unbounded(tx), rx)
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(f)
+                .map_err(|e| Error::invalid(format!("cannot start the {name} thread: {e}")))
+        };
+        let gen_inner = self.inner.clone();
+        let exec_inner = self.inner.clone();
+        let executor = spawn(
+            "dstream-executor",
+            Box::new(move || exec_inner.executor_loop(rx)),
+        )?;
+        let generator = spawn(
+            "dstream-generator",
+            Box::new(move || gen_inner.generator_loop(tx, first)),
+        )?;
+        run.thread_ids = vec![executor.thread().id(), generator.thread().id()];
+        run.threads = vec![generator, executor];
+        run.state = Some(StreamingContextState::Active);
+        drop(run);
+        if self.inner.stop_on_signal {
+            crate::signal::watch(&self.inner);
+        }
+        log::info!("StreamingContext started, first batch at {first}");
+        Ok(())
+    }
+
+    /// Stops at once: the batch being processed finishes, queued batches are dropped.
+    pub fn stop(&self) {
+        self.stop_inner(false)
+    }
+
+    /// Stops gracefully: no new batch is generated (but what receivers had buffered), and every
+    /// batch generated so far is processed before this returns.
+    pub fn stop_gracefully(&self) {
+        self.stop_inner(true)
+    }
+
+    fn stop_inner(&self, graceful: bool) {
+        let threads = {
+            let mut run = lock(&self.inner.run);
+            match run.state.unwrap_or(StreamingContextState::Initialized) {
+                StreamingContextState::Stopped => return,
+                StreamingContextState::Initialized => {
+                    run.state = Some(StreamingContextState::Stopped);
+                    drop(run);
+                    self.mark_stopped();
+                    return;
+                }
+                StreamingContextState::Active => {}
+            }
+            if run.thread_ids.contains(&std::thread::current().id()) {
+                // Called from a batch (e.g. a foreach_batch function): stop from another thread
+                // so that the scheduler can finish the current batch.
+                let ctx = self.clone();
+                drop(run);
+                std::thread::spawn(move || ctx.stop_inner(graceful));
+                return;
+            }
+            std::mem::take(&mut run.threads)
+        };
+        if threads.is_empty() {
+            // Another thread is stopping it; wait for that to finish.
+            let _ = self.await_termination_inner(None, false);
+            return;
+        }
+        let inputs = lock(&self.inner.graph).inputs.clone();
+        for i in &inputs {
+            i.stop_receiving();
+        }
+        if !graceful {
+            self.inner.stop_now.store(true, Ordering::SeqCst);
+        }
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        for t in threads {
+            if t.join().is_err() {
+                log::error!("a dstream scheduler thread panicked while stopping");
+            }
+        }
+        for i in &inputs {
+            i.stop();
+        }
+        lock(&self.inner.run).state = Some(StreamingContextState::Stopped);
+        if self.inner.stop_on_signal {
+            crate::signal::unwatch(self.inner.id);
+        }
+        self.mark_stopped();
+        log::info!(
+            "StreamingContext stopped{}",
+            if graceful { " gracefully" } else { "" }
+        );
+    }
+
+    fn mark_stopped(&self) {
+        lock(&self.inner.progress).stopped = true;
+        self.inner.progress_cv.notify_all();
+    }
+
+    /// Waits until the context stops; returns the first batch error as soon as one is
+    /// reported (Spark's `awaitTermination`).
+    pub fn await_termination(&self) -> Result<()> {
+        self.await_termination_inner(None, true).map(|_| ())
+    }
+
+    /// Like `await_termination`, for at most `timeout`; `Ok(true)` if the context stopped.
+    pub fn await_termination_or_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.await_termination_inner(Some(timeout), true)
+    }
+
+    fn await_termination_inner(&self, timeout: Option<Duration>, raise: bool) -> Result<bool> {
+        if self.state() == StreamingContextState::Initialized {
+            return Err(ContextError::NotStarted.into());
+        }
+        let deadline = timeout.map(|d| std::time::Instant::now() + d.to_std());
+        let mut p = lock(&self.inner.progress);
+        loop {
+            if raise {
+                if let Some(e) = &p.first_error {
+                    return Err(e.clone());
+                }
+            }
+            if p.stopped {
+                return Ok(true);
+            }
+            let wait = match deadline {
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return Ok(false);
+                    }
+                    (d - now).min(std::time::Duration::from_millis(100))
+                }
+                None => std::time::Duration::from_millis(100),
+            };
+            p = self
+                .inner
+                .progress_cv
+                .wait_timeout(p, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Runs the pipeline as a batch job over finite inputs (files that exist, iterators, closed
+    /// queues): batches follow one another without waiting for the clock, and the context stops
+    /// by itself once every input is exhausted and the last batch is processed. Returns the
+    /// first batch error, if any. With an endless input (a socket) it runs until stopped.
+    pub fn run_to_completion(&self) -> Result<()> {
+        self.inner.fast.store(true, Ordering::Relaxed);
+        self.start()?;
+        {
+            let mut p = lock(&self.inner.progress);
+            while !p.executor_done && !p.stopped {
+                p = self
+                    .inner
+                    .progress_cv
+                    .wait_timeout(p, std::time::Duration::from_millis(100))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        self.stop_gracefully();
+        match lock(&self.inner.progress).first_error.clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until at least `n` batches have completed, for at most `timeout`; true if they have.
+    pub fn await_batches(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout.to_std();
+        let mut p = lock(&self.inner.progress);
+        while p.completed < n {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            p = self
+                .inner
+                .progress_cv
+                .wait_timeout(
+                    p,
+                    (deadline - now).min(std::time::Duration::from_millis(100)),
+                )
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}

@@ -1,0 +1,224 @@
+//! `DStream<T>`: a discretized stream, one [`Batch`] per batch interval.
+//!
+//! A DStream is a node of the pipeline graph. Each operation makes a new node whose batch at
+//! time `t` is computed from its parents' batches at `t` (Spark's `MappedDStream` model), so
+//! every operation of [`Batch`] is available per batch, and narrow operations fuse across nodes
+//! because a node hands its parent's lazy batch on rather than computing it. A node read by two
+//! or more consumers (children or outputs) is computed once per batch: its batch is materialized
+//! and cached for that batch time.
+//!
+//! Operations are grouped by family: [`ops`](self) for single-stream operations, `pair` for
+//! key-value operations, `multi` for union and transform over several streams.
+
+mod multi;
+mod ops;
+mod pair;
+
+pub use multi::TransformOutput;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::batch::{Batch, Data};
+use crate::context::{ContextInner, StreamingContext};
+use crate::error::{ContextError, Result};
+use crate::time::{Duration, Time};
+
+type ComputeFn<T> = Box<dyn Fn(Time) -> Result<Option<Batch<T>>> + Send + Sync>;
+
+/// What every node of the graph shares, whatever its record type.
+pub(crate) struct NodeBase {
+    pub(crate) name: String,
+    pub(crate) ctx: Weak<ContextInner>,
+    pub(crate) ctx_id: usize,
+    pub(crate) parents: Vec<Arc<dyn AnyNode>>,
+    consumers: AtomicUsize,
+    pub(crate) slide: Duration,
+    /// Set when the node was made after its context started or stopped (Spark refuses those).
+    pub(crate) detached: Option<ContextError>,
+}
+
+/// The type-erased view of a node, for graph checks and per-batch clean-up.
+pub(crate) trait AnyNode: Send + Sync {
+    fn base(&self) -> &NodeBase;
+    /// Forgets cached batches up to and including `t`.
+    fn clear_through(&self, t: Time);
+}
+
+pub(crate) struct NodeCell<T> {
+    base: NodeBase,
+    compute: ComputeFn<T>,
+    cache: Mutex<BTreeMap<Time, Option<Batch<T>>>>,
+}
+
+impl<T: Data> AnyNode for NodeCell<T> {
+    fn base(&self) -> &NodeBase {
+        &self.base
+    }
+
+    fn clear_through(&self, t: Time) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| *k > t);
+    }
+}
+
+/// A discretized stream of `T`: one batch of records per batch interval.
+///
+/// Build one from a source of a [`StreamingContext`], transform it with the operations below
+/// (each also on [`Batch`]), and end it with an output operation (`print`, `foreach_batch`,
+/// `save_as_text_files`).
+///
+/// ```
+/// use stream_core::testing::TestContext;
+/// let tc = TestContext::new();
+/// let words = tc.input_stream(vec![vec!["a b", "b"], vec!["c"]]);
+/// let counts = words.flat_map(|l| l.split(' ').collect::<Vec<_>>()).count_by_value();
+/// let out = tc.collect(&counts).unwrap();
+/// tc.run(2).unwrap();
+/// let mut first = out.batch(0);
+/// first.sort();
+/// assert_eq!(first, vec![("a", 1), ("b", 2)]);
+/// ```
+pub struct DStream<T> {
+    pub(crate) node: Arc<NodeCell<T>>,
+}
+
+impl<T> Clone for DStream<T> {
+    fn clone(&self) -> Self {
+        DStream {
+            node: self.node.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for DStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DStream")
+            .field("name", &self.node.base.name)
+            .finish()
+    }
+}
+
+impl<T: Data> DStream<T> {
+    /// A new node of `ctx` (an input when `parents` is empty).
+    pub(crate) fn new_node(
+        ctx: &StreamingContext,
+        name: impl Into<String>,
+        parents: Vec<Arc<dyn AnyNode>>,
+        slide: Duration,
+        compute: impl Fn(Time) -> Result<Option<Batch<T>>> + Send + Sync + 'static,
+    ) -> DStream<T> {
+        for p in &parents {
+            p.base().consumers.fetch_add(1, Ordering::Relaxed);
+        }
+        DStream {
+            node: Arc::new(NodeCell {
+                base: NodeBase {
+                    name: name.into(),
+                    ctx: Arc::downgrade(&ctx.inner),
+                    ctx_id: ctx.inner.id,
+                    parents,
+                    consumers: AtomicUsize::new(0),
+                    slide,
+                    detached: ctx.inner.check_can_add().err(),
+                },
+                compute: Box::new(compute),
+                cache: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn any(&self) -> Arc<dyn AnyNode> {
+        self.node.clone()
+    }
+
+    pub(crate) fn context(&self) -> Result<StreamingContext> {
+        self.node
+            .base
+            .ctx
+            .upgrade()
+            .map(|inner| StreamingContext { inner })
+            .ok_or_else(|| ContextError::ContextDropped.into())
+    }
+
+    /// Counts one more reader of this stream (an output operation).
+    pub(crate) fn add_consumer(&self) {
+        self.node.base.consumers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The time between two batches of this stream.
+    pub fn slide_duration(&self) -> Duration {
+        self.node.base.slide
+    }
+
+    /// The batch of time `t`: `None` when the stream has no batch then (Spark's `getOrCompute`).
+    pub(crate) fn get_or_compute(&self, t: Time) -> Result<Option<Batch<T>>> {
+        let cell = &self.node;
+        if let Some(ctx) = cell.base.ctx.upgrade() {
+            if let Some(zero) = ctx.zero_time() {
+                if t <= zero || !t.is_multiple_of(zero, cell.base.slide) {
+                    return Ok(None);
+                }
+            }
+        }
+        if cell.base.consumers.load(Ordering::Relaxed) <= 1 {
+            return (cell.compute)(t);
+        }
+        let mut cache = cell.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = cache.get(&t) {
+            return Ok(b.clone());
+        }
+        let b = (cell.compute)(t)?.map(Batch::materialize);
+        cache.insert(t, b.clone());
+        Ok(b)
+    }
+
+    /// A child node whose batch at `t` is `op` applied to this stream's batch at `t`.
+    pub(crate) fn lift<U: Data>(
+        &self,
+        name: &str,
+        op: impl Fn(Batch<T>, Time) -> Result<Batch<U>> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let parent = self.clone();
+        let ctx = self.context_or_detached();
+        DStream::new_node(
+            &ctx,
+            name,
+            vec![self.any()],
+            self.slide_duration(),
+            move |t| match parent.get_or_compute(t)? {
+                Some(b) => Ok(Some(op(b, t)?)),
+                None => Ok(None),
+            },
+        )
+    }
+
+    /// The stream's context, or a stand-in already stopped when the context was dropped (so
+    /// that building goes on and the error surfaces when an output is registered).
+    pub(crate) fn context_or_detached(&self) -> StreamingContext {
+        self.context()
+            .unwrap_or_else(|_| StreamingContext::dropped_stand_in(self.node.base.ctx_id))
+    }
+
+    /// Visits this node and all its ancestors.
+    pub(crate) fn visit_ancestry(&self, f: &mut dyn FnMut(&NodeBase)) {
+        fn walk(n: &dyn AnyNode, f: &mut dyn FnMut(&NodeBase)) {
+            f(n.base());
+            for p in &n.base().parents {
+                walk(p.as_ref(), f);
+            }
+        }
+        walk(self.node.as_ref(), f);
+    }
+}
+
+/// Clears caches of `node` and its ancestors through `t`.
+pub(crate) fn clear_through(node: &dyn AnyNode, t: Time) {
+    node.clear_through(t);
+    for p in &node.base().parents {
+        clear_through(p.as_ref(), t);
+    }
+}

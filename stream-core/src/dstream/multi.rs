@@ -1,0 +1,167 @@
+//! Operations over several streams: union and the transforms (Spark's `UnionDStream` and
+//! `TransformedDStream`), with Spark's errors when a parent has no batch.
+
+use std::sync::Arc;
+
+use super::DStream;
+use crate::batch::{Batch, Data};
+use crate::context::StreamingContext;
+use crate::error::{Error, GraphError, Result};
+use crate::time::Time;
+
+/// What a transform function may return: a batch, `Option<Batch>` (where `None` is Spark's
+/// `null`, an error), or `Result<Batch, E>` (an `Err` fails the batch with its message).
+pub trait TransformOutput<U> {
+    /// The batch, or the error that fails the batch at `time`.
+    fn into_batch(self, time: Time) -> Result<Batch<U>>;
+}
+
+impl<U> TransformOutput<U> for Batch<U> {
+    fn into_batch(self, _: Time) -> Result<Batch<U>> {
+        Ok(self)
+    }
+}
+
+impl<U> TransformOutput<U> for Option<Batch<U>> {
+    fn into_batch(self, _: Time) -> Result<Batch<U>> {
+        self.ok_or_else(|| GraphError::TransformReturnedNone.into())
+    }
+}
+
+impl<U, E: std::fmt::Display> TransformOutput<U> for std::result::Result<Batch<U>, E> {
+    fn into_batch(self, time: Time) -> Result<Batch<U>> {
+        self.map_err(|e| Error::user(time, e))
+    }
+}
+
+fn require<T>(b: Option<Batch<T>>, t: Time) -> Result<Batch<T>> {
+    b.ok_or_else(|| GraphError::TransformParentMissing(t).into())
+}
+
+impl<T: Data> DStream<T> {
+    /// The records of both streams, batch by batch (`union`): this stream's partitions, then
+    /// `other`'s.
+    pub fn union(&self, other: &DStream<T>) -> DStream<T> {
+        let ctx = self.context_or_detached();
+        ctx.union(&[self.clone(), other.clone()])
+    }
+
+    /// Applies `f` to every batch (Spark's `transform`): any [`Batch`] operation, joins against
+    /// a static batch, sorting, sampling.
+    ///
+    /// ```
+    /// use stream_core::{Batch, HashPartitioner};
+    /// use stream_core::testing::TestContext;
+    /// let tc = TestContext::new();
+    /// let spam = Batch::from_vec(vec![("spam", true)], 1);
+    /// let words = tc.input_stream(vec![vec![("spam", 1), ("ham", 2)]]);
+    /// let clean = words.transform(move |b| {
+    ///     let spammy = b.clone().join(spam.clone(), HashPartitioner::new(2).unwrap()).keys().collect();
+    ///     b.filter(move |(w, _)| !spammy.contains(w))
+    /// });
+    /// let out = tc.collect(&clean).unwrap();
+    /// tc.run(1).unwrap();
+    /// assert_eq!(out.batch(0), vec![("ham", 2)]);
+    /// ```
+    pub fn transform<U: Data, R: TransformOutput<U>>(
+        &self,
+        f: impl Fn(Batch<T>) -> R + Send + Sync + 'static,
+    ) -> DStream<U> {
+        self.transform_with_time(move |b, _| f(b))
+    }
+
+    /// `transform` whose function also receives the batch time.
+    pub fn transform_with_time<U: Data, R: TransformOutput<U>>(
+        &self,
+        f: impl Fn(Batch<T>, Time) -> R + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let f = Arc::new(f);
+        let ctx = self.context_or_detached();
+        ctx.transform(&[self.clone()], move |mut bs, t| {
+            let b = bs.pop().expect("transform has exactly one parent");
+            f(b, t)
+        })
+    }
+
+    /// Applies `f` to the batches of this stream and `other` of the same time
+    /// (`transformWith`).
+    pub fn transform_with<U: Data, V: Data, R: TransformOutput<V>>(
+        &self,
+        other: &DStream<U>,
+        f: impl Fn(Batch<T>, Batch<U>) -> R + Send + Sync + 'static,
+    ) -> DStream<V> {
+        self.transform_with_named("transformWith", other, move |a, b, t| f(a, b).into_batch(t))
+    }
+
+    /// `transform_with` whose function also receives the batch time.
+    pub fn transform_with_time2<U: Data, V: Data, R: TransformOutput<V>>(
+        &self,
+        other: &DStream<U>,
+        f: impl Fn(Batch<T>, Batch<U>, Time) -> R + Send + Sync + 'static,
+    ) -> DStream<V> {
+        self.transform_with_named("transformWith", other, move |a, b, t| {
+            f(a, b, t).into_batch(t)
+        })
+    }
+
+    pub(crate) fn transform_with_named<U: Data, V: Data>(
+        &self,
+        name: &str,
+        other: &DStream<U>,
+        f: impl Fn(Batch<T>, Batch<U>, Time) -> Result<Batch<V>> + Send + Sync + 'static,
+    ) -> DStream<V> {
+        let (a, b) = (self.clone(), other.clone());
+        let ctx = self.context_or_detached();
+        let parents = vec![self.any(), other.any()];
+        DStream::new_node(&ctx, name, parents, self.slide_duration(), move |t| {
+            let left = require(a.get_or_compute(t)?, t)?;
+            let right = require(b.get_or_compute(t)?, t)?;
+            f(left, right, t).map(Some)
+        })
+    }
+}
+
+impl StreamingContext {
+    /// The records of all `streams`, batch by batch (Spark's `StreamingContext.union`).
+    pub fn union<T: Data>(&self, streams: &[DStream<T>]) -> DStream<T> {
+        let parents = streams.iter().map(DStream::any).collect();
+        let slide = streams
+            .first()
+            .map(DStream::slide_duration)
+            .unwrap_or(self.batch_duration());
+        let streams = streams.to_vec();
+        DStream::new_node(self, "union", parents, slide, move |t| {
+            let mut batches = Vec::with_capacity(streams.len());
+            for s in &streams {
+                match s.get_or_compute(t)? {
+                    Some(b) => batches.push(b),
+                    None => return Err(GraphError::UnionParentMissing(t).into()),
+                }
+            }
+            Ok(Some(Batch::union_all(batches)))
+        })
+    }
+
+    /// Applies `f` to the batches of all `streams` of the same time (Spark's
+    /// `StreamingContext.transform`). The streams share a record type; for streams of different
+    /// types use [`DStream::transform_with`].
+    pub fn transform<T: Data, U: Data, R: TransformOutput<U>>(
+        &self,
+        streams: &[DStream<T>],
+        f: impl Fn(Vec<Batch<T>>, Time) -> R + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let parents = streams.iter().map(DStream::any).collect();
+        let slide = streams
+            .first()
+            .map(DStream::slide_duration)
+            .unwrap_or(self.batch_duration());
+        let streams = streams.to_vec();
+        DStream::new_node(self, "transform", parents, slide, move |t| {
+            let mut batches = Vec::with_capacity(streams.len());
+            for s in &streams {
+                batches.push(require(s.get_or_compute(t)?, t)?);
+            }
+            f(batches, t).into_batch(t).map(Some)
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! The micro-batch runtime of dstream: Spark Streaming's discretized streams in Rust.
+//!
+//! A [`StreamingContext`] cuts input into batches at a fixed interval; a [`DStream`] is the
+//! sequence of those batches, each a partitioned [`Batch`] (Spark's RDD); operations on a DStream
+//! apply per batch, and output operations run a job per batch. Semantics follow Spark
+//! Streaming's, checked against Spark's own test vectors (see `tests/conformance/`).
+//!
+//! The typed builder API here is complete on its own; the `stream!` DSL is sugar over it.
+
+#![warn(missing_docs)]
+
+mod batch;
+mod clock;
+mod context;
+mod dstream;
+mod error;
+mod logger;
+mod metrics;
+mod partitioner;
+mod show;
+mod signal;
+mod sink;
+mod source;
+pub mod testing;
+mod time;
+
+pub use batch::{Batch, CHUNK, Data, Key};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
+pub use dstream::{DStream, TransformOutput};
+pub use error::{BoxError, ContextError, Error, GraphError, OutputError, Result, SourceError};
+pub use metrics::{BatchInfo, StreamingListener};
+pub use partitioner::{HashPartitioner, Partitioner};
+pub use show::Show;
+pub use sink::OutputResult;
+pub use source::{FileStreamOptions, Queue, ReceiverHandle, Source, SourceContext};
+pub use time::{Duration, Hours, Milliseconds, Minutes, Seconds, Time};
+
+/// Everything a pipeline usually needs: `use stream_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Batch, DStream, Duration, Error, HashPartitioner, Hours, Milliseconds, Minutes, Queue,
+        Seconds, Show, StreamingContext, Time,
+    };
+}

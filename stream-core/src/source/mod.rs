@@ -1,0 +1,225 @@
+//! Inputs: where each batch's records come from.
+//!
+//! At every batch time the scheduler's generator asks each input to *capture* the records of
+//! that batch; the executor later computes the graph from what was captured. Built-in sources:
+//! [`Queue`] (Spark's `queueStream`), socket text, a directory of text files, a rate generator,
+//! an iterator, and push-style receivers with a bounded buffer for anything else. Implement
+//! [`Source`] for a pull-style source of your own.
+
+mod file;
+mod queue;
+mod rate;
+mod receiver;
+mod socket;
+
+pub use file::FileStreamOptions;
+pub use queue::Queue;
+pub use receiver::ReceiverHandle;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::batch::{Batch, Data};
+use crate::context::StreamingContext;
+use crate::dstream::DStream;
+use crate::error::Result;
+use crate::time::{Duration, Time};
+
+/// What a source learns from its context when the context starts.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceContext {
+    /// Partitions a batch should have (the context's parallelism).
+    pub parallelism: usize,
+    /// The batch interval.
+    pub batch_duration: Duration,
+    /// The time before the first batch: batch `i` (1-based) is at `zero_time + i * batch`.
+    pub zero_time: Time,
+}
+
+/// A pull-style input: asked once per batch for that batch's records.
+///
+/// ```
+/// use stream_core::prelude::*;
+/// use stream_core::{Source, SourceContext};
+///
+/// /// Counts up by one record per batch, for five batches.
+/// struct Ticks(u32);
+/// impl Source<u32> for Ticks {
+///     fn name(&self) -> String { "ticks".into() }
+///     fn capture(&mut self, _time: Time, _ctx: &SourceContext) -> Result<Option<Batch<u32>>, Error> {
+///         self.0 += 1;
+///         Ok(Some(Batch::from(vec![self.0])))
+///     }
+///     fn is_finished(&self) -> bool { self.0 >= 5 }
+/// }
+///
+/// let ssc = StreamingContext::new(Seconds(1)).unwrap();
+/// let total = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+/// let t = total.clone();
+/// ssc.input_stream(Ticks(0)).foreach_batch(move |b, _| {
+///     t.fetch_add(b.collect().iter().sum::<u32>(), std::sync::atomic::Ordering::Relaxed);
+/// }).unwrap();
+/// ssc.run_to_completion().unwrap();
+/// assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 1 + 2 + 3 + 4 + 5);
+/// ```
+pub trait Source<T>: Send + 'static {
+    /// A name for logs and errors.
+    fn name(&self) -> String;
+
+    /// Called once when the context starts (open connections, spawn threads).
+    fn start(&mut self, _ctx: &SourceContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// The records of the batch at `time`. `Ok(None)` means the source has no batch for this
+    /// time (Spark's `compute` returning `None`), which is not the same as an empty batch.
+    fn capture(&mut self, time: Time, ctx: &SourceContext) -> Result<Option<Batch<T>>>;
+
+    /// True when the source will never produce another record (finite inputs).
+    fn is_finished(&self) -> bool {
+        false
+    }
+
+    /// True when records are buffered that the next capture would return.
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    /// Stop taking in new records (graceful stop: what is buffered is still captured).
+    fn stop_receiving(&mut self) {}
+
+    /// Release everything; called once when the context stops.
+    fn stop(&mut self) {}
+}
+
+/// The scheduler's view of an input, whatever its record type.
+pub(crate) trait InputControl: Send + Sync {
+    fn start(&self, ctx: &SourceContext) -> Result<()>;
+    /// Captures the batch of `t`; returns how many records it holds, when known.
+    fn capture(&self, t: Time) -> usize;
+    fn is_finished(&self) -> bool;
+    fn has_pending(&self) -> bool;
+    fn stop_receiving(&self);
+    fn stop(&self);
+    fn clear_through(&self, t: Time);
+}
+
+type Captured<T> = BTreeMap<Time, Result<Option<Batch<T>>>>;
+
+struct InputNode<T> {
+    source: Mutex<Box<dyn Source<T>>>,
+    ctx: Mutex<Option<SourceContext>>,
+    captured: Mutex<Captured<T>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<T: Data> InputControl for InputNode<T> {
+    fn start(&self, ctx: &SourceContext) -> Result<()> {
+        *lock(&self.ctx) = Some(*ctx);
+        lock(&self.source).start(ctx)
+    }
+
+    fn capture(&self, t: Time) -> usize {
+        let Some(ctx) = *lock(&self.ctx) else {
+            return 0;
+        };
+        let mut source = lock(&self.source);
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.capture(t, &ctx)))
+                .unwrap_or_else(|p| {
+                    Err(crate::error::SourceError::Custom {
+                        name: source.name(),
+                        message: crate::error::panic_message(&*p),
+                    }
+                    .into())
+                });
+        let n = match &result {
+            Ok(Some(b)) => b.known_len().unwrap_or(0),
+            _ => 0,
+        };
+        if let Err(e) = &result {
+            log::warn!(
+                "input {} failed to capture the batch at {t}: {e}",
+                source.name()
+            );
+        }
+        lock(&self.captured).insert(t, result);
+        n
+    }
+
+    fn is_finished(&self) -> bool {
+        lock(&self.source).is_finished()
+    }
+
+    fn has_pending(&self) -> bool {
+        lock(&self.source).has_pending()
+    }
+
+    fn stop_receiving(&self) {
+        lock(&self.source).stop_receiving()
+    }
+
+    fn stop(&self) {
+        lock(&self.source).stop()
+    }
+
+    fn clear_through(&self, t: Time) {
+        lock(&self.captured).retain(|k, _| *k > t);
+    }
+}
+
+impl StreamingContext {
+    /// A DStream fed by a custom [`Source`].
+    pub fn input_stream<T: Data>(&self, source: impl Source<T>) -> DStream<T> {
+        let name = source.name();
+        let node = Arc::new(InputNode {
+            source: Mutex::new(Box::new(source) as Box<dyn Source<T>>),
+            ctx: Mutex::new(None),
+            captured: Mutex::new(BTreeMap::new()),
+        });
+        self.register_input(node.clone());
+        DStream::new_node(self, name, Vec::new(), self.batch_duration(), move |t| {
+            lock(&node.captured).remove(&t).unwrap_or(Ok(None))
+        })
+    }
+
+    /// A finite stream over `iter`: `records_per_batch` records per batch until it ends. For
+    /// batch jobs ([`run_to_completion`](Self::run_to_completion)) and tests.
+    pub fn iterator_stream<T: Data, I>(&self, iter: I, records_per_batch: usize) -> DStream<T>
+    where
+        I: Iterator<Item = T> + Send + 'static,
+    {
+        self.input_stream(IterSource {
+            iter: Box::new(iter),
+            per_batch: records_per_batch.max(1),
+            done: false,
+        })
+    }
+}
+
+struct IterSource<T> {
+    iter: Box<dyn Iterator<Item = T> + Send>,
+    per_batch: usize,
+    done: bool,
+}
+
+impl<T: Data> Source<T> for IterSource<T> {
+    fn name(&self) -> String {
+        "iteratorStream".into()
+    }
+
+    fn capture(&mut self, _: Time, ctx: &SourceContext) -> Result<Option<Batch<T>>> {
+        let chunk: Vec<T> = self.iter.by_ref().take(self.per_batch).collect();
+        if chunk.len() < self.per_batch {
+            self.done = true;
+        }
+        Ok(Some(Batch::from_vec(chunk, ctx.parallelism)))
+    }
+
+    fn is_finished(&self) -> bool {
+        self.done
+    }
+}
