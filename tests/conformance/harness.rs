@@ -1,0 +1,423 @@
+//! The conformance harness: runs Spark Streaming's test vectors through `dstream::testing`,
+//! as Spark's `TestSuiteBase` runs them (manual clock, first batch at 1000 ms, 2 input
+//! partitions unless the vector says otherwise), and compares as each vector's `comparison`
+//! says. The vectors' functions are written in a neutral notation (`x -> (x, 1)`); `function`
+//! maps each one that occurs to a Rust closure, and an unknown one fails the vector.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dstream::testing::{Collected, TestContext};
+use dstream::{Batch, DStream, HashPartitioner};
+use serde_json::Value as Json;
+
+/// A record of any vector: Spark's values as JSON encodes them (tuples and sequences as lists,
+/// `None` as null).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum V {
+    Null,
+    Int(i64),
+    Str(String),
+    List(Vec<V>),
+}
+
+impl V {
+    pub fn from_json(j: &Json) -> V {
+        match j {
+            Json::Null => V::Null,
+            Json::Number(n) => V::Int(n.as_i64().expect("vectors hold integers")),
+            Json::String(s) => V::Str(s.clone()),
+            Json::Array(a) => V::List(a.iter().map(V::from_json).collect()),
+            other => panic!("unexpected JSON value in a vector: {other}"),
+        }
+    }
+
+    fn int(&self) -> i64 {
+        match self {
+            V::Int(i) => *i,
+            other => panic!("expected an integer, got {other:?}"),
+        }
+    }
+
+    fn opt(o: Option<V>) -> V {
+        o.unwrap_or(V::Null)
+    }
+}
+
+impl std::fmt::Display for V {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            V::Null => write!(f, "null"),
+            V::Int(i) => write!(f, "{i}"),
+            V::Str(s) => write!(f, "{s}"),
+            V::List(l) => write!(f, "{l:?}"),
+        }
+    }
+}
+
+/// A stream of the vector's pipeline, typed as far as the vectors need: single values or pairs.
+#[derive(Clone)]
+pub enum S {
+    One(DStream<V>),
+    Pair(DStream<(V, V)>),
+}
+
+impl S {
+    pub fn one(&self) -> DStream<V> {
+        match self {
+            S::One(s) => s.clone(),
+            S::Pair(s) => s.map(|(k, v)| V::List(vec![k, v])),
+        }
+    }
+
+    pub fn pair(&self, op: &str) -> DStream<(V, V)> {
+        match self {
+            S::Pair(s) => s.clone(),
+            S::One(_) => panic!("{op} needs a stream of pairs"),
+        }
+    }
+}
+
+type F1 = Arc<dyn Fn(V) -> V + Send + Sync>;
+type F2 = Arc<dyn Fn(V, V) -> V + Send + Sync>;
+
+/// The closure of a one-argument function of the vectors' notation.
+pub fn f1(src: &str) -> F1 {
+    match src {
+        "x -> str(x)" => Arc::new(|x| V::Str(x.to_string())),
+        "x -> x + 4" => Arc::new(|x| V::Int(x.int() + 4)),
+        "x -> x + 8" => Arc::new(|x| V::Int(x.int() + 8)),
+        "v -> v + 10" => Arc::new(|x| V::Int(x.int() + 10)),
+        other => panic!("function not known to the harness: {other}"),
+    }
+}
+
+/// The closure of a two-argument function.
+pub fn f2(src: &str) -> F2 {
+    match src {
+        "(a, b) -> a + b" => Arc::new(|a, b| V::Int(a.int() + b.int())),
+        "(a, b) -> a - b" => Arc::new(|a, b| V::Int(a.int() - b.int())),
+        other => panic!("function not known to the harness: {other}"),
+    }
+}
+
+fn flat(src: &str) -> Arc<dyn Fn(V) -> Vec<V> + Send + Sync> {
+    match src {
+        "x -> [x, x*2]" => Arc::new(|x| vec![x.clone(), V::Int(x.int() * 2)]),
+        "v -> [v, v + 10]" => Arc::new(|x| vec![x.clone(), V::Int(x.int() + 10)]),
+        other => panic!("function not known to the harness: {other}"),
+    }
+}
+
+/// Where the streams of a vector come from.
+pub struct Inputs {
+    pub input: S,
+    pub input2: Option<S>,
+}
+
+/// Applies one step of a vector's pipeline.
+pub fn step(tc: &TestContext, inputs: &Inputs, s: S, op: &Json) -> S {
+    let name = op["op"].as_str().expect("op name");
+    let fn_src = op["fn"].as_str().unwrap_or("");
+    let n = tc.context().parallelism();
+    match name {
+        "map" => match fn_src {
+            "x -> (x, 1)" => S::Pair(s.one().map(|x| (x, V::Int(1)))),
+            "x -> (x, \"x\")" => S::Pair(s.one().map(|x| (x, V::Str("x".into())))),
+            _ => {
+                let f = f1(fn_src);
+                S::One(s.one().map(move |x| f(x)))
+            }
+        },
+        "flatMap" => {
+            let f = flat(fn_src);
+            S::One(s.one().flat_map(move |x| f(x)))
+        }
+        "filter" => {
+            assert_eq!(fn_src, "x -> x % 2 == 0");
+            S::One(s.one().filter(|x| x.int() % 2 == 0))
+        }
+        "glom" => S::One(s.one().glom().map(V::List)),
+        "mapPartitions" => {
+            assert_eq!(fn_src, "iter -> [sum(iter)]");
+            S::One(
+                s.one()
+                    .map_partitions(|it| [V::Int(it.map(|x| x.int()).sum())]),
+            )
+        }
+        "repartition" => S::One(
+            s.one()
+                .repartition(op["num_partitions"].as_u64().unwrap() as usize),
+        ),
+        "groupByKey" => S::Pair(s.pair(name).group_by_key().map_values(V::List)),
+        "reduceByKey" => {
+            let f = f2(fn_src);
+            S::Pair(s.pair(name).reduce_by_key(move |a, b| f(a, b)))
+        }
+        "reduce" => {
+            let f = f2(fn_src);
+            S::One(s.one().reduce(move |a, b| f(a, b)))
+        }
+        "count" => S::One(s.one().count().map(V::Int)),
+        "countByValue" => S::Pair(s.one().count_by_value().map_values(V::Int)),
+        "mapValues" => {
+            let f = f1(fn_src);
+            S::Pair(s.pair(name).map_values(move |v| f(v)))
+        }
+        "flatMapValues" => {
+            let f = flat(fn_src);
+            S::Pair(s.pair(name).flat_map_values(move |v| f(v)))
+        }
+        "union" => {
+            let other = other(tc, inputs, &op["other"]);
+            S::One(s.one().union(&other.one()))
+        }
+        "ssc_union" => {
+            let branches = branches(tc, inputs, s, op);
+            S::One(tc.context().union(&branches))
+        }
+        "ssc_transform" => {
+            assert_eq!(fn_src, "(rdds, time) -> union(rdds)");
+            let branches = branches(tc, inputs, s, op);
+            S::One(
+                tc.context()
+                    .transform(&branches, |bs, _| Batch::union_all(bs)),
+            )
+        }
+        "transform" => match fn_src {
+            "rdd -> rdd.map(x -> str(x))" => {
+                S::One(s.one().transform(|b| b.map(|x| V::Str(x.to_string()))))
+            }
+            "rdd -> null" => S::One(s.one().transform(|_| None::<Batch<V>>)),
+            other => panic!("transform function not known to the harness: {other}"),
+        },
+        "transformWith" => {
+            let other = other(tc, inputs, &op["other"]);
+            match fn_src {
+                "(rdd1, rdd2) -> rdd1.join(rdd2)" => {
+                    S::Pair(s.pair(name).transform_with(&other.pair(name), move |a, b| {
+                        a.join(b, HashPartitioner::new(n).unwrap())
+                            .map_values(|(v, w)| V::List(vec![v, w]))
+                    }))
+                }
+                "(rdd1, rdd2) -> rdd1.union(rdd2)" => {
+                    S::One(s.one().transform_with(&other.one(), |a, b| a.union(b)))
+                }
+                other => panic!("transformWith function not known to the harness: {other}"),
+            }
+        }
+        "cogroup" => {
+            let o = other(tc, inputs, &op["other"]).pair(name);
+            S::Pair(
+                s.pair(name)
+                    .cogroup(&o)
+                    .map_values(|(vs, ws)| V::List(vec![V::List(vs), V::List(ws)])),
+            )
+        }
+        "join" => {
+            let o = other(tc, inputs, &op["other"]).pair(name);
+            S::Pair(
+                s.pair(name)
+                    .join(&o)
+                    .map_values(|(v, w)| V::List(vec![v, w])),
+            )
+        }
+        "leftOuterJoin" => {
+            let o = other(tc, inputs, &op["other"]).pair(name);
+            S::Pair(
+                s.pair(name)
+                    .left_outer_join(&o)
+                    .map_values(|(v, w)| V::List(vec![v, V::opt(w)])),
+            )
+        }
+        "rightOuterJoin" => {
+            let o = other(tc, inputs, &op["other"]).pair(name);
+            S::Pair(
+                s.pair(name)
+                    .right_outer_join(&o)
+                    .map_values(|(v, w)| V::List(vec![V::opt(v), w])),
+            )
+        }
+        "fullOuterJoin" => {
+            let o = other(tc, inputs, &op["other"]).pair(name);
+            S::Pair(
+                s.pair(name)
+                    .full_outer_join(&o)
+                    .map_values(|(v, w)| V::List(vec![V::opt(v), V::opt(w)])),
+            )
+        }
+        other => panic!("operation not known to the harness: {other}"),
+    }
+}
+
+fn apply(tc: &TestContext, inputs: &Inputs, mut s: S, pipeline: &Json) -> S {
+    for op in pipeline.as_array().into_iter().flatten() {
+        s = step(tc, inputs, s, op);
+    }
+    s
+}
+
+fn other(tc: &TestContext, inputs: &Inputs, spec: &Json) -> S {
+    let src = match spec["source"].as_str() {
+        Some("input") => inputs.input.clone(),
+        Some("input2") => inputs.input2.clone().expect("vector has input2"),
+        other => panic!("unknown source {other:?}"),
+    };
+    apply(tc, inputs, src, &spec["pipeline"])
+}
+
+fn branches(tc: &TestContext, inputs: &Inputs, s: S, op: &Json) -> Vec<DStream<V>> {
+    op["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| apply(tc, inputs, s.clone(), p).one())
+        .collect()
+}
+
+fn batches(j: &Json) -> Vec<Option<Vec<V>>> {
+    j.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| b.as_array().map(|r| r.iter().map(V::from_json).collect()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Spark's messages name JVM remedies; ours name the Rust ones. This is the whole mapping.
+fn spark_message_in_rust(msg: &str) -> String {
+    msg.replace("must not return null.", "must not return null (None).")
+        .replace("SparkContext.emptyRDD()", "Batch::empty()")
+}
+
+fn multiset(v: &[V]) -> BTreeMap<V, usize> {
+    let mut m = BTreeMap::new();
+    for x in v {
+        *m.entry(x.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Runs one vector; returns a description of the first difference, if any.
+pub fn run_vector(v: &Json) -> Result<(), String> {
+    let test = v["test"].as_str().unwrap_or("?");
+    let tc = TestContext::new();
+    let parts = v["input_partitions"].as_u64().unwrap_or(2) as usize;
+    let input = S::One(tc.input_stream_with(batches(&v["input"]), parts));
+    let input2 = v
+        .get("input2")
+        .filter(|j| !j.is_null())
+        .map(|j| S::One(tc.input_stream_with(batches(j), parts)));
+    let inputs = Inputs {
+        input: input.clone(),
+        input2,
+    };
+    let out = apply(&tc, &inputs, input, &v["pipeline"]).one();
+    let collected: Collected<V> = tc.collect(&out).map_err(|e| e.to_string())?;
+    let expected: Vec<Vec<V>> = batches(&v["expected"])
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let num_batches = v["num_batches"]
+        .as_u64()
+        .map(|n| n as usize)
+        .unwrap_or(expected.len());
+    let report = tc
+        .run(num_batches)
+        .map_err(|e| format!("{test}: run failed: {e}"))?;
+    let got = collected.batches();
+
+    let expected = match v.get("expect_error").filter(|e| !e.is_null()) {
+        Some(err) => {
+            let at = err["at_batch"].as_u64().unwrap() as i64;
+            let want = spark_message_in_rust(err["message"].as_str().unwrap());
+            let Some((t, e)) = report.first_failure() else {
+                return Err(format!(
+                    "{test}: expected the error {want:?} at batch {at}, the run had none"
+                ));
+            };
+            if t.millis() != at * 1000 || e.to_string() != want {
+                return Err(format!(
+                    "{test}: expected {want:?} at {} ms, got {e} at {t}",
+                    at * 1000
+                ));
+            }
+            expected[..(at as usize - 1).min(expected.len())].to_vec()
+        }
+        None => {
+            if let Some((t, e)) = report.first_failure() {
+                return Err(format!("{test}: unexpected failure at {t}: {e}"));
+            }
+            expected
+        }
+    };
+
+    if let Some(props) = v.get("expected_properties").filter(|p| !p.is_null()) {
+        let want_parts = props["partitions_per_batch"].as_u64().unwrap() as usize;
+        for (i, p) in collected.partitions().iter().enumerate() {
+            if p.len() != want_parts {
+                return Err(format!(
+                    "{test}: batch {i} has {} partitions, expected {want_parts}",
+                    p.len()
+                ));
+            }
+        }
+    }
+    if got.len() != expected.len() {
+        return Err(format!(
+            "{test}: {} output batches, expected {}: {got:?}",
+            got.len(),
+            expected.len()
+        ));
+    }
+    let comparison = v["comparison"].as_str().unwrap_or("");
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        let same = match comparison {
+            "per_batch_ordered_list" => g == e,
+            "per_batch_set" => {
+                let as_set = |x: &[V]| x.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+                let exact = v["expected_is_exact_multiset"].as_bool().unwrap_or(false);
+                as_set(g) == as_set(e) && (!exact || multiset(g) == multiset(e))
+            }
+            other => {
+                return Err(format!(
+                    "{test}: comparison {other:?} not supported by this harness"
+                ));
+            }
+        };
+        if !same {
+            return Err(format!(
+                "{test}: batch {} differs ({comparison}):\n  got      {g:?}\n  expected {e:?}",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every vector of a file and fails listing each one that differs.
+pub fn run_file(path: &str, expected_count: usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let vectors: Vec<Json> =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"));
+    assert_eq!(
+        vectors.len(),
+        expected_count,
+        "{path}: unexpected number of vectors"
+    );
+    let failures: Vec<String> = vectors.iter().filter_map(|v| run_vector(v).err()).collect();
+    for v in &vectors {
+        println!("vector: {}", v["test"].as_str().unwrap_or("?"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed:\n{}",
+        failures.len(),
+        vectors.len(),
+        failures.join("\n")
+    );
+    println!("{}: all {} vectors pass", path, vectors.len());
+}
