@@ -1,0 +1,218 @@
+//! Popular hashtags, as in Spark Streaming's `TwitterPopularTags` example: tweets -> hashtags ->
+//! counts -> the top 10, printed every batch.
+//!
+//! Runs on an embedded generator of realistic tweets (about ten words each, a tenth of them
+//! hashtags drawn from 1,000 tags with a Zipf skew, and a new trending tag every 20 seconds), so
+//! no Twitter or Kafka is needed:
+//!
+//! ```text
+//! cargo run --release --example hashtags                 # until Ctrl-C (graceful stop)
+//! cargo run --release --example hashtags -- --seconds 10 --rate 50000
+//! ```
+
+use dstream::prelude::*;
+
+const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS]";
+
+struct Args {
+    seconds: Option<u64>,
+    rate: u64,
+    batch_ms: i64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        seconds: None,
+        rate: 2_000,
+        batch_ms: 1_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> Result<u64, String> {
+            let v = it.next().ok_or_else(|| format!("{name} needs a value"))?;
+            v.parse()
+                .map_err(|_| format!("{name} takes a whole number, not {v:?}"))
+        };
+        match flag.as_str() {
+            "--seconds" => args.seconds = Some(value("--seconds")?),
+            "--rate" => args.rate = value("--rate")?,
+            "--batch-ms" => args.batch_ms = value("--batch-ms")?.max(1) as i64,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+/// A fixed, well-mixed hash of a number: the generator is a pure function of the tweet index,
+/// so every run (and every test) sees the same tweets.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+const WORDS: &[&str] = &[
+    "the", "a", "is", "just", "new", "love", "today", "what", "this", "best", "time", "people",
+    "got", "going", "never", "game", "night", "day", "world", "music", "know", "life", "think",
+    "watch", "really", "great", "stream", "data", "live", "now", "tonight", "happy", "again",
+    "finally",
+];
+const TOPICS: &[&str] = &[
+    "rust",
+    "spark",
+    "kafka",
+    "music",
+    "nba",
+    "worldcup",
+    "ai",
+    "election",
+    "tbt",
+    "photography",
+    "travel",
+    "food",
+    "coffee",
+    "gaming",
+    "crypto",
+    "fitness",
+    "movies",
+    "news",
+    "weather",
+    "art",
+    "linux",
+    "opensource",
+    "startup",
+    "science",
+    "space",
+    "books",
+    "fashion",
+    "nature",
+    "dogs",
+    "cats",
+    "mondaymotivation",
+    "fridayfeeling",
+    "streaming",
+    "bigdata",
+    "cloud",
+    "devops",
+    "jazz",
+    "football",
+    "tennis",
+    "f1",
+];
+const NUM_TAGS: usize = 1000;
+const TRENDING_PERIOD_TWEETS: u64 = 20; // times the rate: a new trending tag every 20 s
+
+fn tag_name(k: usize) -> String {
+    let base = TOPICS[k % TOPICS.len()];
+    match k / TOPICS.len() {
+        0 => format!("#{base}"),
+        n => format!("#{base}{n}"),
+    }
+}
+
+/// The cumulative Zipf(1.1) distribution over the tags, for inverse-transform sampling.
+fn zipf_cdf() -> Vec<f64> {
+    let weights: Vec<f64> = (1..=NUM_TAGS).map(|k| 1.0 / (k as f64).powf(1.1)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            acc
+        })
+        .collect()
+}
+
+/// Tweet number `i` of a stream of `rate` tweets per second.
+fn tweet(i: u64, rate: u64, cdf: &[f64], tags: &[String]) -> String {
+    let words = 6 + (mix(i) % 9) as usize;
+    let trending =
+        tags[(mix(i / (rate * TRENDING_PERIOD_TWEETS).max(1) + 7) % 200 + 50) as usize].as_str();
+    let mut text = String::with_capacity(words * 8);
+    for w in 0..words {
+        let h = mix(i.wrapping_mul(31).wrapping_add(w as u64));
+        if w > 0 {
+            text.push(' ');
+        }
+        if h % 10 == 0 {
+            // A burst: a fifth of the tags in this period are the trending one.
+            if (h >> 8) % 5 == 0 {
+                text.push_str(trending);
+            } else {
+                let u = ((h >> 11) as f64) / ((1u64 << 53) as f64);
+                let k = cdf.partition_point(|c| *c < u).min(NUM_TAGS - 1);
+                text.push_str(&tags[k]);
+            }
+        } else {
+            text.push_str(WORDS[(h >> 16) as usize % WORDS.len()]);
+        }
+    }
+    text
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hashtags: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&args) {
+        eprintln!("hashtags: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), Error> {
+    let batch = Milliseconds(args.batch_ms);
+    let ssc = StreamingContext::new(batch)?;
+
+    let (cdf, tags) = (zipf_cdf(), (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>());
+    let rate = args.rate;
+    let tweets = ssc
+        .rate_stream(rate)
+        .map(move |i| tweet(i, rate, &cdf, &tags));
+
+    let hash_tags = tweets.flat_map(|status: String| {
+        status
+            .split(' ')
+            .filter(|w| w.starts_with('#'))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    });
+    let counts = hash_tags.map(|tag| (tag, 1i64)).reduce_by_key(|a, b| a + b);
+    let top_counts = counts
+        .map(|(tag, n)| (n, tag))
+        .transform(|rdd| rdd.sort_by_key(false, 1));
+
+    let period = match batch.millis() {
+        1000 => "1 second".to_string(),
+        ms if ms % 1000 == 0 => format!("{} seconds", ms / 1000),
+        ms => format!("{ms} ms"),
+    };
+    top_counts.foreach_batch(move |rdd, _time| {
+        let top_list = rdd.take(10);
+        println!("\nPopular topics in last {period} ({} total):", rdd.count());
+        for (count, tag) in top_list {
+            println!("{tag} ({count} tweets)");
+        }
+    })?;
+
+    ssc.start()?;
+    match args.seconds {
+        Some(s) => {
+            if !ssc.await_termination_or_timeout(Seconds(s as i64))? {
+                ssc.stop_gracefully();
+            }
+            ssc.await_termination()
+        }
+        None => ssc.await_termination(),
+    }
+}
