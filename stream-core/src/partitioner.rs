@@ -1,31 +1,23 @@
 //! How keys are spread over the partitions of a shuffle. Spark's `HashPartitioner` is the
 //! default; the hash is seeded with fixed keys so that placement is the same in every run (a
 //! recovered batch lands in the same partitions as the original).
+//!
+//! A shuffle hashes each key once: the same 64-bit hash picks the partition (from bits 32..56)
+//! and places the key in the reducer's hash table, whose bucket index uses the low bits and
+//! whose control byte the top seven, so keys that share a partition still spread evenly.
 
 use std::hash::Hash;
 
 /// The hasher of shuffles and hash maps inside dstream: fast, and fixed across runs.
 pub(crate) type FixedState = ahash::RandomState;
 
-/// Hash maps used by the shuffle, with a seed different from the partitioner's (a map inside one
-/// reducer would otherwise see keys whose low bits are all equal).
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, FixedState>;
-
-pub(crate) fn map_state() -> FixedState {
+/// The hash of every key in a shuffle, fixed across runs and processes.
+pub(crate) fn shuffle_state() -> FixedState {
     ahash::RandomState::with_seeds(
         0x243f_6a88_85a3_08d3,
         0x1319_8a2e_0370_7344,
         0xa409_3822_299f_31d0,
         0x082e_fa98_ec4e_6c89,
-    )
-}
-
-fn partition_state() -> FixedState {
-    ahash::RandomState::with_seeds(
-        0x4528_21e6_38d0_1377,
-        0xbe54_66cf_34e9_0c6c,
-        0xc0ac_29b7_c97c_50dd,
-        0x3f84_d5b5_b547_0917,
     )
 }
 
@@ -35,6 +27,13 @@ pub trait Partitioner<K: ?Sized>: Send + Sync + 'static {
     fn num_partitions(&self) -> usize;
     /// The partition of `key`, in `0..num_partitions()`.
     fn partition(&self, key: &K) -> usize;
+
+    /// The partition of `key` when the shuffle has already hashed it to `hash`; a partitioner
+    /// that hashes keys itself can use `hash` instead. Must agree with `partition`.
+    fn partition_hashed(&self, key: &K, hash: u64) -> usize {
+        let _ = hash;
+        self.partition(key)
+    }
 }
 
 /// Spark's default partitioner: a key goes to `hash(key) mod n`.
@@ -62,7 +61,7 @@ impl HashPartitioner {
         }
         Ok(HashPartitioner {
             n,
-            state: partition_state(),
+            state: shuffle_state(),
         })
     }
 
@@ -70,7 +69,7 @@ impl HashPartitioner {
     pub(crate) fn at_least_one(n: usize) -> Self {
         HashPartitioner {
             n: n.max(1),
-            state: partition_state(),
+            state: shuffle_state(),
         }
     }
 }
@@ -88,9 +87,12 @@ impl<K: Hash + ?Sized> Partitioner<K> for HashPartitioner {
 
     #[inline]
     fn partition(&self, key: &K) -> usize {
-        if self.n == 1 {
-            return 0;
-        }
-        (self.state.hash_one(key) % self.n as u64) as usize
+        self.partition_hashed(key, self.state.hash_one(key))
+    }
+
+    #[inline]
+    fn partition_hashed(&self, _key: &K, hash: u64) -> usize {
+        // Bits 32..56, scaled to 0..n without a division.
+        (((hash >> 32) & 0xff_ffff) * self.n as u64 >> 24) as usize
     }
 }

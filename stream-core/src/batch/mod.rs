@@ -15,6 +15,7 @@
 //! instead of cloned; a clone anywhere (a cache, a user's copy) makes reads copy instead.
 
 mod pair;
+mod shuffle;
 
 use std::fmt;
 use std::marker::PhantomData;

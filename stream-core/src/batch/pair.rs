@@ -1,64 +1,10 @@
-//! Pair operations on batches of `(K, V)`: the shuffle (combine_by_key and everything built on
-//! it: reduce_by_key, group_by_key, count_by_value, distinct) and the co-group family (cogroup,
-//! join and the outer joins).
-//!
-//! A shuffle runs in two parallel phases. Map side: each input partition streams through its
-//! fused narrow chain straight into one hash map per output partition, combining values of equal
-//! keys as they arrive. Reduce side: each output partition merges the maps addressed to it, in
-//! input-partition order (so grouped values keep the order Spark gives them).
+//! Pair operations on batches of `(K, V)`: the shuffle-based ones (combine_by_key and what is
+//! built on it: reduce_by_key, group_by_key, count_by_value, distinct) and the co-group family
+//! (cogroup, join and the outer joins). The shuffle itself is in `shuffle`.
 
-use std::collections::hash_map::Entry;
-
-use rayon::prelude::*;
-
+use super::shuffle::{map_side, map_side_keyed, reduce_side};
 use super::{Batch, Data, Key};
-use crate::partitioner::{FastMap, HashPartitioner, Partitioner, map_state};
-
-fn new_maps<K, C>(n: usize) -> Vec<FastMap<K, C>> {
-    (0..n).map(|_| FastMap::with_hasher(map_state())).collect()
-}
-
-/// Merges the per-map-task outputs addressed to each reducer, then lays them out as partitions.
-fn reduce_side<K: Key, C: Data>(
-    map_outputs: Vec<Vec<FastMap<K, Option<C>>>>,
-    n_out: usize,
-    merge: &(impl Fn(C, C) -> C + Sync),
-) -> Vec<Vec<(K, C)>> {
-    let mut by_reducer: Vec<Vec<FastMap<K, Option<C>>>> = (0..n_out).map(|_| Vec::new()).collect();
-    for maps in map_outputs {
-        for (r, m) in maps.into_iter().enumerate() {
-            by_reducer[r].push(m);
-        }
-    }
-    by_reducer
-        .into_par_iter()
-        .map(|maps| {
-            let mut it = maps.into_iter();
-            let mut acc = it
-                .next()
-                .unwrap_or_else(|| FastMap::with_hasher(map_state()));
-            for m in it {
-                for (k, c) in m {
-                    match acc.entry(k) {
-                        Entry::Occupied(mut e) => {
-                            let slot = e.get_mut();
-                            *slot = match (slot.take(), c) {
-                                (Some(a), Some(b)) => Some(merge(a, b)),
-                                (a, b) => a.or(b),
-                            };
-                        }
-                        Entry::Vacant(e) => {
-                            e.insert(c);
-                        }
-                    }
-                }
-            }
-            acc.into_iter()
-                .filter_map(|(k, c)| c.map(|c| (k, c)))
-                .collect()
-        })
-        .collect()
-}
+use crate::partitioner::{HashPartitioner, Partitioner};
 
 impl<K: Key, V: Data> Batch<(K, V)> {
     /// Spark's `combineByKey`: per key, `create` turns the first value into a combiner,
@@ -86,29 +32,10 @@ impl<K: Key, V: Data> Batch<(K, V)> {
         partitioner: P,
     ) -> Batch<(K, C)> {
         let n_out = partitioner.num_partitions().max(1);
-        let take = self.is_exclusive();
-        let map_outputs = self.par_fold(
-            take,
-            |_| new_maps::<K, Option<C>>(n_out),
-            |maps, chunk| {
-                for (k, v) in chunk.drain(..) {
-                    let r = partitioner.partition(&k);
-                    match maps[r].entry(k) {
-                        Entry::Occupied(mut e) => {
-                            let slot = e.get_mut();
-                            *slot = Some(match slot.take() {
-                                Some(c) => merge_value(c, v),
-                                None => create(v),
-                            });
-                        }
-                        Entry::Vacant(e) => {
-                            e.insert(Some(create(v)));
-                        }
-                    }
-                }
-            },
-        );
-        Batch::from_partitions(reduce_side(map_outputs, n_out, &merge_combiners))
+        let outputs = map_side(self, &partitioner, &|t, hash, k, v| {
+            t.upsert(hash, k, v, &create, &merge_value)
+        });
+        reduce_side(outputs, n_out, &merge_combiners)
     }
 
     /// Merges the values of each key with the associative function `f`, into `num_partitions`
@@ -185,45 +112,40 @@ impl<K: Key, V: Data> Batch<(K, V)> {
         partitioner: P,
     ) -> Batch<(K, (Vec<V>, Vec<W>))> {
         let n_out = partitioner.num_partitions().max(1);
-        type Groups<V, W> = Option<(Vec<V>, Vec<W>)>;
-        let add = |maps: &mut Vec<FastMap<K, Groups<V, W>>>, k: K, side: Result<V, W>| {
-            let r = partitioner.partition(&k);
-            let slot = maps[r]
-                .entry(k)
-                .or_insert_with(|| Some((Vec::new(), Vec::new())));
-            if let Some((vs, ws)) = slot {
-                match side {
-                    Ok(v) => vs.push(v),
-                    Err(w) => ws.push(w),
-                }
-            }
-        };
-        let take_left = self.is_exclusive();
-        let mut map_outputs = self.par_fold(
-            take_left,
-            |_| new_maps(n_out),
-            |maps, chunk| {
-                for (k, v) in chunk.drain(..) {
-                    add(maps, k, Ok(v));
-                }
-            },
-        );
-        let take_right = other.is_exclusive();
-        map_outputs.extend(other.par_fold(
-            take_right,
-            |_| new_maps(n_out),
-            |maps, chunk| {
-                for (k, w) in chunk.drain(..) {
-                    add(maps, k, Err(w));
-                }
-            },
-        ));
-        let parts = reduce_side(map_outputs, n_out, &|(mut v1, mut w1), (mut v2, mut w2)| {
-            v1.append(&mut v2);
-            w1.append(&mut w2);
-            (v1, w1)
+        let both = |vs: Vec<V>, ws: Vec<W>| (vs, ws);
+        let mut outputs = map_side(self, &partitioner, &|t, hash, k, v| {
+            t.upsert(
+                hash,
+                k,
+                v,
+                |v| both(vec![v], Vec::new()),
+                |(mut vs, ws), v| {
+                    vs.push(v);
+                    (vs, ws)
+                },
+            )
         });
-        Batch::from_partitions(parts)
+        outputs.extend(map_side(other, &partitioner, &|t, hash, k, w| {
+            t.upsert(
+                hash,
+                k,
+                w,
+                |w| both(Vec::new(), vec![w]),
+                |(vs, mut ws), w| {
+                    ws.push(w);
+                    (vs, ws)
+                },
+            )
+        }));
+        reduce_side(
+            outputs,
+            n_out,
+            &|(mut v1, mut w1): (Vec<V>, Vec<W>), (mut v2, mut w2)| {
+                v1.append(&mut v2);
+                w1.append(&mut w2);
+                (v1, w1)
+            },
+        )
     }
 
     /// Inner join: every pair of values of keys present on both sides.
@@ -322,15 +244,21 @@ impl<K: Key, V: Data> Batch<(K, V)> {
 impl<T: Key> Batch<T> {
     /// How many times each distinct record occurs (Spark's `countByValue` as a batch of pairs).
     pub fn count_by_value(self, num_partitions: usize) -> Batch<(T, i64)> {
-        self.map(|x| (x, 1i64))
-            .reduce_by_key(|a, b| a + b, num_partitions)
+        // Counted straight into the shuffle's tables: no (x, 1) pairs are made.
+        let p = HashPartitioner::at_least_one(num_partitions);
+        let outputs = map_side_keyed(self, &p, &|x| (x, ()), &|t, hash, k, ()| {
+            t.upsert(hash, k, (), |()| 1i64, |n, ()| n + 1)
+        });
+        reduce_side(outputs, Partitioner::<T>::num_partitions(&p), &|a, b| a + b)
     }
 
     /// Each distinct record once.
     pub fn distinct(self, num_partitions: usize) -> Batch<T> {
-        self.map(|x| (x, ()))
-            .reduce_by_key(|a, _| a, num_partitions)
-            .keys()
+        let p = HashPartitioner::at_least_one(num_partitions);
+        let outputs = map_side_keyed(self, &p, &|x| (x, ()), &|t, hash, k, ()| {
+            t.upsert(hash, k, (), |()| (), |(), ()| ())
+        });
+        reduce_side(outputs, Partitioner::<T>::num_partitions(&p), &|(), ()| ()).keys()
     }
 }
 
