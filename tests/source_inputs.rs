@@ -362,3 +362,22 @@ fn save_as_text_files_writes_one_directory_per_batch_as_spark_names_them() {
     assert_eq!(read("counts-3000.txt"), vec!["(c,1)"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_failing_receiver_keeps_what_it_pushed_and_the_pipeline_goes_on() {
+    let tc = TestContext::new();
+    let s = tc.context().receiver_stream("flaky", 100, |h| {
+        h.push(1);
+        h.push(2);
+        panic!("device unplugged");
+    });
+    let out = tc.collect(&s).unwrap();
+    // Give the receiver thread time to push and fail before the batch is captured.
+    let started = std::thread::spawn(|| std::thread::sleep(StdDuration::from_millis(200)));
+    tc.context().start().unwrap();
+    started.join().unwrap();
+    tc.clock().advance(Seconds(2));
+    assert!(tc.context().await_batches(2, Seconds(10)));
+    tc.context().stop();
+    assert_eq!(out.batches(), vec![vec![1, 2], vec![]]);
+}

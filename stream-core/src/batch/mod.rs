@@ -180,6 +180,49 @@ impl<U: Data, T: Data, F: Fn(U, &mut Vec<T>) + Send + Sync + 'static> Partitions
     }
 }
 
+/// A fused filter: drops records from the incoming chunk in place and hands the same chunk on,
+/// so surviving records are not copied.
+struct Filtered<T, F> {
+    parent: Batch<T>,
+    f: F,
+}
+
+struct FilterSink<'a, T, F> {
+    f: &'a F,
+    down: &'a mut dyn Sink<T>,
+}
+
+impl<T, F: Fn(&T) -> bool> Sink<T> for FilterSink<'_, T, F> {
+    #[inline]
+    fn push(&mut self, chunk: &mut Vec<T>) {
+        chunk.retain(|x| (self.f)(x));
+        if !chunk.is_empty() {
+            self.down.push(chunk);
+        }
+    }
+}
+
+impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> Partitions<T> for Filtered<T, F> {
+    fn num_partitions(&self) -> usize {
+        self.parent.inner.num_partitions()
+    }
+
+    fn push_partition(&self, p: usize, take: bool, sink: &mut dyn Sink<T>) {
+        self.parent.inner.push_partition(
+            p,
+            take,
+            &mut FilterSink {
+                f: &self.f,
+                down: sink,
+            },
+        );
+    }
+
+    fn exclusive(&self) -> bool {
+        self.parent.is_exclusive()
+    }
+}
+
 /// An operator that needs a whole partition at once (map_partitions, glom).
 struct WholePartition<U, T, F> {
     parent: Batch<U>,
@@ -347,11 +390,9 @@ impl<T: Data> Batch<T> {
 
     /// Keeps the records for which `f` is true.
     pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Batch<T> {
-        self.narrow(move |x, out| {
-            if f(&x) {
-                out.push(x)
-            }
-        })
+        Batch {
+            inner: Arc::new(Filtered { parent: self, f }),
+        }
     }
 
     /// Applies `f` to each partition as a whole.

@@ -114,9 +114,19 @@ impl<T: Data> Source<T> for ReceiverSource<T> {
         let handle = ReceiverHandle {
             shared: self.shared.clone(),
         };
+        let name = self.name.clone();
         std::thread::Builder::new()
             .name(format!("dstream-receiver-{}", self.name))
-            .spawn(move || f(handle))
+            .spawn(move || {
+                // What the receiver pushed before failing stays buffered and is processed.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(handle)));
+                if let Err(p) = run {
+                    log::error!(
+                        "receiver {name} stopped: {}; the records it pushed before are kept",
+                        crate::error::panic_message(&*p)
+                    );
+                }
+            })
             .map(|_| ())
             .map_err(|e| Error::invalid(format!("cannot start receiver {}: {e}", self.name)))
     }
