@@ -410,19 +410,6 @@ impl StreamingContext {
         }
     }
 
-    /// A stopped context standing in for one that was dropped, so that operations on its
-    /// streams fail where they can report it.
-    pub(crate) fn dropped_stand_in(id: usize) -> Self {
-        let ctx = Self::builder(Duration::from_millis(1))
-            .default_logger(false)
-            .stop_gracefully_on_signal(false)
-            .build()
-            .unwrap_or_else(|_| unreachable!("a 1 ms context is valid"));
-        lock(&ctx.inner.run).state = Some(StreamingContextState::Stopped);
-        let _ = id;
-        ctx
-    }
-
     /// The batch interval.
     pub fn batch_duration(&self) -> Duration {
         self.inner.batch

@@ -73,6 +73,9 @@ pub enum ContextError {
     /// An invalid argument, with Spark's wording where Spark has one.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Waiting for the context (batches, termination) took longer than allowed.
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// `await_termination` was called on a context that was never started.
     #[error("StreamingContext has not been started yet; call start() first")]
     NotStarted,

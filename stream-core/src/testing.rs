@@ -131,6 +131,10 @@ impl TestContext {
     }
 
     /// A test context with the given batch interval and parallelism.
+    ///
+    /// # Panics
+    ///
+    /// If the batch interval is not positive or the parallelism is zero: a test's own mistake.
     pub fn with(batch: Duration, parallelism: usize) -> Self {
         let clock = ManualClock::new();
         let ssc = StreamingContext::builder(batch)
@@ -196,8 +200,8 @@ impl TestContext {
         let done = self.ssc.await_batches(num_batches as u64, Seconds(20));
         self.ssc.stop();
         if !done {
-            return Err(ContextError::InvalidArgument(format!(
-                "timed out after 20 s waiting for {num_batches} batches; {} completed",
+            return Err(ContextError::TimedOut(format!(
+                "waited 20 s for {num_batches} batches; {} completed",
                 self.ssc.completed_batches()
             ))
             .into());

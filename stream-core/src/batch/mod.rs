@@ -7,7 +7,10 @@
 //! at most [`CHUNK`] records, which it hands on when full; dynamic dispatch happens once per chunk
 //! and operator, never per record, and no operator builds a collection of the whole partition.
 //!
-//! Partitions of one batch run in parallel (rayon). Shuffles (the pair operations in
+//! Work is parallel below the partition: a partition in memory is held as segments of at most
+//! [`SEGMENT`] records, and actions and shuffles run one task per segment of every partition on
+//! rayon's pool, so a core that stalls has its work stolen instead of holding up the batch.
+//! Partitions keep their meaning (key placement, `map_partitions`, `glom`). Shuffles (the pair operations in
 //! [`pair`](self)) partition by key hash and combine on the map side.
 //!
 //! Transformations consume `self` (a `Batch` is an `Arc`, cloning is cheap). When the engine owns
@@ -34,6 +37,10 @@ impl<T: Data + std::hash::Hash + Eq> Key for T {}
 /// The largest number of records an operator buffers before handing them on.
 pub const CHUNK: usize = 1024;
 
+/// The largest number of records of one parallel task: partitions in memory are held as
+/// segments of at most this size, and each segment of each partition is a task of its own.
+pub const SEGMENT: usize = 1 << 16;
+
 /// Receives the records of one partition, a chunk at a time. `push` consumes the chunk's records
 /// (the caller clears whatever is left).
 pub(crate) trait Sink<T> {
@@ -49,12 +56,22 @@ impl<T, F: FnMut(&mut Vec<T>)> Sink<T> for FnSink<F> {
     }
 }
 
-/// A node of a batch: a partitioned source of records.
+/// A node of a batch: a partitioned source of records. A partition is a sequence of segments,
+/// the unit of parallel work.
 pub(crate) trait Partitions<T>: Send + Sync {
     fn num_partitions(&self) -> usize;
-    /// Streams partition `p` into `sink`. With `take`, materialized records are moved out; the
-    /// caller passes `take` only when [`Batch::is_exclusive`] held for the whole chain.
-    fn push_partition(&self, p: usize, take: bool, sink: &mut dyn Sink<T>);
+    /// How many segments partition `p` has; its records are those of its segments, in order.
+    fn num_segments(&self, p: usize) -> usize;
+    /// Streams segment `s` of partition `p` into `sink`. With `take`, materialized records are
+    /// moved out; the caller passes `take` only when [`Batch::is_exclusive`] held for the whole
+    /// chain.
+    fn push_segment(&self, p: usize, s: usize, take: bool, sink: &mut dyn Sink<T>);
+    /// Streams all of partition `p` into `sink`.
+    fn push_partition(&self, p: usize, take: bool, sink: &mut dyn Sink<T>) {
+        for s in 0..self.num_segments(p) {
+            self.push_segment(p, s, take, sink);
+        }
+    }
     /// True when everything below this node is reachable only through it.
     fn exclusive(&self) -> bool;
     /// Records already in memory, when this node is materialized.
@@ -92,10 +109,27 @@ impl<T> fmt::Debug for Batch<T> {
     }
 }
 
-/// Partitions held in memory.
+/// Partitions held in memory, each as a list of segments (at least one, maybe empty).
 pub(crate) struct Materialized<T> {
-    parts: Vec<RwLock<Vec<T>>>,
+    parts: Vec<Vec<RwLock<Vec<T>>>>,
     len: usize,
+}
+
+/// Splits `v` into segments of at most `SEGMENT` records, moving each record once (and not at
+/// all when it fits in one).
+fn segment<T>(v: Vec<T>) -> Vec<RwLock<Vec<T>>> {
+    if v.len() <= SEGMENT {
+        return vec![RwLock::new(v)];
+    }
+    let mut segments = Vec::with_capacity(v.len().div_ceil(SEGMENT));
+    let mut it = v.into_iter();
+    loop {
+        let seg: Vec<T> = it.by_ref().take(SEGMENT).collect();
+        if seg.is_empty() {
+            return segments;
+        }
+        segments.push(RwLock::new(seg));
+    }
 }
 
 impl<T: Data> Partitions<T> for Materialized<T> {
@@ -103,18 +137,22 @@ impl<T: Data> Partitions<T> for Materialized<T> {
         self.parts.len()
     }
 
-    fn push_partition(&self, p: usize, take: bool, sink: &mut dyn Sink<T>) {
+    fn num_segments(&self, p: usize) -> usize {
+        self.parts[p].len()
+    }
+
+    fn push_segment(&self, p: usize, s: usize, take: bool, sink: &mut dyn Sink<T>) {
+        let seg = &self.parts[p][s];
         if take {
-            let mut v =
-                std::mem::take(&mut *self.parts[p].write().unwrap_or_else(|e| e.into_inner()));
+            let mut v = std::mem::take(&mut *seg.write().unwrap_or_else(|e| e.into_inner()));
             if !v.is_empty() {
                 sink.push(&mut v);
             }
             return;
         }
-        let part = self.parts[p].read().unwrap_or_else(|e| e.into_inner());
-        let mut buf = Vec::with_capacity(part.len().min(CHUNK));
-        for c in part.chunks(CHUNK) {
+        let records = seg.read().unwrap_or_else(|e| e.into_inner());
+        let mut buf = Vec::with_capacity(records.len().min(CHUNK));
+        for c in records.chunks(CHUNK) {
             buf.extend_from_slice(c);
             sink.push(&mut buf);
             buf.clear();
@@ -163,15 +201,19 @@ impl<U: Data, T: Data, F: Fn(U, &mut Vec<T>) + Send + Sync + 'static> Partitions
         self.parent.inner.num_partitions()
     }
 
-    fn push_partition(&self, p: usize, take: bool, sink: &mut dyn Sink<T>) {
-        let mut s = NarrowSink {
+    fn num_segments(&self, p: usize) -> usize {
+        self.parent.inner.num_segments(p)
+    }
+
+    fn push_segment(&self, p: usize, s: usize, take: bool, sink: &mut dyn Sink<T>) {
+        let mut ns = NarrowSink {
             f: &self.f,
             buf: Vec::with_capacity(CHUNK),
             down: sink,
         };
-        self.parent.inner.push_partition(p, take, &mut s);
-        if !s.buf.is_empty() {
-            s.down.push(&mut s.buf);
+        self.parent.inner.push_segment(p, s, take, &mut ns);
+        if !ns.buf.is_empty() {
+            ns.down.push(&mut ns.buf);
         }
     }
 
@@ -207,15 +249,16 @@ impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> Partitions<T> for Filte
         self.parent.inner.num_partitions()
     }
 
-    fn push_partition(&self, p: usize, take: bool, sink: &mut dyn Sink<T>) {
-        self.parent.inner.push_partition(
-            p,
-            take,
-            &mut FilterSink {
-                f: &self.f,
-                down: sink,
-            },
-        );
+    fn num_segments(&self, p: usize) -> usize {
+        self.parent.inner.num_segments(p)
+    }
+
+    fn push_segment(&self, p: usize, s: usize, take: bool, sink: &mut dyn Sink<T>) {
+        let mut fs = FilterSink {
+            f: &self.f,
+            down: sink,
+        };
+        self.parent.inner.push_segment(p, s, take, &mut fs);
     }
 
     fn exclusive(&self) -> bool {
@@ -223,7 +266,7 @@ impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> Partitions<T> for Filte
     }
 }
 
-/// An operator that needs a whole partition at once (map_partitions, glom).
+/// An operator that needs a whole partition at once (map_partitions, glom): one segment.
 struct WholePartition<U, T, F> {
     parent: Batch<U>,
     f: F,
@@ -237,7 +280,11 @@ impl<U: Data, T: Data, F: Fn(usize, Vec<U>) -> Vec<T> + Send + Sync + 'static> P
         self.parent.inner.num_partitions()
     }
 
-    fn push_partition(&self, p: usize, take: bool, sink: &mut dyn Sink<T>) {
+    fn num_segments(&self, _: usize) -> usize {
+        1
+    }
+
+    fn push_segment(&self, p: usize, _: usize, take: bool, sink: &mut dyn Sink<T>) {
         let mut input = Vec::new();
         self.parent
             .inner
@@ -258,18 +305,32 @@ struct Union<T> {
     parents: Vec<Batch<T>>,
 }
 
+impl<T: Data> Union<T> {
+    /// The batch holding union partition `p`, and its index there.
+    fn locate(&self, mut p: usize) -> Option<(&Batch<T>, usize)> {
+        for b in &self.parents {
+            let n = b.inner.num_partitions();
+            if p < n {
+                return Some((b, p));
+            }
+            p -= n;
+        }
+        None
+    }
+}
+
 impl<T: Data> Partitions<T> for Union<T> {
     fn num_partitions(&self) -> usize {
         self.parents.iter().map(|b| b.inner.num_partitions()).sum()
     }
 
-    fn push_partition(&self, mut p: usize, take: bool, sink: &mut dyn Sink<T>) {
-        for b in &self.parents {
-            let n = b.inner.num_partitions();
-            if p < n {
-                return b.inner.push_partition(p, take, sink);
-            }
-            p -= n;
+    fn num_segments(&self, p: usize) -> usize {
+        self.locate(p).map_or(0, |(b, q)| b.inner.num_segments(q))
+    }
+
+    fn push_segment(&self, p: usize, s: usize, take: bool, sink: &mut dyn Sink<T>) {
+        if let Some((b, q)) = self.locate(p) {
+            b.inner.push_segment(q, s, take, sink);
         }
     }
 
@@ -284,7 +345,7 @@ impl<T: Data> Batch<T> {
         let len = parts.iter().map(Vec::len).sum();
         Batch {
             inner: Arc::new(Materialized {
-                parts: parts.into_iter().map(RwLock::new).collect(),
+                parts: parts.into_iter().map(segment).collect(),
                 len,
             }),
         }
@@ -312,28 +373,41 @@ impl<T: Data> Batch<T> {
         Arc::strong_count(&self.inner) == 1 && self.inner.exclusive()
     }
 
-    /// Runs every partition in parallel: `init(p)` makes an accumulator, `step` folds chunks into
-    /// it. Returns the accumulators in partition order.
-    pub(crate) fn par_fold<A, I, S>(&self, take: bool, init: I, step: S) -> Vec<A>
+    /// Runs every segment of every partition as a parallel task: `init(p)` makes a task's
+    /// accumulator, `step` folds chunks into it. Returns `(partition, accumulator)` per segment,
+    /// in partition then segment order (empty partitions yield no task).
+    pub(crate) fn par_fold<A, I, S>(&self, take: bool, init: I, step: S) -> Vec<(usize, A)>
     where
         A: Send,
         I: Fn(usize) -> A + Sync + Send,
         S: Fn(&mut A, &mut Vec<T>) + Sync + Send,
     {
-        let run = |p: usize| {
+        let tasks: Vec<(usize, usize)> = (0..self.num_partitions())
+            .flat_map(|p| (0..self.inner.num_segments(p)).map(move |s| (p, s)))
+            .collect();
+        let run = |&(p, s): &(usize, usize)| {
             let mut acc = init(p);
             {
                 let mut sink = FnSink(|c: &mut Vec<T>| step(&mut acc, c));
-                self.inner.push_partition(p, take, &mut sink);
+                self.inner.push_segment(p, s, take, &mut sink);
             }
-            acc
+            (p, acc)
         };
-        let n = self.num_partitions();
-        if n <= 1 {
-            (0..n).map(run).collect()
+        if tasks.len() <= 1 {
+            tasks.iter().map(run).collect()
         } else {
-            (0..n).into_par_iter().map(run).collect()
+            tasks.par_iter().map(run).collect()
         }
+    }
+
+    /// The records of every partition, computed in parallel; segments of a partition stay
+    /// separate (they become the segments of a materialized batch).
+    fn segments(&self, take: bool) -> Vec<Vec<Vec<T>>> {
+        let mut parts: Vec<Vec<Vec<T>>> = (0..self.num_partitions()).map(|_| Vec::new()).collect();
+        for (p, seg) in self.par_fold(take, |_| Vec::new(), |acc, c| acc.append(c)) {
+            parts[p].push(seg);
+        }
+        parts
     }
 
     /// Materializes the batch: every partition computed once and kept in memory.
@@ -342,7 +416,18 @@ impl<T: Data> Batch<T> {
             return self;
         }
         let take = self.is_exclusive();
-        Batch::from_partitions(self.par_fold(take, |_| Vec::new(), |acc, c| acc.append(c)))
+        let parts = self.segments(take);
+        let len = parts.iter().flatten().map(Vec::len).sum();
+        let parts = parts
+            .into_iter()
+            .map(|segs| match segs.is_empty() {
+                true => vec![RwLock::new(Vec::new())],
+                false => segs.into_iter().map(RwLock::new).collect(),
+            })
+            .collect();
+        Batch {
+            inner: Arc::new(Materialized { parts, len }),
+        }
     }
 
     /// Records held in memory, when the batch is materialized (used for input-size metrics).
@@ -457,7 +542,7 @@ impl<T: Data> Batch<T> {
             },
         );
         let mut parts: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
-        for (_, _, outs) in outputs {
+        for (_, (_, _, outs)) in outputs {
             for (r, mut v) in outs.into_iter().enumerate() {
                 parts[r].append(&mut v);
             }
@@ -491,17 +576,20 @@ impl<T: Data> Batch<T> {
     /// All records, moved out when no one else holds this batch.
     pub fn into_vec(self) -> Vec<T> {
         let take = self.is_exclusive();
-        let parts = self.par_fold(take, |_| Vec::new(), |acc, c| acc.append(c));
-        let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        for mut p in parts {
-            all.append(&mut p);
+        let segments = self.par_fold(take, |_| Vec::new(), |acc, c| acc.append(c));
+        let mut all = Vec::with_capacity(segments.iter().map(|(_, s)| s.len()).sum());
+        for (_, mut s) in segments {
+            all.append(&mut s);
         }
         all
     }
 
     /// The records of each partition (Spark's `glom().collect()`).
     pub fn partitions(&self) -> Vec<Vec<T>> {
-        self.par_fold(false, |_| Vec::new(), |acc, c| acc.append(c))
+        self.segments(false)
+            .into_iter()
+            .map(|segs| segs.into_iter().flatten().collect())
+            .collect()
     }
 
     /// The number of records.
@@ -518,6 +606,7 @@ impl<T: Data> Batch<T> {
             },
         )
         .into_iter()
+        .map(|(_, n)| n)
         .sum()
     }
 
@@ -565,10 +654,10 @@ impl<T: Data> Batch<T> {
                 }
             },
         );
-        partials.into_iter().flatten().reduce(&f)
+        partials.into_iter().filter_map(|(_, r)| r).reduce(&f)
     }
 
-    /// Calls `f` on every record, partitions in parallel.
+    /// Calls `f` on every record, in parallel.
     pub fn foreach(&self, f: impl Fn(T) + Send + Sync) {
         self.par_fold(
             false,
@@ -657,6 +746,34 @@ mod tests {
         let mapped = lone.map(|x| x * 10);
         assert!(mapped.is_exclusive());
         assert_eq!(mapped.into_vec(), vec![10, 20, 30]);
+    }
+
+    #[test]
+    fn partitions_larger_than_a_segment_keep_order_and_meaning() {
+        let n = 3 * SEGMENT + 123;
+        let data: Vec<u64> = (0..n as u64).collect();
+        let model: Vec<u64> = data.iter().map(|x| x * 2).filter(|x| x % 3 != 0).collect();
+        for shared in [false, true] {
+            let src = Batch::from_vec(data.clone(), 2);
+            assert_eq!(src.inner.num_segments(0), 2);
+            assert_eq!(src.inner.num_segments(1), 2);
+            let keep = shared.then(|| src.clone());
+            let chain = src.map(|x| x * 2).filter(|x| x % 3 != 0);
+            assert_eq!(chain.count(), model.len());
+            let m = chain.clone().materialize();
+            assert_eq!(m.collect(), model);
+            assert_eq!(chain.into_vec(), model, "shared = {shared}");
+            if let Some(k) = keep {
+                assert_eq!(k.count(), n);
+            }
+        }
+        // Whole-partition operators still see each partition whole, in order.
+        let lens = Batch::from_vec(data.clone(), 2)
+            .map_partitions(|it| [it.count()])
+            .collect();
+        assert_eq!(lens, vec![n / 2, n - n / 2]);
+        let sums = Batch::from_vec(data, 2).reduce(|a, b| a + b);
+        assert_eq!(sums, Some((n as u64 - 1) * n as u64 / 2));
     }
 
     #[test]

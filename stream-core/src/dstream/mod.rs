@@ -102,10 +102,29 @@ impl<T> std::fmt::Debug for DStream<T> {
     }
 }
 
+/// The context a node belongs to: a weak link (a graph never keeps its context alive) and the
+/// context's id (to refuse mixing streams of different contexts even after one is dropped).
+#[derive(Clone)]
+pub(crate) struct Owner {
+    pub(crate) ctx: Weak<ContextInner>,
+    pub(crate) id: usize,
+}
+
+impl StreamingContext {
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            ctx: Arc::downgrade(&self.inner),
+            id: self.inner.id,
+        }
+    }
+}
+
 impl<T: Data> DStream<T> {
-    /// A new node of `ctx` (an input when `parents` is empty).
+    /// A new node of `owner`'s context (an input when `parents` is empty). A node made after
+    /// its context started, stopped or was dropped is detached: registering an output on it
+    /// fails with the reason.
     pub(crate) fn new_node(
-        ctx: &StreamingContext,
+        owner: &Owner,
         name: impl Into<String>,
         parents: Vec<Arc<dyn AnyNode>>,
         slide: Duration,
@@ -118,12 +137,15 @@ impl<T: Data> DStream<T> {
             node: Arc::new(NodeCell {
                 base: NodeBase {
                     name: name.into(),
-                    ctx: Arc::downgrade(&ctx.inner),
-                    ctx_id: ctx.inner.id,
+                    ctx: owner.ctx.clone(),
+                    ctx_id: owner.id,
                     parents,
                     consumers: AtomicUsize::new(0),
                     slide,
-                    detached: ctx.inner.check_can_add().err(),
+                    detached: match owner.ctx.upgrade() {
+                        Some(ctx) => ctx.check_can_add().err(),
+                        None => Some(ContextError::ContextDropped),
+                    },
                 },
                 compute: Box::new(compute),
                 cache: Mutex::new(BTreeMap::new()),
@@ -183,9 +205,8 @@ impl<T: Data> DStream<T> {
         op: impl Fn(Batch<T>, Time) -> Result<Batch<U>> + Send + Sync + 'static,
     ) -> DStream<U> {
         let parent = self.clone();
-        let ctx = self.context_or_detached();
         DStream::new_node(
-            &ctx,
+            &self.owner(),
             name,
             vec![self.any()],
             self.slide_duration(),
@@ -196,11 +217,11 @@ impl<T: Data> DStream<T> {
         )
     }
 
-    /// The stream's context, or a stand-in already stopped when the context was dropped (so
-    /// that building goes on and the error surfaces when an output is registered).
-    pub(crate) fn context_or_detached(&self) -> StreamingContext {
-        self.context()
-            .unwrap_or_else(|_| StreamingContext::dropped_stand_in(self.node.base.ctx_id))
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            ctx: self.node.base.ctx.clone(),
+            id: self.node.base.ctx_id,
+        }
     }
 
     /// Visits this node and all its ancestors.

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use super::DStream;
+use super::{DStream, Owner};
 use crate::batch::{Batch, Data};
 use crate::context::StreamingContext;
 use crate::error::{Error, GraphError, Result};
-use crate::time::Time;
+use crate::time::{Duration, Time};
 
 /// What a transform function may return: a batch, `Option<Batch>` (where `None` is Spark's
 /// `null`, an error), or `Result<Batch, E>` (an `Err` fails the batch with its message).
@@ -42,8 +42,11 @@ impl<T: Data> DStream<T> {
     /// The records of both streams, batch by batch (`union`): this stream's partitions, then
     /// `other`'s.
     pub fn union(&self, other: &DStream<T>) -> DStream<T> {
-        let ctx = self.context_or_detached();
-        ctx.union(&[self.clone(), other.clone()])
+        union_of(
+            &self.owner(),
+            &[self.clone(), other.clone()],
+            self.slide_duration(),
+        )
     }
 
     /// Applies `f` to every batch (Spark's `transform`): any [`Batch`] operation, joins against
@@ -76,11 +79,15 @@ impl<T: Data> DStream<T> {
         f: impl Fn(Batch<T>, Time) -> R + Send + Sync + 'static,
     ) -> DStream<U> {
         let f = Arc::new(f);
-        let ctx = self.context_or_detached();
-        ctx.transform(&[self.clone()], move |mut bs, t| {
-            let b = bs.pop().expect("transform has exactly one parent");
-            f(b, t)
-        })
+        transform_of(
+            &self.owner(),
+            &[self.clone()],
+            self.slide_duration(),
+            move |mut bs, t| {
+                let b = bs.pop().expect("transform has exactly one parent");
+                f(b, t)
+            },
+        )
     }
 
     /// Applies `f` to the batches of this stream and `other` of the same time
@@ -111,35 +118,62 @@ impl<T: Data> DStream<T> {
         f: impl Fn(Batch<T>, Batch<U>, Time) -> Result<Batch<V>> + Send + Sync + 'static,
     ) -> DStream<V> {
         let (a, b) = (self.clone(), other.clone());
-        let ctx = self.context_or_detached();
         let parents = vec![self.any(), other.any()];
-        DStream::new_node(&ctx, name, parents, self.slide_duration(), move |t| {
-            let left = require(a.get_or_compute(t)?, t)?;
-            let right = require(b.get_or_compute(t)?, t)?;
-            f(left, right, t).map(Some)
-        })
+        DStream::new_node(
+            &self.owner(),
+            name,
+            parents,
+            self.slide_duration(),
+            move |t| {
+                let left = require(a.get_or_compute(t)?, t)?;
+                let right = require(b.get_or_compute(t)?, t)?;
+                f(left, right, t).map(Some)
+            },
+        )
     }
+}
+
+/// A union node of `streams` (at least one), owned by `owner`.
+fn union_of<T: Data>(owner: &Owner, streams: &[DStream<T>], slide: Duration) -> DStream<T> {
+    let parents = streams.iter().map(DStream::any).collect();
+    let streams = streams.to_vec();
+    DStream::new_node(owner, "union", parents, slide, move |t| {
+        let mut batches = Vec::with_capacity(streams.len());
+        for s in &streams {
+            match s.get_or_compute(t)? {
+                Some(b) => batches.push(b),
+                None => return Err(GraphError::UnionParentMissing(t).into()),
+            }
+        }
+        Ok(Some(Batch::union_all(batches)))
+    })
+}
+
+/// A transform node over `streams`, owned by `owner`.
+fn transform_of<T: Data, U: Data, R: TransformOutput<U>>(
+    owner: &Owner,
+    streams: &[DStream<T>],
+    slide: Duration,
+    f: impl Fn(Vec<Batch<T>>, Time) -> R + Send + Sync + 'static,
+) -> DStream<U> {
+    let parents = streams.iter().map(DStream::any).collect();
+    let streams = streams.to_vec();
+    DStream::new_node(owner, "transform", parents, slide, move |t| {
+        let mut batches = Vec::with_capacity(streams.len());
+        for s in &streams {
+            batches.push(require(s.get_or_compute(t)?, t)?);
+        }
+        f(batches, t).into_batch(t).map(Some)
+    })
 }
 
 impl StreamingContext {
     /// The records of all `streams`, batch by batch (Spark's `StreamingContext.union`).
     pub fn union<T: Data>(&self, streams: &[DStream<T>]) -> DStream<T> {
-        let parents = streams.iter().map(DStream::any).collect();
         let slide = streams
             .first()
-            .map(DStream::slide_duration)
-            .unwrap_or(self.batch_duration());
-        let streams = streams.to_vec();
-        DStream::new_node(self, "union", parents, slide, move |t| {
-            let mut batches = Vec::with_capacity(streams.len());
-            for s in &streams {
-                match s.get_or_compute(t)? {
-                    Some(b) => batches.push(b),
-                    None => return Err(GraphError::UnionParentMissing(t).into()),
-                }
-            }
-            Ok(Some(Batch::union_all(batches)))
-        })
+            .map_or(self.batch_duration(), DStream::slide_duration);
+        union_of(&self.owner(), streams, slide)
     }
 
     /// Applies `f` to the batches of all `streams` of the same time (Spark's
@@ -150,18 +184,9 @@ impl StreamingContext {
         streams: &[DStream<T>],
         f: impl Fn(Vec<Batch<T>>, Time) -> R + Send + Sync + 'static,
     ) -> DStream<U> {
-        let parents = streams.iter().map(DStream::any).collect();
         let slide = streams
             .first()
-            .map(DStream::slide_duration)
-            .unwrap_or(self.batch_duration());
-        let streams = streams.to_vec();
-        DStream::new_node(self, "transform", parents, slide, move |t| {
-            let mut batches = Vec::with_capacity(streams.len());
-            for s in &streams {
-                batches.push(require(s.get_or_compute(t)?, t)?);
-            }
-            f(batches, t).into_batch(t).map(Some)
-        })
+            .map_or(self.batch_duration(), DStream::slide_duration);
+        transform_of(&self.owner(), streams, slide, f)
     }
 }

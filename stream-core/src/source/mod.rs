@@ -181,9 +181,13 @@ impl StreamingContext {
             captured: Mutex::new(BTreeMap::new()),
         });
         self.register_input(node.clone());
-        DStream::new_node(self, name, Vec::new(), self.batch_duration(), move |t| {
-            lock(&node.captured).remove(&t).unwrap_or(Ok(None))
-        })
+        DStream::new_node(
+            &self.owner(),
+            name,
+            Vec::new(),
+            self.batch_duration(),
+            move |t| lock(&node.captured).remove(&t).unwrap_or(Ok(None)),
+        )
     }
 
     /// A finite stream over `iter`: `records_per_batch` records per batch until it ends. For
