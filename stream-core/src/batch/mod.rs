@@ -400,6 +400,31 @@ impl<T: Data> Batch<T> {
         }
     }
 
+    /// Like `par_fold`, but an accumulator may take in several consecutive segments (rayon's
+    /// `fold` keeps one per contiguous run of tasks on a thread), so there are about as many
+    /// accumulators as threads while stalled work is still stolen. The accumulators come in
+    /// task order. For folds whose accumulators merge (the shuffle's map side).
+    pub(crate) fn par_fold_runs<A, I, S>(&self, take: bool, init: I, step: S) -> Vec<A>
+    where
+        A: Send,
+        I: Fn() -> A + Sync + Send,
+        S: Fn(&mut A, &mut Vec<T>) + Sync + Send,
+    {
+        let tasks: Vec<(usize, usize)> = (0..self.num_partitions())
+            .flat_map(|p| (0..self.inner.num_segments(p)).map(move |s| (p, s)))
+            .collect();
+        tasks
+            .par_iter()
+            .fold(&init, |mut acc, &(p, s)| {
+                {
+                    let mut sink = FnSink(|c: &mut Vec<T>| step(&mut acc, c));
+                    self.inner.push_segment(p, s, take, &mut sink);
+                }
+                acc
+            })
+            .collect()
+    }
+
     /// The records of every partition, computed in parallel; segments of a partition stay
     /// separate (they become the segments of a materialized batch).
     fn segments(&self, take: bool) -> Vec<Vec<Vec<T>>> {

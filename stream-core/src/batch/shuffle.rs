@@ -110,24 +110,20 @@ where
     let n_out = partitioner.num_partitions().max(1);
     let state: FixedState = shuffle_state();
     let take = input.is_exclusive();
-    input
-        .par_fold(
-            take,
-            |_| MapOutput {
-                tables: (0..n_out).map(|_| Table::new()).collect(),
-            },
-            |out, chunk| {
-                for r in chunk.drain(..) {
-                    let (k, v) = split(r);
-                    let hash = state.hash_one(&k);
-                    let r = partitioner.partition_hashed(&k, hash);
-                    add(&mut out.tables[r], hash, k, v);
-                }
-            },
-        )
-        .into_iter()
-        .map(|(_, out)| out)
-        .collect()
+    input.par_fold_runs(
+        take,
+        || MapOutput {
+            tables: (0..n_out).map(|_| Table::new()).collect(),
+        },
+        |out, chunk| {
+            for r in chunk.drain(..) {
+                let (k, v) = split(r);
+                let hash = state.hash_one(&k);
+                let r = partitioner.partition_hashed(&k, hash);
+                add(&mut out.tables[r], hash, k, v);
+            }
+        },
+    )
 }
 
 /// Merges the map outputs addressed to each reducer, in map-task order, into partitions.
