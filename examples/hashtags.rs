@@ -140,9 +140,9 @@ fn tweet(i: u64, rate: u64, cdf: &[f64], tags: &[String]) -> String {
         if w > 0 {
             text.push(' ');
         }
-        if h % 10 == 0 {
+        if h.is_multiple_of(10) {
             // A burst: a fifth of the tags in this period are the trending one.
-            if (h >> 8) % 5 == 0 {
+            if (h >> 8).is_multiple_of(5) {
                 text.push_str(trending);
             } else {
                 let u = ((h >> 11) as f64) / ((1u64 << 53) as f64);

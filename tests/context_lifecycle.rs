@@ -27,7 +27,12 @@ fn start_without_outputs_is_refused_with_sparks_message() {
         err.to_string(),
         "No output operations registered, so nothing to execute"
     );
-    assert_eq!(ssc.state(), StreamingContextState::Initialized);
+    // As Spark: a context that failed to start is marked stopped.
+    assert_eq!(ssc.state(), StreamingContextState::Stopped);
+    assert_eq!(
+        ssc.start().unwrap_err().to_string(),
+        "StreamingContext has already been stopped"
+    );
 }
 
 #[test]
@@ -167,7 +172,8 @@ fn await_termination_or_timeout_reports_whether_stopped() {
     ssc.queue_stream(&Queue::<i32>::new(), true)
         .foreach_batch(|_, _| ())
         .unwrap();
-    assert!(ssc.await_termination().is_err(), "not started yet");
+    // Before start it waits, as Spark's does (for a start and a stop from elsewhere).
+    assert!(!ssc.await_termination_or_timeout(Milliseconds(50)).unwrap());
     ssc.start().unwrap();
     assert!(!ssc.await_termination_or_timeout(Milliseconds(50)).unwrap());
     let stopper = ssc.clone();
@@ -201,7 +207,8 @@ fn graceful_stop_processes_every_generated_batch() {
     }
     ssc.stop_gracefully();
     assert_eq!(*seen.lock().unwrap(), (0..20).collect::<Vec<_>>());
-    assert_eq!(ssc.completed_batches(), 20);
+    // The 20 batches, and the one a graceful stop generates for what arrived since (empty here).
+    assert_eq!(ssc.completed_batches(), 21);
 }
 
 #[test]
@@ -272,4 +279,96 @@ fn listeners_see_every_batch_with_its_input_size() {
             .all(|i| i.failure.is_none() && i.processing_time.is_some())
     );
     assert_eq!(tc.context().recent_batches().len(), 3);
+}
+
+#[test]
+fn graceful_stop_processes_what_arrived_since_the_last_batch() {
+    let (ssc, clock) = manual(Seconds(1));
+    let q = Queue::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    ssc.queue_stream(&q, false)
+        .foreach_batch(move |b, _| sink.lock().unwrap().extend(b.collect()))
+        .unwrap();
+    ssc.start().unwrap();
+    clock.advance(Seconds(1));
+    assert!(ssc.await_batches(1, Seconds(10)));
+    q.push(vec![7, 8]); // arrives mid-interval, before the next batch is due
+    ssc.stop_gracefully();
+    assert_eq!(*seen.lock().unwrap(), vec![7, 8]);
+}
+
+#[test]
+fn run_to_completion_needs_a_fresh_context() {
+    let (ssc, _) = manual(Seconds(1));
+    ssc.queue_stream(&Queue::<i32>::new(), true)
+        .foreach_batch(|_, _| ())
+        .unwrap();
+    ssc.start().unwrap();
+    let err = ssc.run_to_completion().unwrap_err();
+    assert!(err.to_string().contains("already running"), "{err}");
+    ssc.stop();
+    assert!(ssc.run_to_completion().is_err());
+}
+
+#[test]
+fn a_panicking_listener_does_not_stop_the_scheduler() {
+    struct Boom;
+    impl StreamingListener for Boom {
+        fn on_batch_started(&self, _: &BatchInfo) {
+            panic!("listener bug");
+        }
+        fn on_batch_completed(&self, _: &BatchInfo) {
+            panic!("listener bug");
+        }
+    }
+    let ssc = StreamingContext::builder(Seconds(1))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    ssc.add_streaming_listener(Arc::new(Boom));
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    let lines = ssc.iterator_stream(0..10, 3);
+    lines
+        .foreach_batch(move |b, _| sink.lock().unwrap().extend(b.collect()))
+        .unwrap();
+    ssc.run_to_completion().unwrap();
+    assert_eq!(*out.lock().unwrap(), (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn stop_from_code_running_on_the_worker_pool_does_not_deadlock() {
+    let (ssc, clock) = manual(Seconds(1));
+    let q = Queue::new();
+    q.push((0..1000).collect::<Vec<i32>>());
+    let handle = ssc.clone();
+    ssc.queue_stream(&q, true)
+        .foreach_batch(move |b, _| {
+            b.foreach(|x| {
+                if x == 999 {
+                    handle.stop()
+                }
+            })
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    clock.advance(Seconds(1));
+    assert!(ssc.await_termination_or_timeout(Seconds(10)).unwrap());
+}
+
+#[test]
+fn deeply_shared_graphs_are_walked_once_per_node() {
+    let tc = TestContext::new();
+    let mut s = tc.input_stream(vec![vec![1]]);
+    // 40 levels of two children joined again: 2^40 paths to the input, 81 nodes, and the data
+    // stays one record (the left side is kept).
+    for _ in 0..40 {
+        s = s.transform_with(&s.map(|x| x), |a, _b| a);
+    }
+    let started = std::time::Instant::now();
+    let out = tc.collect(&s.count()).unwrap();
+    tc.run(1).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(out.batches(), vec![vec![1i64]]);
 }

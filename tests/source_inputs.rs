@@ -12,7 +12,10 @@ use dstream::prelude::*;
 use dstream::testing::TestContext;
 use dstream::{FileStreamOptions, ManualClock};
 
-fn records<T: dstream::Data>(s: &DStream<T>) -> Arc<Mutex<Vec<(i64, Vec<T>)>>> {
+/// Every batch's time in ms and records, as an output saw them.
+type Seen<T> = Arc<Mutex<Vec<(i64, Vec<T>)>>>;
+
+fn records<T: dstream::Data>(s: &DStream<T>) -> Seen<T> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     s.foreach_batch(move |b, t| {
@@ -380,4 +383,20 @@ fn a_failing_receiver_keeps_what_it_pushed_and_the_pipeline_goes_on() {
     assert!(tc.context().await_batches(2, Seconds(10)));
     tc.context().stop();
     assert_eq!(out.batches(), vec![vec![1, 2], vec![]]);
+}
+
+#[test]
+fn a_finite_input_that_cannot_be_read_fails_and_the_job_still_ends() {
+    let ssc = StreamingContext::builder(Seconds(1))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let missing = std::env::temp_dir().join(format!("dstream-no-such-dir-{}", std::process::id()));
+    ssc.text_files(&missing).foreach_batch(|_, _| ()).unwrap();
+    let err = ssc.run_to_completion().unwrap_err();
+    assert!(
+        err.to_string().contains("cannot read") && err.to_string().contains("dstream-no-such-dir"),
+        "{err}"
+    );
+    assert_eq!(ssc.state(), dstream::StreamingContextState::Stopped);
 }

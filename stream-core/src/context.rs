@@ -146,7 +146,6 @@ impl StreamingContextBuilder {
                 progress_cv: Condvar::new(),
                 stopping: AtomicBool::new(false),
                 stop_now: AtomicBool::new(false),
-                fast: AtomicBool::new(false),
             }),
         })
     }
@@ -189,7 +188,6 @@ pub(crate) struct ContextInner {
     progress_cv: Condvar,
     stopping: AtomicBool,
     stop_now: AtomicBool,
-    fast: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -249,19 +247,18 @@ impl ContextInner {
         lock(&self.listeners).clone()
     }
 
-    fn generator_loop(self: Arc<Self>, tx: JobSender, first: Time) {
+    fn generator_loop(self: Arc<Self>, tx: JobSender, first: Time, fast: bool) {
         let inputs = lock(&self.graph).inputs.clone();
         let mut t = first;
         loop {
-            let fast = self.fast.load(Ordering::Relaxed);
             if !fast {
                 self.clock
                     .wait_until(t, &|| self.stopping.load(Ordering::SeqCst));
             }
             if self.stopping.load(Ordering::SeqCst) {
-                // A graceful stop still processes what the receivers had buffered.
-                let graceful = !self.stop_now.load(Ordering::SeqCst);
-                if graceful && inputs.iter().any(|i| i.has_pending()) {
+                // A graceful stop generates the batch due next at once, so that what the inputs
+                // took in since the last batch (received records, new files) is processed too.
+                if !self.stop_now.load(Ordering::SeqCst) {
                     self.submit(&tx, &inputs, t);
                 }
                 break;
@@ -289,9 +286,7 @@ impl ContextInner {
             processing_time: None,
             failure: None,
         };
-        for l in self.listeners() {
-            l.on_batch_submitted(&info);
-        }
+        self.notify(|l| l.on_batch_submitted(&info));
         tx.send(JobMsg::Batch {
             time: t,
             records,
@@ -300,6 +295,15 @@ impl ContextInner {
     }
 
     fn executor_loop(self: Arc<Self>, rx: mpsc::Receiver<JobMsg>) {
+        /// Marks the executor done however it ends, so `run_to_completion` never waits forever.
+        struct Done<'a>(&'a ContextInner);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                lock(&self.0.progress).executor_done = true;
+                self.0.progress_cv.notify_all();
+            }
+        }
+        let _done = Done(&self);
         for msg in rx {
             match msg {
                 JobMsg::End => break,
@@ -311,8 +315,15 @@ impl ContextInner {
                 } => self.run_batch(time, records, submitted),
             }
         }
-        lock(&self.progress).executor_done = true;
-        self.progress_cv.notify_all();
+    }
+
+    /// Calls every listener; a panicking listener is logged and does not stop the scheduler.
+    fn notify(&self, f: impl Fn(&dyn StreamingListener)) {
+        for l in self.listeners() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(l.as_ref()))) {
+                log::error!("a StreamingListener panicked: {}", panic_message(&*p));
+            }
+        }
     }
 
     fn run_batch(&self, time: Time, records: u64, submitted: Time) {
@@ -320,7 +331,6 @@ impl ContextInner {
             let g = lock(&self.graph);
             (g.inputs.clone(), g.outputs.clone())
         };
-        let listeners = self.listeners();
         let mut info = BatchInfo {
             batch_time: time,
             num_records: records,
@@ -330,9 +340,7 @@ impl ContextInner {
             processing_time: None,
             failure: None,
         };
-        for l in &listeners {
-            l.on_batch_started(&info);
-        }
+        self.notify(|l| l.on_batch_started(&info));
         let started = std::time::Instant::now();
         let guarded = |f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
             catch_unwind(AssertUnwindSafe(f))
@@ -378,6 +386,9 @@ impl ContextInner {
             p.completed += 1;
             for e in errors {
                 p.first_error.get_or_insert_with(|| e.clone());
+                if p.failures.len() == RECENT_BATCHES {
+                    p.failures.remove(0);
+                }
                 p.failures.push((time, e));
             }
             if p.recent.len() == RECENT_BATCHES {
@@ -386,9 +397,7 @@ impl ContextInner {
             p.recent.push_back(info.clone());
         }
         self.progress_cv.notify_all();
-        for l in &listeners {
-            l.on_batch_completed(&info);
-        }
+        self.notify(|l| l.on_batch_completed(&info));
     }
 }
 
@@ -467,7 +476,13 @@ impl StreamingContext {
         stream: &DStream<T>,
         op: Arc<dyn OutputOp>,
     ) -> Result<()> {
-        self.inner.check_can_add()?;
+        // Checked and added under the run lock, so that no output slips in while starting.
+        let run = lock(&self.inner.run);
+        match run.state.unwrap_or(StreamingContextState::Initialized) {
+            StreamingContextState::Initialized => {}
+            StreamingContextState::Active => return Err(ContextError::AddAfterStart.into()),
+            StreamingContextState::Stopped => return Err(ContextError::AddAfterStop.into()),
+        }
         let mut problem = None;
         stream.visit_ancestry(&mut |base| {
             if problem.is_none() {
@@ -486,14 +501,24 @@ impl StreamingContext {
         }
         stream.add_consumer();
         lock(&self.inner.graph).outputs.push(op);
+        drop(run);
         Ok(())
     }
 
     /// Starts the pipeline: inputs start receiving and the first batch is due at the next
     /// multiple of the batch interval. Fails without outputs, and on a stopped context.
     pub fn start(&self) -> Result<()> {
+        self.start_mode(false)
+    }
+
+    fn start_mode(&self, fast: bool) -> Result<()> {
         let mut run = lock(&self.inner.run);
         match run.state.unwrap_or(StreamingContextState::Initialized) {
+            StreamingContextState::Active if fast => {
+                return Err(Error::invalid(
+                    "run_to_completion() runs a context from its start; this one is already running",
+                ));
+            }
             StreamingContextState::Active => {
                 log::warn!("StreamingContext has already been started");
                 return Ok(());
@@ -501,6 +526,29 @@ impl StreamingContext {
             StreamingContextState::Stopped => return Err(ContextError::AlreadyStopped.into()),
             StreamingContextState::Initialized => {}
         }
+        match self.launch(&mut run, fast) {
+            Ok(first) => {
+                run.state = Some(StreamingContextState::Active);
+                if self.inner.stop_on_signal {
+                    crate::signal::watch(&self.inner);
+                }
+                drop(run);
+                log::info!("StreamingContext started, first batch at {first}");
+                Ok(())
+            }
+            Err(e) => {
+                // As Spark: a context that failed to start is marked stopped.
+                log::error!("Error starting the context, marking it as stopped: {e}");
+                run.state = Some(StreamingContextState::Stopped);
+                drop(run);
+                self.mark_stopped();
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the inputs and the scheduler threads; on failure stops what it started.
+    fn launch(&self, run: &mut RunState, fast: bool) -> Result<Time> {
         let inputs = {
             let g = lock(&self.inner.graph);
             if g.outputs.is_empty() {
@@ -519,14 +567,11 @@ impl StreamingContext {
         };
         for (i, input) in inputs.iter().enumerate() {
             if let Err(e) = input.start(&source_ctx) {
-                for started in &inputs[..i] {
-                    started.stop();
-                }
+                inputs[..i].iter().for_each(|started| started.stop());
                 return Err(e);
             }
         }
         self.inner.zero.store(zero.millis(), Ordering::Release);
-        let fast = self.inner.fast.load(Ordering::Relaxed);
         let (tx, rx) = if fast {
             let (tx, rx) = mpsc::sync_channel(2);
             (JobSender::Bounded(tx), rx)
@@ -540,25 +585,29 @@ impl StreamingContext {
                 .spawn(f)
                 .map_err(|e| Error::invalid(format!("cannot start the {name} thread: {e}")))
         };
-        let gen_inner = self.inner.clone();
-        let exec_inner = self.inner.clone();
-        let executor = spawn(
+        let (gen_inner, exec_inner) = (self.inner.clone(), self.inner.clone());
+        // If the generator cannot start, dropping `tx` ends the executor.
+        let threads = spawn(
             "dstream-executor",
             Box::new(move || exec_inner.executor_loop(rx)),
-        )?;
-        let generator = spawn(
-            "dstream-generator",
-            Box::new(move || gen_inner.generator_loop(tx, first)),
-        )?;
+        )
+        .and_then(|executor| {
+            let generator = spawn(
+                "dstream-generator",
+                Box::new(move || gen_inner.generator_loop(tx, first, fast)),
+            )?;
+            Ok((executor, generator))
+        });
+        let (executor, generator) = match threads {
+            Ok(t) => t,
+            Err(e) => {
+                inputs.iter().for_each(|i| i.stop());
+                return Err(e);
+            }
+        };
         run.thread_ids = vec![executor.thread().id(), generator.thread().id()];
         run.threads = vec![generator, executor];
-        run.state = Some(StreamingContextState::Active);
-        drop(run);
-        if self.inner.stop_on_signal {
-            crate::signal::watch(&self.inner);
-        }
-        log::info!("StreamingContext started, first batch at {first}");
-        Ok(())
+        Ok(first)
     }
 
     /// Stops at once: the batch being processed finishes, queued batches are dropped.
@@ -585,9 +634,11 @@ impl StreamingContext {
                 }
                 StreamingContextState::Active => {}
             }
-            if run.thread_ids.contains(&std::thread::current().id()) {
-                // Called from a batch (e.g. a foreach_batch function): stop from another thread
-                // so that the scheduler can finish the current batch.
+            let in_batch = run.thread_ids.contains(&std::thread::current().id())
+                || rayon::current_thread_index().is_some();
+            if in_batch {
+                // Called from a batch (a foreach_batch function, or code it runs on the worker
+                // pool): stop from another thread so that the scheduler can finish the batch.
                 let ctx = self.clone();
                 drop(run);
                 std::thread::spawn(move || ctx.stop_inner(graceful));
@@ -644,16 +695,12 @@ impl StreamingContext {
     }
 
     fn await_termination_inner(&self, timeout: Option<Duration>, raise: bool) -> Result<bool> {
-        if self.state() == StreamingContextState::Initialized {
-            return Err(ContextError::NotStarted.into());
-        }
-        let deadline = timeout.map(|d| std::time::Instant::now() + d.to_std());
+        // As Spark's, waiting before `start()` waits for a start and a stop (from elsewhere).
+        let deadline = timeout.and_then(|d| std::time::Instant::now().checked_add(d.to_std()));
         let mut p = lock(&self.inner.progress);
         loop {
-            if raise {
-                if let Some(e) = &p.first_error {
-                    return Err(e.clone());
-                }
+            if let Some(e) = p.first_error.as_ref().filter(|_| raise) {
+                return Err(e.clone());
             }
             if p.stopped {
                 return Ok(true);
@@ -682,8 +729,7 @@ impl StreamingContext {
     /// by itself once every input is exhausted and the last batch is processed. Returns the
     /// first batch error, if any. With an endless input (a socket) it runs until stopped.
     pub fn run_to_completion(&self) -> Result<()> {
-        self.inner.fast.store(true, Ordering::Relaxed);
-        self.start()?;
+        self.start_mode(true)?;
         {
             let mut p = lock(&self.inner.progress);
             while !p.executor_done && !p.stopped {
@@ -704,7 +750,8 @@ impl StreamingContext {
 
     /// Waits until at least `n` batches have completed, for at most `timeout`; true if they have.
     pub fn await_batches(&self, n: u64, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout.to_std();
+        let far = std::time::Duration::from_secs(365 * 24 * 3600);
+        let deadline = std::time::Instant::now() + timeout.to_std().min(far);
         let mut p = lock(&self.inner.progress);
         while p.completed < n {
             let now = std::time::Instant::now();

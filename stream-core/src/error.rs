@@ -76,9 +76,6 @@ pub enum ContextError {
     /// Waiting for the context (batches, termination) took longer than allowed.
     #[error("timed out: {0}")]
     TimedOut(String),
-    /// `await_termination` was called on a context that was never started.
-    #[error("StreamingContext has not been started yet; call start() first")]
-    NotStarted,
 }
 
 /// Errors while generating a batch from the DStream graph (Spark's `SparkException`s of

@@ -24,7 +24,7 @@ mod source;
 pub mod testing;
 mod time;
 
-pub use batch::{Batch, CHUNK, Data, Key};
+pub use batch::{Batch, CHUNK, CoGrouped, Data, FullOuterJoined, Key, SEGMENT};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
 pub use dstream::{DStream, TransformOutput};

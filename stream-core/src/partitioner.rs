@@ -93,6 +93,6 @@ impl<K: Hash + ?Sized> Partitioner<K> for HashPartitioner {
     #[inline]
     fn partition_hashed(&self, _key: &K, hash: u64) -> usize {
         // Bits 32..56, scaled to 0..n without a division.
-        (((hash >> 32) & 0xff_ffff) * self.n as u64 >> 24) as usize
+        ((((hash >> 32) & 0xff_ffff) * self.n as u64) >> 24) as usize
     }
 }

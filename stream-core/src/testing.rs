@@ -54,9 +54,12 @@ impl RunReport {
     }
 }
 
+/// Each collected batch: its time and its partitions.
+type Recorded<T> = Arc<Mutex<Vec<(Time, Vec<Vec<T>>)>>>;
+
 /// The output of one stream, batch by batch (only batches in which the stream had a batch).
 pub struct Collected<T> {
-    batches: Arc<Mutex<Vec<(Time, Vec<Vec<T>>)>>>,
+    batches: Recorded<T>,
 }
 
 impl<T> std::fmt::Debug for Collected<T> {

@@ -35,6 +35,9 @@ impl Time {
 
     /// The latest time `<= self` that is a multiple of `interval` after `zero` (Spark's `floor`).
     pub fn floor(self, zero: Time, interval: Duration) -> Time {
+        if interval.0 <= 0 {
+            return self;
+        }
         Time(zero.0 + (self.0 - zero.0).div_euclid(interval.0) * interval.0)
     }
 }

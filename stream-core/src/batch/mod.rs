@@ -18,6 +18,8 @@
 //! instead of cloned; a clone anywhere (a cache, a user's copy) makes reads copy instead.
 
 mod pair;
+
+pub use pair::{CoGrouped, FullOuterJoined};
 mod shuffle;
 
 use std::fmt;

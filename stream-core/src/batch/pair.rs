@@ -6,6 +6,11 @@ use super::shuffle::{map_side, map_side_keyed, reduce_side};
 use super::{Batch, Data, Key};
 use crate::partitioner::{HashPartitioner, Partitioner};
 
+/// A key with its values on each side of a cogroup.
+pub type CoGrouped<K, V, W> = (K, (Vec<V>, Vec<W>));
+/// A key with its values of a full outer join.
+pub type FullOuterJoined<K, V, W> = (K, (Option<V>, Option<W>));
+
 impl<K: Key, V: Data> Batch<(K, V)> {
     /// Spark's `combineByKey`: per key, `create` turns the first value into a combiner,
     /// `merge_value` folds further values in, `merge_combiners` merges combiners of different
@@ -110,7 +115,7 @@ impl<K: Key, V: Data> Batch<(K, V)> {
         self,
         other: Batch<(K, W)>,
         partitioner: P,
-    ) -> Batch<(K, (Vec<V>, Vec<W>))> {
+    ) -> Batch<CoGrouped<K, V, W>> {
         let n_out = partitioner.num_partitions().max(1);
         let both = |vs: Vec<V>, ws: Vec<W>| (vs, ws);
         let mut outputs = map_side(self, &partitioner, &|t, hash, k, v| {
@@ -210,7 +215,7 @@ impl<K: Key, V: Data> Batch<(K, V)> {
         self,
         other: Batch<(K, W)>,
         partitioner: P,
-    ) -> Batch<(K, (Option<V>, Option<W>))> {
+    ) -> Batch<FullOuterJoined<K, V, W>> {
         self.cogroup(other, partitioner).flat_map(|(k, (vs, ws))| {
             let mut out = Vec::new();
             match (vs.is_empty(), ws.is_empty()) {

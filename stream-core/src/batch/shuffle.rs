@@ -60,7 +60,7 @@ impl<K: Key, C> Table<K, C> {
         }
         for (hash, key, c) in other.entries {
             let Some(c) = c else { continue };
-            self.upsert(hash, key, c, |c| c, |a, b| merge(a, b));
+            self.upsert(hash, key, c, |c| c, merge);
         }
     }
 

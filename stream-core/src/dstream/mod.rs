@@ -179,12 +179,12 @@ impl<T: Data> DStream<T> {
     /// The batch of time `t`: `None` when the stream has no batch then (Spark's `getOrCompute`).
     pub(crate) fn get_or_compute(&self, t: Time) -> Result<Option<Batch<T>>> {
         let cell = &self.node;
-        if let Some(ctx) = cell.base.ctx.upgrade() {
-            if let Some(zero) = ctx.zero_time() {
-                if t <= zero || !t.is_multiple_of(zero, cell.base.slide) {
-                    return Ok(None);
-                }
-            }
+        // Spark's `isTimeValid`: a stream has batches only at multiples of its slide after zero.
+        let zero = cell.base.ctx.upgrade().and_then(|ctx| ctx.zero_time());
+        if let Some(zero) = zero
+            && (t <= zero || !t.is_multiple_of(zero, cell.base.slide))
+        {
+            return Ok(None);
         }
         if cell.base.consumers.load(Ordering::Relaxed) <= 1 {
             return (cell.compute)(t);
@@ -224,22 +224,26 @@ impl<T: Data> DStream<T> {
         }
     }
 
-    /// Visits this node and all its ancestors.
+    /// Visits this node and all its ancestors, each once.
     pub(crate) fn visit_ancestry(&self, f: &mut dyn FnMut(&NodeBase)) {
-        fn walk(n: &dyn AnyNode, f: &mut dyn FnMut(&NodeBase)) {
-            f(n.base());
-            for p in &n.base().parents {
-                walk(p.as_ref(), f);
-            }
+        walk_once(self.node.as_ref(), &mut |n| f(n.base()));
+    }
+}
+
+/// Visits `node` and its ancestors, each once however many paths lead to it (a graph that
+/// reuses streams is a DAG, and walking every path could take exponential time).
+fn walk_once(node: &dyn AnyNode, f: &mut dyn FnMut(&dyn AnyNode)) {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        if seen.insert(n as *const dyn AnyNode as *const () as usize) {
+            f(n);
+            stack.extend(n.base().parents.iter().map(|p| p.as_ref()));
         }
-        walk(self.node.as_ref(), f);
     }
 }
 
 /// Clears caches of `node` and its ancestors through `t`.
 pub(crate) fn clear_through(node: &dyn AnyNode, t: Time) {
-    node.clear_through(t);
-    for p in &node.base().parents {
-        clear_through(p.as_ref(), t);
-    }
+    walk_once(node, &mut |n| n.clear_through(t));
 }

@@ -81,7 +81,7 @@ impl<T: Data> DStream<T> {
         let f = Arc::new(f);
         transform_of(
             &self.owner(),
-            &[self.clone()],
+            std::slice::from_ref(self),
             self.slide_duration(),
             move |mut bs, t| {
                 let b = bs.pop().expect("transform has exactly one parent");

@@ -8,7 +8,10 @@
 //! by its name not being there before, not by its modification time, so moving in a file with an
 //! old timestamp (`mv` keeps it) still gets it read.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+/// Batches that try to read a file before it is given up (and reported).
+const MAX_READ_ATTEMPTS: u32 = 3;
 use std::path::{Path, PathBuf};
 
 use super::{Source, SourceContext};
@@ -32,6 +35,8 @@ struct FileSource {
     /// Files already read (or present at start and skipped). Names that disappear from the
     /// directory are forgotten, so this stays as small as the directory.
     seen: HashSet<PathBuf>,
+    /// Files whose reading failed, with the number of batches that tried.
+    failed_reads: HashMap<PathBuf, u32>,
     /// Finite mode: read what is there once, then finish.
     finite: bool,
     done: bool,
@@ -89,23 +94,52 @@ impl Source<String> for FileSource {
         if self.done {
             return Ok(Some(Batch::empty()));
         }
-        let present = list(&self.dir)?;
+        let present = match list(&self.dir) {
+            Ok(p) => p,
+            Err(e) => {
+                // A finite input that cannot be listed fails its batch and ends the job.
+                self.done = self.finite;
+                return Err(e);
+            }
+        };
+        let mut read = Vec::new();
+        let mut given_up = None;
         let new: Vec<PathBuf> = present
             .iter()
             .filter(|p| !self.seen.contains(*p))
             .cloned()
             .collect();
-        // Read every new file before marking any as seen: a failure leaves them all for the
-        // next batch instead of losing the ones before it.
-        let mut parts = Vec::with_capacity(new.len());
         for path in &new {
-            parts.push(read_lines(path)?);
+            match read_lines(path) {
+                Ok(lines) => read.push((path.clone(), lines)),
+                Err(e) => {
+                    let attempts = self.failed_reads.entry(path.clone()).or_insert(0);
+                    *attempts += 1;
+                    if *attempts >= MAX_READ_ATTEMPTS || self.finite {
+                        // Given up: this file is reported once, and never blocks the others.
+                        self.failed_reads.remove(path);
+                        self.seen.insert(path.clone());
+                        given_up.get_or_insert(e);
+                    } else {
+                        log::warn!("{e}; trying again in the next batch");
+                    }
+                }
+            }
         }
         let present: HashSet<PathBuf> = present.into_iter().collect();
         self.seen.retain(|p| present.contains(p));
-        self.seen.extend(new);
-        if self.finite {
-            self.done = true;
+        self.failed_reads.retain(|p, _| present.contains(p));
+        if let Some(e) = given_up {
+            // The batch fails with the error; the files read with it stay unseen, so the next
+            // batch delivers them: nothing readable is lost.
+            return Err(e);
+        }
+        self.done = self.finite;
+        let mut parts = Vec::with_capacity(read.len());
+        for (path, lines) in read {
+            self.failed_reads.remove(&path);
+            self.seen.insert(path);
+            parts.push(lines);
         }
         Ok(Some(Batch::from_partitions(parts)))
     }
@@ -132,6 +166,7 @@ impl StreamingContext {
             dir: dir.as_ref().to_path_buf(),
             include_existing: options.include_existing,
             seen: HashSet::new(),
+            failed_reads: HashMap::new(),
             finite: false,
             done: false,
         })
@@ -145,6 +180,7 @@ impl StreamingContext {
             dir: path.as_ref().to_path_buf(),
             include_existing: true,
             seen: HashSet::new(),
+            failed_reads: HashMap::new(),
             finite: true,
             done: false,
         })

@@ -80,11 +80,6 @@ pub trait Source<T>: Send + 'static {
         false
     }
 
-    /// True when records are buffered that the next capture would return.
-    fn has_pending(&self) -> bool {
-        false
-    }
-
     /// Stop taking in new records (graceful stop: what is buffered is still captured).
     fn stop_receiving(&mut self) {}
 
@@ -98,7 +93,6 @@ pub(crate) trait InputControl: Send + Sync {
     /// Captures the batch of `t`; returns how many records it holds, when known.
     fn capture(&self, t: Time) -> usize;
     fn is_finished(&self) -> bool;
-    fn has_pending(&self) -> bool;
     fn stop_receiving(&self);
     fn stop(&self);
     fn clear_through(&self, t: Time);
@@ -152,10 +146,6 @@ impl<T: Data> InputControl for InputNode<T> {
 
     fn is_finished(&self) -> bool {
         lock(&self.source).is_finished()
-    }
-
-    fn has_pending(&self) -> bool {
-        lock(&self.source).has_pending()
     }
 
     fn stop_receiving(&self) {

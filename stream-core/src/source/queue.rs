@@ -144,10 +144,6 @@ impl<T: Data> Source<T> for QueueSource<T> {
         let st = self.queue.lock();
         st.closed && st.items.is_empty()
     }
-
-    fn has_pending(&self) -> bool {
-        !self.queue.is_empty()
-    }
 }
 
 impl StreamingContext {

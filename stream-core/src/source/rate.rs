@@ -21,7 +21,10 @@ impl Source<u64> for RateSource {
 
     fn capture(&mut self, _: Time, ctx: &SourceContext) -> Result<Option<Batch<u64>>> {
         // Exact over time even when the batch interval does not divide a second evenly.
-        let total = self.per_second * ctx.batch_duration.millis().max(0) as u64 + self.carry_millis;
+        let total = self
+            .per_second
+            .saturating_mul(ctx.batch_duration.millis().max(0) as u64)
+            .saturating_add(self.carry_millis);
         let n = total / 1000;
         self.carry_millis = total % 1000;
         let start = self.next;

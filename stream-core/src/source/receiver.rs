@@ -140,15 +140,6 @@ impl<T: Data> Source<T> for ReceiverSource<T> {
         Ok(Some(Batch::from_vec(records, ctx.parallelism)))
     }
 
-    fn has_pending(&self) -> bool {
-        !self
-            .shared
-            .buf
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    }
-
     fn stop_receiving(&mut self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.not_full.notify_all();

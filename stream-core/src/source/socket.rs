@@ -26,14 +26,18 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
     let addr = format!("{host}:{port}");
     let mut backoff = FIRST_BACKOFF;
     while !h.is_stopped() {
-        let stream = addr
-            .to_socket_addrs()
-            .and_then(|mut addrs| {
-                addrs
-                    .next()
-                    .ok_or_else(|| std::io::Error::new(ErrorKind::NotFound, "no address"))
-            })
-            .and_then(|a| TcpStream::connect_timeout(&a, StdDuration::from_secs(5)));
+        let stream = addr.to_socket_addrs().and_then(|addrs| {
+            // `localhost` may resolve to ::1 first while the server listens on 127.0.0.1 only.
+            let mut last =
+                std::io::Error::new(ErrorKind::NotFound, "the name resolves to no address");
+            for a in addrs {
+                match TcpStream::connect_timeout(&a, StdDuration::from_secs(5)) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        });
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
