@@ -26,6 +26,17 @@ fn records<T: dstream::Data>(s: &DStream<T>) -> Seen<T> {
     seen
 }
 
+/// A context of 1 s batches on a manual clock.
+fn manual_context() -> (StreamingContext, ManualClock) {
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::builder(Seconds(1))
+        .clock(clock.clone())
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    (ssc, clock)
+}
+
 fn wait_for(what: &str, timeout: StdDuration, mut ok: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
     while !ok() {
@@ -125,12 +136,7 @@ fn text_file_stream_reads_each_new_file_once_and_ignores_hidden_and_old_files() 
     let dir = temp_dir("files");
     std::fs::write(dir.join("old.txt"), "existing\n").unwrap();
     let staging = temp_dir("files-staging");
-    let clock = ManualClock::new();
-    let ssc = StreamingContext::builder(Seconds(1))
-        .clock(clock.clone())
-        .stop_gracefully_on_signal(false)
-        .build()
-        .unwrap();
+    let (ssc, clock) = manual_context();
     let seen = records(&ssc.text_file_stream(&dir));
     let with_existing = records(&ssc.text_file_stream_with(
         &dir,
@@ -177,12 +183,7 @@ fn text_file_stream_reads_each_new_file_once_and_ignores_hidden_and_old_files() 
 #[test]
 fn an_unreadable_directory_fails_the_batch_with_its_path_and_recovers() {
     let dir = temp_dir("gone");
-    let clock = ManualClock::new();
-    let ssc = StreamingContext::builder(Seconds(1))
-        .clock(clock.clone())
-        .stop_gracefully_on_signal(false)
-        .build()
-        .unwrap();
+    let (ssc, clock) = manual_context();
     let seen = records(&ssc.text_file_stream(&dir));
     ssc.start().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -220,12 +221,7 @@ fn rate_stream_gives_exact_counts_per_batch() {
 
 #[test]
 fn receiver_buffer_is_bounded_and_loses_nothing() {
-    let clock = ManualClock::new();
-    let ssc = StreamingContext::builder(Seconds(1))
-        .clock(clock.clone())
-        .stop_gracefully_on_signal(false)
-        .build()
-        .unwrap();
+    let (ssc, clock) = manual_context();
     let max_buffered = Arc::new(AtomicUsize::new(0));
     let pushed = Arc::new(AtomicUsize::new(0));
     let (m, p) = (max_buffered.clone(), pushed.clone());
