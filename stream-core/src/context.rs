@@ -146,6 +146,7 @@ impl StreamingContextBuilder {
                 progress_cv: Condvar::new(),
                 stopping: AtomicBool::new(false),
                 stop_now: AtomicBool::new(false),
+                drain: AtomicI64::new(0),
             }),
         })
     }
@@ -188,6 +189,9 @@ pub(crate) struct ContextInner {
     progress_cv: Condvar,
     stopping: AtomicBool,
     stop_now: AtomicBool,
+    /// The longest window of the graph, in ms: how long a batch job keeps generating batches
+    /// after its inputs finish, so that every window holding their last records is emitted.
+    drain: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -228,6 +232,11 @@ impl ContextInner {
         }
     }
 
+    /// Notes a window of length `d` (see `drain`).
+    pub(crate) fn add_window(&self, d: Duration) {
+        self.drain.fetch_max(d.millis(), Ordering::Relaxed);
+    }
+
     fn state(&self) -> StreamingContextState {
         lock(&self.run)
             .state
@@ -250,6 +259,7 @@ impl ContextInner {
     fn generator_loop(self: Arc<Self>, tx: JobSender, first: Time, fast: bool) {
         let inputs = lock(&self.graph).inputs.clone();
         let mut t = first;
+        let mut drain_until = None;
         loop {
             if !fast {
                 self.clock
@@ -266,8 +276,20 @@ impl ContextInner {
             if !self.submit(&tx, &inputs, t) {
                 break;
             }
-            if fast && inputs.iter().all(|i| i.is_finished()) {
-                break;
+            if fast {
+                match drain_until {
+                    Some(end) if t >= end => break,
+                    Some(_) => {}
+                    None if inputs.iter().all(|i| i.is_finished()) => {
+                        // Windows ending up to `drain - batch` later still hold this batch.
+                        let drain = Duration::from_millis(self.drain.load(Ordering::Relaxed));
+                        if drain <= self.batch {
+                            break;
+                        }
+                        drain_until = Some(t + drain - self.batch);
+                    }
+                    None => {}
+                }
             }
             t = t + self.batch;
         }

@@ -72,10 +72,21 @@ impl S {
         }
     }
 
+    /// The stream as pairs; input records that are 2-element lists (Spark's tuples in JSON)
+    /// become pairs.
     pub fn pair(&self, op: &str) -> DStream<(V, V)> {
         match self {
             S::Pair(s) => s.clone(),
-            S::One(_) => panic!("{op} needs a stream of pairs"),
+            S::One(s) => {
+                let op = op.to_string();
+                s.map(move |x| match x {
+                    V::List(mut kv) if kv.len() == 2 => {
+                        let v = kv.pop().unwrap();
+                        (kv.pop().unwrap(), v)
+                    }
+                    other => panic!("{op} needs pairs, got {other:?}"),
+                })
+            }
         }
     }
 }
@@ -248,8 +259,61 @@ pub fn step(tc: &TestContext, inputs: &Inputs, s: S, op: &Json) -> S {
                     .map_values(|(v, w)| V::List(vec![V::opt(v), V::opt(w)])),
             )
         }
+        "window" => S::One(s.one().window(secs(op, "window_s"), secs(op, "slide_s"))),
+        "reduceByKeyAndWindow" => {
+            let (w, sl) = (secs(op, "window_s"), secs(op, "slide_s"));
+            let f = f2(fn_src);
+            let pairs = s.pair(name);
+            match (op["inv_fn"].as_str(), op["filter_fn"].as_str()) {
+                (None, _) => S::Pair(pairs.reduce_by_key_and_window(move |a, b| f(a, b), w, sl)),
+                (Some(inv), None) => {
+                    let inv = f2(inv);
+                    S::Pair(pairs.reduce_by_key_and_window_inv(
+                        move |a, b| f(a, b),
+                        move |a, b| inv(a, b),
+                        w,
+                        sl,
+                    ))
+                }
+                (Some(inv), Some(filter)) => {
+                    assert_eq!(filter, "(k, v) -> v != 0");
+                    let inv = f2(inv);
+                    S::Pair(pairs.reduce_by_key_and_window_inv_filtered(
+                        move |a, b| f(a, b),
+                        move |a, b| inv(a, b),
+                        w,
+                        sl,
+                        HashPartitioner::new(n).unwrap(),
+                        |(_, v)| v.int() != 0,
+                    ))
+                }
+            }
+        }
+        "groupByKeyAndWindow" => S::Pair(
+            s.pair(name)
+                .group_by_key_and_window(secs(op, "window_s"), secs(op, "slide_s"))
+                .map_values(V::List),
+        ),
+        "countByWindow" => S::One(
+            s.one()
+                .count_by_window(secs(op, "window_s"), secs(op, "slide_s"))
+                .map(V::Int),
+        ),
+        "countByValueAndWindow" => S::Pair(
+            s.one()
+                .count_by_value_and_window(secs(op, "window_s"), secs(op, "slide_s"))
+                .map_values(V::Int),
+        ),
         other => panic!("operation not known to the harness: {other}"),
     }
+}
+
+fn secs(op: &Json, field: &str) -> dstream::Duration {
+    dstream::Seconds(
+        op[field]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{field} missing in {op}")),
+    )
 }
 
 fn apply(tc: &TestContext, inputs: &Inputs, mut s: S, pipeline: &Json) -> S {
@@ -381,6 +445,25 @@ pub fn run_vector(v: &Json) -> Result<(), String> {
                 let as_set = |x: &[V]| x.iter().cloned().collect::<std::collections::BTreeSet<_>>();
                 let exact = v["expected_is_exact_multiset"].as_bool().unwrap_or(false);
                 as_set(g) == as_set(e) && (!exact || multiset(g) == multiset(e))
+            }
+            "per_batch_set_of_(key, set(values))" => {
+                let keyed = |x: &[V]| {
+                    x.iter()
+                        .map(|kv| match kv {
+                            V::List(p) if p.len() == 2 => match &p[1] {
+                                V::List(vs) => (
+                                    p[0].clone(),
+                                    vs.iter()
+                                        .cloned()
+                                        .collect::<std::collections::BTreeSet<_>>(),
+                                ),
+                                other => panic!("expected a list of values, got {other:?}"),
+                            },
+                            other => panic!("expected a (key, values) pair, got {other:?}"),
+                        })
+                        .collect::<std::collections::BTreeSet<_>>()
+                };
+                keyed(g) == keyed(e)
             }
             other => {
                 return Err(format!(

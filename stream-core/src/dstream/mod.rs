@@ -13,11 +13,12 @@
 mod multi;
 mod ops;
 mod pair;
+mod window;
 
 pub use multi::TransformOutput;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::batch::{Batch, Data};
@@ -35,6 +36,12 @@ pub(crate) struct NodeBase {
     pub(crate) parents: Vec<Arc<dyn AnyNode>>,
     consumers: AtomicUsize,
     pub(crate) slide: Duration,
+    /// How long this node's batches stay available after their time, in ms (Spark's
+    /// `rememberDuration`): windows read their parents' past batches.
+    pub(crate) remember: Arc<AtomicI64>,
+    /// Materialize and keep each batch (Spark's `persist`), set on the parents of windows so a
+    /// batch read by several windows is computed once.
+    persist: AtomicBool,
     /// Set when the node was made after its context started or stopped (Spark refuses those).
     pub(crate) detached: Option<ContextError>,
 }
@@ -58,10 +65,11 @@ impl<T: Data> AnyNode for NodeCell<T> {
     }
 
     fn clear_through(&self, t: Time) {
+        let keep_after = t - Duration::from_millis(self.base.remember.load(Ordering::Relaxed));
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, _| *k > t);
+            .retain(|k, _| *k > keep_after);
     }
 }
 
@@ -130,6 +138,19 @@ impl<T: Data> DStream<T> {
         slide: Duration,
         compute: impl Fn(Time) -> Result<Option<Batch<T>>> + Send + Sync + 'static,
     ) -> DStream<T> {
+        Self::new_node_checked(owner, name, parents, slide, None, compute)
+    }
+
+    /// `new_node` for an operation whose arguments failed a check: the node is detached with
+    /// `problem`, which registering an output on it reports (before any data flows).
+    pub(crate) fn new_node_checked(
+        owner: &Owner,
+        name: impl Into<String>,
+        parents: Vec<Arc<dyn AnyNode>>,
+        slide: Duration,
+        problem: Option<ContextError>,
+        compute: impl Fn(Time) -> Result<Option<Batch<T>>> + Send + Sync + 'static,
+    ) -> DStream<T> {
         for p in &parents {
             p.base().consumers.fetch_add(1, Ordering::Relaxed);
         }
@@ -141,11 +162,13 @@ impl<T: Data> DStream<T> {
                     ctx_id: owner.id,
                     parents,
                     consumers: AtomicUsize::new(0),
+                    remember: Arc::new(AtomicI64::new(0)),
+                    persist: AtomicBool::new(false),
                     slide,
-                    detached: match owner.ctx.upgrade() {
+                    detached: problem.or(match owner.ctx.upgrade() {
                         Some(ctx) => ctx.check_can_add().err(),
                         None => Some(ContextError::ContextDropped),
-                    },
+                    }),
                 },
                 compute: Box::new(compute),
                 cache: Mutex::new(BTreeMap::new()),
@@ -186,14 +209,23 @@ impl<T: Data> DStream<T> {
         {
             return Ok(None);
         }
-        if cell.base.consumers.load(Ordering::Relaxed) <= 1 {
+        let shared = cell.base.consumers.load(Ordering::Relaxed) > 1;
+        let persist = cell.base.persist.load(Ordering::Relaxed);
+        let remembered = cell.base.remember.load(Ordering::Relaxed) > 0;
+        if !shared && !persist && !remembered {
             return (cell.compute)(t);
         }
         let mut cache = cell.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = cache.get(&t) {
             return Ok(b.clone());
         }
-        let b = (cell.compute)(t)?.map(Batch::materialize);
+        let b = (cell.compute)(t)?;
+        // A remembered batch that only one reader uses stays lazy: keeping it costs nothing.
+        let b = if shared || persist {
+            b.map(Batch::materialize)
+        } else {
+            b
+        };
         cache.insert(t, b.clone());
         Ok(b)
     }
@@ -215,6 +247,24 @@ impl<T: Data> DStream<T> {
                 None => Ok(None),
             },
         )
+    }
+
+    /// Keeps this stream's batches for `d` after their time, and its ancestors' too (so that a
+    /// past batch not computed at its time can still be computed). Only ever raises.
+    pub(crate) fn remember(&self, d: Duration) {
+        walk_once(self.node.as_ref(), &mut |n| {
+            n.base().remember.fetch_max(d.millis(), Ordering::Relaxed);
+        });
+    }
+
+    /// Materializes and keeps each batch while it is remembered (Spark's `persist`).
+    pub(crate) fn persist(&self) {
+        self.node.base.persist.store(true, Ordering::Relaxed);
+    }
+
+    /// The shared cell of this stream's remember duration (inputs keep captured data that long).
+    pub(crate) fn remember_cell(&self) -> Arc<AtomicI64> {
+        self.node.base.remember.clone()
     }
 
     pub(crate) fn owner(&self) -> Owner {

@@ -104,6 +104,9 @@ struct InputNode<T> {
     source: Mutex<Box<dyn Source<T>>>,
     ctx: Mutex<Option<SourceContext>>,
     captured: Mutex<Captured<T>>,
+    /// The input stream's remember duration (set once the stream exists): captured batches not
+    /// yet computed are kept that long, for windows that read them later.
+    remember: std::sync::OnceLock<Arc<std::sync::atomic::AtomicI64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,7 +160,12 @@ impl<T: Data> InputControl for InputNode<T> {
     }
 
     fn clear_through(&self, t: Time) {
-        lock(&self.captured).retain(|k, _| *k > t);
+        let remember = self
+            .remember
+            .get()
+            .map_or(0, |r| r.load(std::sync::atomic::Ordering::Relaxed));
+        let keep_after = t - crate::time::Duration::from_millis(remember);
+        lock(&self.captured).retain(|k, _| *k > keep_after);
     }
 }
 
@@ -169,15 +177,19 @@ impl StreamingContext {
             source: Mutex::new(Box::new(source) as Box<dyn Source<T>>),
             ctx: Mutex::new(None),
             captured: Mutex::new(BTreeMap::new()),
+            remember: std::sync::OnceLock::new(),
         });
         self.register_input(node.clone());
-        DStream::new_node(
+        let reader = node.clone();
+        let stream = DStream::new_node(
             &self.owner(),
             name,
             Vec::new(),
             self.batch_duration(),
-            move |t| lock(&node.captured).remove(&t).unwrap_or(Ok(None)),
-        )
+            move |t| lock(&reader.captured).remove(&t).unwrap_or(Ok(None)),
+        );
+        let _ = node.remember.set(stream.remember_cell());
+        stream
     }
 
     /// A finite stream over `iter`: `records_per_batch` records per batch until it ends. For

@@ -1,0 +1,124 @@
+//! Window operations beyond the Spark vectors: Spark's validation messages, batch jobs that
+//! drain their windows, and the incremental window reduce against the naive one.
+
+use std::sync::{Arc, Mutex};
+
+use dstream::prelude::*;
+use dstream::testing::TestContext;
+
+#[test]
+fn windows_must_be_multiples_of_the_parent_slide_with_sparks_messages() {
+    let tc = TestContext::new();
+    let s = tc.input_stream(vec![vec![1]]);
+    let err = s
+        .window(Milliseconds(1500), Seconds(1))
+        .print()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "The window duration of windowed DStream (1500 ms) must be a multiple of the slide duration of parent DStream (1000 ms)"
+    );
+    let err = s
+        .window(Seconds(2), Milliseconds(500))
+        .count()
+        .print()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "The slide duration of windowed DStream (500 ms) must be a multiple of the slide duration of parent DStream (1000 ms)"
+    );
+    // A window of a window is checked against the inner window's slide.
+    let outer = s
+        .window(Seconds(4), Seconds(2))
+        .window(Seconds(6), Seconds(3));
+    assert!(outer.print().unwrap_err().to_string().contains(
+        "(3000 ms) must be a multiple of the slide duration of parent DStream (2000 ms)"
+    ));
+    let pairs = s.map(|x| (x, 1));
+    assert!(
+        pairs
+            .reduce_by_key_and_window_inv(
+                |a, b| a + b,
+                |a, b| a - b,
+                Seconds(3),
+                Milliseconds(1500)
+            )
+            .print()
+            .is_err()
+    );
+}
+
+#[test]
+fn a_batch_job_drains_its_windows_before_stopping() {
+    let ssc = StreamingContext::builder(Seconds(1))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let words = ssc.iterator_stream(vec!["a", "b", "a", "c"].into_iter(), 2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    words
+        .map(|w| (w, 1))
+        .reduce_by_key_and_window(|a, b| a + b, Seconds(3), Seconds(1))
+        .foreach_batch(move |b, t| {
+            let mut r = b.collect();
+            r.sort();
+            sink.lock().unwrap().push((t.millis(), r));
+        })
+        .unwrap();
+    ssc.run_to_completion().unwrap();
+    let got: Vec<Vec<(&str, i32)>> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.clone())
+        .collect();
+    // Input: [a, b] at 1 s, [a, c] at 2 s, and an empty batch at 3 s in which the iterator ends.
+    // 3 s windows go on until the last one that holds the 3 s batch (at 5 s).
+    assert_eq!(
+        got,
+        vec![
+            vec![("a", 1), ("b", 1)],
+            vec![("a", 2), ("b", 1), ("c", 1)],
+            vec![("a", 2), ("b", 1), ("c", 1)],
+            vec![("a", 1), ("c", 1)],
+            vec![],
+        ]
+    );
+}
+
+#[test]
+fn the_incremental_window_reduce_equals_the_naive_one_once_filtered() {
+    // Pseudo-random keys and values over 30 batches, windows of 4 s sliding by 2 s.
+    let batches: Vec<Vec<(u8, i64)>> = (0..30u64)
+        .map(|b| {
+            (0..(b * 7 % 11))
+                .map(|i| (((b * 31 + i * 17) % 9) as u8, ((b + i) % 5) as i64))
+                .collect()
+        })
+        .collect();
+    let tc = TestContext::new();
+    let s = tc.input_stream(batches.clone());
+    let naive = tc
+        .collect(&s.reduce_by_key_and_window(|a, b| a + b, Seconds(4), Seconds(2)))
+        .unwrap();
+    let smart = tc
+        .collect(&s.reduce_by_key_and_window_inv_filtered(
+            |a, b| a + b,
+            |a, b| a - b,
+            Seconds(4),
+            Seconds(2),
+            HashPartitioner::new(2).unwrap(),
+            |(_, v)| *v != 0,
+        ))
+        .unwrap();
+    tc.run(34).unwrap();
+    assert_eq!(naive.len(), 17);
+    for (i, (a, b)) in naive.batches().into_iter().zip(smart.batches()).enumerate() {
+        let mut a: Vec<_> = a.into_iter().filter(|(_, v)| *v != 0).collect();
+        let mut b = b;
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "window {i} differs");
+    }
+}
