@@ -1,5 +1,6 @@
-//! Popular hashtags, as in Spark Streaming's `TwitterPopularTags` example: tweets -> hashtags ->
-//! counts -> the top 10, printed every batch.
+//! Popular hashtags, as in Spark Streaming's `TwitterPopularTags` example and the talks: tweets
+//! -> hashtags -> counts over the last 60 s, updated every 5 s with the "smart" window reduce (the
+//! previous window's counts, minus the batches that left, plus those that came in) -> the top 10.
 //!
 //! Runs on an embedded generator of realistic tweets (about ten words each, a tenth of them
 //! hashtags drawn from 1,000 tags with a Zipf skew, and a new trending tag every 20 seconds), so
@@ -7,17 +8,19 @@
 //!
 //! ```text
 //! cargo run --release --example hashtags                 # until Ctrl-C (graceful stop)
-//! cargo run --release --example hashtags -- --seconds 10 --rate 50000
+//! cargo run --release --example hashtags -- --seconds 10 --rate 50000 --window 20 --slide 2
 //! ```
 
 use dstream::prelude::*;
 
-const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS]";
+const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]";
 
 struct Args {
     seconds: Option<u64>,
     rate: u64,
     batch_ms: i64,
+    window_s: i64,
+    slide_s: i64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -25,6 +28,8 @@ fn parse_args() -> Result<Args, String> {
         seconds: None,
         rate: 2_000,
         batch_ms: 1_000,
+        window_s: 60,
+        slide_s: 5,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -37,6 +42,8 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = Some(value("--seconds")?),
             "--rate" => args.rate = value("--rate")?,
             "--batch-ms" => args.batch_ms = value("--batch-ms")?.max(1) as i64,
+            "--window" => args.window_s = value("--window")?.max(1) as i64,
+            "--slide" => args.slide_s = value("--slide")?.max(1) as i64,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -187,19 +194,28 @@ fn run(args: &Args) -> Result<(), Error> {
             .map(str::to_string)
             .collect::<Vec<_>>()
     });
-    let counts = hash_tags.map(|tag| (tag, 1i64)).reduce_by_key(|a, b| a + b);
+    // Counts over the window, kept up to date incrementally; tags that left it are dropped.
+    let counts = hash_tags
+        .map(|tag| (tag, 1i64))
+        .reduce_by_key_and_window_inv_filtered(
+            |a, b| a + b,
+            |a, b| a - b,
+            Seconds(args.window_s),
+            Seconds(args.slide_s),
+            HashPartitioner::new(ssc.parallelism())?,
+            |(_, n)| *n > 0,
+        );
     let top_counts = counts
         .map(|(tag, n)| (n, tag))
         .transform(|rdd| rdd.sort_by_key(false, 1));
 
-    let period = match batch.millis() {
-        1000 => "1 second".to_string(),
-        ms if ms % 1000 == 0 => format!("{} seconds", ms / 1000),
-        ms => format!("{ms} ms"),
-    };
+    let window_s = args.window_s;
     top_counts.foreach_batch(move |rdd, _time| {
         let top_list = rdd.take(10);
-        println!("\nPopular topics in last {period} ({} total):", rdd.count());
+        println!(
+            "\nPopular topics in last {window_s} seconds ({} total):",
+            rdd.count()
+        );
         for (count, tag) in top_list {
             println!("{tag} ({count} tweets)");
         }

@@ -50,7 +50,18 @@ fn blocks(stdout: &str) -> Vec<(u64, Vec<(String, u64)>)> {
 #[test]
 fn prints_the_top_ten_tags_every_batch() {
     let out = Command::new(example("hashtags"))
-        .args(["--seconds", "2", "--batch-ms", "250", "--rate", "8000"])
+        .args([
+            "--seconds",
+            "3",
+            "--batch-ms",
+            "250",
+            "--rate",
+            "8000",
+            "--window",
+            "2",
+            "--slide",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -62,8 +73,8 @@ fn prints_the_top_ten_tags_every_batch() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let blocks = blocks(&stdout);
     assert!(
-        blocks.len() >= 4,
-        "expected a block per 250 ms batch over 2 s:\n{stdout}"
+        blocks.len() >= 2,
+        "expected a block per 1 s slide over 3 s:\n{stdout}"
     );
     for (total, top) in &blocks[1..] {
         assert_eq!(top.len(), 10, "{stdout}");
@@ -74,13 +85,24 @@ fn prints_the_top_ten_tags_every_batch() {
             "not sorted by count: {top:?}"
         );
     }
-    assert!(stdout.contains("Popular topics in last 250 ms ("));
+    assert!(stdout.contains("Popular topics in last 2 seconds ("));
+    // A 2 s window of 8000 tweets/s holds far more of the top tag than one 250 ms batch could.
+    assert!(blocks[1].1[0].1 > 500, "{stdout}");
 }
 
 #[test]
 fn sigterm_stops_it_gracefully() {
     let mut child = Command::new(example("hashtags"))
-        .args(["--batch-ms", "200", "--rate", "5000"])
+        .args([
+            "--batch-ms",
+            "200",
+            "--rate",
+            "5000",
+            "--window",
+            "2",
+            "--slide",
+            "1",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
