@@ -27,7 +27,10 @@ mod time;
 pub use batch::{Batch, CHUNK, CoGrouped, Data, FullOuterJoined, Key, SEGMENT};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
-pub use dstream::{DStream, TransformOutput};
+pub use dstream::{
+    DStream, MapWithStateStream, State, StateSpec, TimeoutMode, TransformOutput,
+    map_with_state_checkpoint_interval,
+};
 pub use error::{BoxError, ContextError, Error, GraphError, OutputError, Result, SourceError};
 pub use metrics::{BatchInfo, StreamingListener};
 pub use partitioner::{HashPartitioner, Partitioner};

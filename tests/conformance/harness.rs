@@ -101,6 +101,11 @@ pub fn f1(src: &str) -> F1 {
         "x -> x + 4" => Arc::new(|x| V::Int(x.int() + 4)),
         "x -> x + 8" => Arc::new(|x| V::Int(x.int() + 8)),
         "v -> v + 10" => Arc::new(|x| V::Int(x.int() + 10)),
+        // The object-lifecycle state is [counter, expire].
+        "state -> state.counter" => Arc::new(|x| match x {
+            V::List(ce) => ce[0].clone(),
+            other => panic!("expected a [counter, expire] state, got {other:?}"),
+        }),
         other => panic!("function not known to the harness: {other}"),
     }
 }
@@ -122,10 +127,31 @@ fn flat(src: &str) -> Arc<dyn Fn(V) -> Vec<V> + Send + Sync> {
     }
 }
 
-/// Where the streams of a vector come from.
+/// Where the streams of a vector come from, and what a state operation leaves beside its
+/// output.
 pub struct Inputs {
     pub input: S,
     pub input2: Option<S>,
+    /// `stateSnapshots()` of a mapWithState step.
+    pub snapshots: std::cell::RefCell<Option<DStream<V>>>,
+    /// Run mapWithState timeouts as Spark does (on checkpoint batches) instead of exactly.
+    pub spark_timeouts: bool,
+}
+
+fn sum(vs: &[V]) -> i64 {
+    vs.iter().map(V::int).sum()
+}
+
+fn initial(op: &Json) -> Option<Batch<(V, V)>> {
+    op.get("initial_state").filter(|j| !j.is_null()).map(|j| {
+        let pairs = j
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| (V::from_json(&kv[0]), V::from_json(&kv[1])))
+            .collect();
+        Batch::from_vec(pairs, 2)
+    })
 }
 
 /// Applies one step of a vector's pipeline.
@@ -304,6 +330,144 @@ pub fn step(tc: &TestContext, inputs: &Inputs, s: S, op: &Json) -> S {
                 .count_by_value_and_window(secs(op, "window_s"), secs(op, "slide_s"))
                 .map_values(V::Int),
         ),
+        "updateStateByKey" => {
+            let pairs = s.pair(name);
+            let p = HashPartitioner::new(
+                op["partitioner"]["hash"].as_u64().unwrap_or(n as u64) as usize
+            )
+            .unwrap();
+            let plain =
+                |vs: Vec<V>, st: Option<V>| Some(V::Int(sum(&vs) + st.map_or(0, |s| s.int())));
+            match (fn_src, op["variant"].as_str()) {
+                ("(values, state) -> Some(sum(values) + (state or 0))", None) => {
+                    match initial(op) {
+                        None => S::Pair(pairs.update_state_by_key(plain)),
+                        Some(init) => {
+                            S::Pair(pairs.update_state_by_key_with_initial(plain, p, init))
+                        }
+                    }
+                }
+                (
+                    "(time, key, values, state) -> Some(time_ms + (state or 0)) if values else Some(state or 0)",
+                    None,
+                ) => S::Pair(pairs.update_state_by_key_with(
+                    |t, _k, vs: Vec<V>, st: Option<V>| {
+                        let st = st.map_or(0, |s| s.int());
+                        Some(V::Int(if vs.is_empty() { st } else { t.millis() + st }))
+                    },
+                    p,
+                    initial(op),
+                )),
+                (_, Some("iterator[(key, values, state)] -> iterator[(key, newState)]")) => {
+                    S::Pair(pairs.update_state_by_key_partitions(
+                        |_, it| {
+                            it.map(|(k, vs, st)| (k, V::Int(sum(&vs) + st.map_or(0, |s| s.int()))))
+                                .collect()
+                        },
+                        p,
+                        initial(op),
+                    ))
+                }
+                (src, None) if src.starts_with("state {counter, expire}") => {
+                    S::Pair(pairs.update_state_by_key(|vs: Vec<V>, st: Option<V>| {
+                        let (mut counter, mut expire) = match st {
+                            Some(V::List(ce)) => (ce[0].int(), ce[1].int()),
+                            _ => (0, 0),
+                        };
+                        if sum(&vs) == 0 {
+                            expire += 1;
+                        } else {
+                            counter += sum(&vs);
+                            expire = 0;
+                        }
+                        (expire != 2).then(|| V::List(vec![V::Int(counter), V::Int(expire)]))
+                    }))
+                }
+                other => panic!("updateStateByKey function not known to the harness: {other:?}"),
+            }
+        }
+        "mapWithState" => {
+            let pairs = s.pair(name);
+            let add = |v: Option<V>, st: &dstream::State<V>| {
+                v.map_or(0, |v| v.int()) + st.get().map_or(0, |s| s.int())
+            };
+            let mut spec: dstream::StateSpec<V, V, V, V> = match fn_src {
+                "(key, value, state) -> { s = (value or 0) + (state or 0); state.update(s); return s }" => {
+                    dstream::StateSpec::simple(
+                        move |_: &V, v: Option<V>, st: &mut dstream::State<V>| {
+                            let s = add(v, st);
+                            st.update(V::Int(s));
+                            V::Int(s)
+                        },
+                    )
+                }
+                "(time, key, value, state) -> { state.update((value or 0) + (state or 0)); return Some(key + key) }" => {
+                    dstream::StateSpec::function(
+                        move |_, k: &V, v: Option<V>, st: &mut dstream::State<V>| {
+                            st.update(V::Int(add(v, st)));
+                            Some(V::Str(format!("{k}{k}")))
+                        },
+                    )
+                }
+                "(time, key, value, state) -> { s = (value or 0) + (state or 0); state.update(s); return Some((key, s)) }" => {
+                    dstream::StateSpec::function(
+                        move |_, k: &V, v: Option<V>, st: &mut dstream::State<V>| {
+                            let s = add(v, st);
+                            st.update(V::Int(s));
+                            Some(V::List(vec![k.clone(), V::Int(s)]))
+                        },
+                    )
+                }
+                "(time, key, value, state) -> { state.update((value or 0) + (state or 0)); return None }" => {
+                    dstream::StateSpec::function(
+                        move |_, _: &V, v: Option<V>, st: &mut dstream::State<V>| {
+                            st.update(V::Int(add(v, st)));
+                            None
+                        },
+                    )
+                }
+                "(time, key, value, state) -> if state.exists: state.remove(); Some(key) else: state.update(value); None" => {
+                    dstream::StateSpec::function(
+                        |_, k: &V, v: Option<V>, st: &mut dstream::State<V>| {
+                            if st.exists() {
+                                st.remove();
+                                Some(k.clone())
+                            } else {
+                                st.update(v.unwrap_or(V::Null));
+                                None
+                            }
+                        },
+                    )
+                }
+                "(time, key, value, state) -> { if value: state.update(1); return Some(key) if state.isTimingOut else None }" => {
+                    dstream::StateSpec::function(
+                        |_, k: &V, v: Option<V>, st: &mut dstream::State<V>| {
+                            if v.is_some() {
+                                st.update(V::Int(1));
+                            }
+                            st.is_timing_out().then(|| k.clone())
+                        },
+                    )
+                }
+                other => panic!("mapWithState function not known to the harness: {other}"),
+            };
+            if let Some(init) = initial(op) {
+                spec = spec.initial_state(init);
+            }
+            if let Some(n) = op["num_partitions"].as_u64() {
+                spec = spec.num_partitions(n as usize);
+            }
+            if let Some(t) = op["timeout_s"].as_i64() {
+                spec = spec.timeout(dstream::Seconds(t));
+                if inputs.spark_timeouts {
+                    spec = spec.spark_timeouts(None);
+                }
+            }
+            let out = pairs.map_with_state(spec);
+            *inputs.snapshots.borrow_mut() =
+                Some(out.state_snapshots().map(|(k, s)| V::List(vec![k, s])));
+            S::One(out.mapped())
+        }
         other => panic!("operation not known to the harness: {other}"),
     }
 }
@@ -378,9 +542,15 @@ pub fn run_vector(v: &Json) -> Result<(), String> {
     let inputs = Inputs {
         input: input.clone(),
         input2,
+        snapshots: std::cell::RefCell::new(None),
+        spark_timeouts: v["spark_timeouts"].as_bool().unwrap_or(false),
     };
     let out = apply(&tc, &inputs, input, &v["pipeline"]).one();
     let collected: Collected<V> = tc.collect(&out).map_err(|e| e.to_string())?;
+    let snapshots = match inputs.snapshots.borrow().as_ref() {
+        Some(s) => Some(tc.collect(s).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let expected: Vec<Vec<V>> = batches(&v["expected"])
         .into_iter()
         .map(Option::unwrap_or_default)
@@ -430,6 +600,10 @@ pub fn run_vector(v: &Json) -> Result<(), String> {
             }
         }
     }
+    if v["comparison"] == "assertions" {
+        let snaps = snapshots.as_ref().map(|s| s.batches()).unwrap_or_default();
+        return check_timeout_assertions(v, &got, &snaps);
+    }
     if got.len() != expected.len() {
         return Err(format!(
             "{test}: {} output batches, expected {}: {got:?}",
@@ -478,10 +652,165 @@ pub fn run_vector(v: &Json) -> Result<(), String> {
             ));
         }
     }
+    if let (Some(want), Some(snaps)) = (
+        v.get("expected_state_snapshots").filter(|j| !j.is_null()),
+        &snapshots,
+    ) {
+        let want: Vec<Vec<V>> = batches(want)
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        compare_sets(test, "stateSnapshots", &snaps.batches(), &want)?;
+    }
     Ok(())
 }
 
-/// Runs every vector of a file and fails listing each one that differs.
+fn compare_sets(test: &str, what: &str, got: &[Vec<V>], want: &[Vec<V>]) -> Result<(), String> {
+    let as_set = |x: &[V]| x.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    if got.len() != want.len() {
+        return Err(format!(
+            "{test}: {} {what} batches, expected {}",
+            got.len(),
+            want.len()
+        ));
+    }
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if as_set(g) != as_set(w) {
+            return Err(format!(
+                "{test}: {what} batch {} differs:\n  got      {g:?}\n  expected {w:?}",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Vectors that state facts or an API contract rather than batches.
+fn check_facts(v: &Json) -> Result<(), String> {
+    let test = v["test"].as_str().unwrap_or("?");
+    let dur = |s: &str| -> dstream::Duration {
+        let (n, unit) = s.split_once(' ').unwrap();
+        let n: i64 = n.parse().unwrap();
+        match unit {
+            "ms" => dstream::Milliseconds(n),
+            "s" => dstream::Seconds(n),
+            other => panic!("unit {other}"),
+        }
+    };
+    for f in v["facts"].as_array().into_iter().flatten() {
+        let explicit = f["explicit"].as_str().map(dur);
+        let got = dstream::map_with_state_checkpoint_interval(
+            dur(f["batch"].as_str().unwrap()),
+            explicit,
+        );
+        let want = dur(f["effective_checkpoint_interval"].as_str().unwrap());
+        if got != want {
+            return Err(format!("{test}: {f}: got {got}"));
+        }
+    }
+    Ok(())
+}
+
+/// The State API contract vector, step by step.
+fn check_state_contract(v: &Json) -> Result<(), String> {
+    use dstream::State;
+    let test = v["test"].as_str().unwrap_or("?");
+    let check = |step: &Json, s: &State<i64>| -> Result<(), String> {
+        let name = step["step"].as_str().unwrap_or("?");
+        let fail = |what: &str| Err(format!("{test}: step {name}: {what} differs"));
+        if step["exists"].as_bool().is_some_and(|e| e != s.exists()) {
+            return fail("exists");
+        }
+        match &step["get"] {
+            Json::Number(n) if s.get() != Some(&n.as_i64().unwrap()) => return fail("get"),
+            Json::String(t) if t.starts_with("throws") && s.get().is_some() => return fail("get"),
+            _ => {}
+        }
+        for (field, got) in [
+            ("isTimingOut", s.is_timing_out()),
+            ("isUpdated", s.is_updated()),
+            ("isRemoved", s.is_removed()),
+        ] {
+            if step[field].as_bool().is_some_and(|want| want != got) {
+                return fail(field);
+            }
+        }
+        for (field, act) in [("then_remove", 0), ("then_update", 1)] {
+            if let Some(want) = step[field].as_str() {
+                let mut t = s.clone();
+                if act == 0 {
+                    t.remove()
+                } else {
+                    t.update(9)
+                }
+                let msg = want
+                    .split_once('(')
+                    .map(|(_, m)| m.trim_end_matches(')'))
+                    .unwrap_or("");
+                if t.misuse() != Some(format!("requirement failed: {msg}")) {
+                    return fail(field);
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut s: State<i64> = State::new();
+    for step in v["steps"].as_array().into_iter().flatten() {
+        match step["step"].as_str().unwrap_or("") {
+            "new State" => s = State::new(),
+            "wrap(None)" => s = State::wrap(None),
+            "wrap(Some(1))" => s = State::wrap(Some(1)),
+            "update(2)" => s.update(2),
+            "new State; update(2)" => {
+                s = State::new();
+                s.update(2);
+            }
+            "remove()" => s.remove(),
+            "wrapTimingOutState(3)" => s = State::timing_out(3),
+            other => return Err(format!("{test}: step {other:?} not known to the harness")),
+        }
+        check(step, &s)?;
+    }
+    Ok(())
+}
+
+/// The assertions of Spark's timeout test, on the outputs of a run, and the exact batches
+/// derived from Spark's rule when Spark's timeouts are on.
+fn check_timeout_assertions(v: &Json, got: &[Vec<V>], snaps: &[Vec<V>]) -> Result<(), String> {
+    let test = v["test"].as_str().unwrap_or("?");
+    let mut all: Vec<V> = got.iter().flatten().cloned().collect();
+    all.sort();
+    if all != vec![V::Str("b".into()), V::Str("c".into())] {
+        return Err(format!(
+            "{test}: timed-out keys {all:?}, expected [b, c] once each"
+        ));
+    }
+    let kv = |k: &str| V::List(vec![V::Str(k.into()), V::Int(1)]);
+    let set = |x: &[V]| x.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    let abc: std::collections::BTreeSet<V> = [kv("a"), kv("b"), kv("c")].into_iter().collect();
+    if !snaps.iter().any(|s| set(s) == abc) {
+        return Err(format!("{test}: no snapshot holds a, b and c"));
+    }
+    if snaps.last().map(|s| set(s)) != Some([kv("a")].into_iter().collect()) {
+        return Err(format!("{test}: the last snapshot is not {{(a,1)}}"));
+    }
+    if v["spark_timeouts"].as_bool() == Some(true) {
+        let want: Vec<Vec<V>> = batches(&v["derived_expected"])
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        compare_sets(test, "output", got, &want)?;
+        let want: Vec<Vec<V>> = batches(&v["derived_expected_state_snapshots"])
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        compare_sets(test, "stateSnapshots", snaps, &want)?;
+    }
+    Ok(())
+}
+
+/// Runs every vector of a file and fails listing each one that differs. A vector of Spark's
+/// timeout assertions runs twice: with exact timeouts (dstream's default) and with Spark's.
 pub fn run_file(path: &str, expected_count: usize) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
     let vectors: Vec<Json> =
@@ -491,9 +820,24 @@ pub fn run_file(path: &str, expected_count: usize) {
         expected_count,
         "{path}: unexpected number of vectors"
     );
-    let failures: Vec<String> = vectors.iter().filter_map(|v| run_vector(v).err()).collect();
+    let mut failures = Vec::new();
     for v in &vectors {
-        println!("vector: {}", v["test"].as_str().unwrap_or("?"));
+        let outcome = match v["comparison"].as_str() {
+            Some("facts") => check_facts(v),
+            Some("api_contract") => check_state_contract(v),
+            Some("assertions") => {
+                let mut spark = v.clone();
+                spark["spark_timeouts"] = Json::Bool(true);
+                run_vector(v).and_then(|()| run_vector(&spark))
+            }
+            _ => run_vector(v),
+        };
+        println!(
+            "vector: {} ({})",
+            v["test"].as_str().unwrap_or("?"),
+            if outcome.is_ok() { "pass" } else { "FAIL" }
+        );
+        failures.extend(outcome.err());
     }
     assert!(
         failures.is_empty(),

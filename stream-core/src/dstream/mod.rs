@@ -13,7 +13,12 @@
 mod multi;
 mod ops;
 mod pair;
+mod state;
 mod window;
+
+pub use state::{
+    MapWithStateStream, State, StateSpec, TimeoutMode, map_with_state_checkpoint_interval,
+};
 
 pub use multi::TransformOutput;
 

@@ -1,0 +1,131 @@
+//! State operations beyond the Spark vectors: exact timeouts, which keys each operation touches,
+//! and misuse of the State API failing the batch with Spark's message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dstream::prelude::*;
+use dstream::testing::TestContext;
+use dstream::{State, StateSpec};
+
+/// Spark's timeout test input: a, b, c, then a alone, with a two-batch gap.
+fn timeout_input() -> Vec<Vec<&'static str>> {
+    let mut v = vec![
+        vec!["a", "b", "c"],
+        vec!["a", "b"],
+        vec!["a"],
+        vec![],
+        vec![],
+    ];
+    v.extend(std::iter::repeat_n(vec!["a"], 15));
+    v
+}
+
+fn touch_spec() -> StateSpec<&'static str, i32, i32, &'static str> {
+    StateSpec::function(|_, k: &&'static str, v: Option<i32>, st: &mut State<i32>| {
+        if v.is_some() {
+            st.update(1);
+        }
+        st.is_timing_out().then_some(*k)
+    })
+}
+
+#[test]
+fn exact_timeouts_fire_when_due_not_on_checkpoint_batches() {
+    let tc = TestContext::new();
+    let s = tc.input_stream(timeout_input()).map(|k| (k, 1));
+    let out = s.map_with_state(touch_spec().timeout(Seconds(3)));
+    let timed_out = tc.collect(&out.mapped()).unwrap();
+    let snaps = tc.collect(&out.state_snapshots()).unwrap();
+    tc.run(20).unwrap();
+    let got = timed_out.batches();
+    // c was last updated at 1000 ms and b at 2000 ms; idle longer than 3 s means strictly
+    // before t - 3000: c at 5000 ms, b at 6000 ms (Spark: both at its checkpoint batch, 10000 ms).
+    assert_eq!(got[4], vec!["c"]);
+    assert_eq!(got[5], vec!["b"]);
+    assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 2);
+    let mut last = snaps.batch(19);
+    last.sort();
+    assert_eq!(last, vec![("a", 1)]);
+}
+
+#[test]
+fn spark_timeouts_fire_on_checkpoint_batches_only() {
+    let tc = TestContext::new();
+    let s = tc.input_stream(timeout_input()).map(|k| (k, 1));
+    let out = s.map_with_state(touch_spec().timeout(Seconds(3)).spark_timeouts(None));
+    let timed_out = tc.collect(&out.mapped()).unwrap();
+    tc.run(20).unwrap();
+    let got = timed_out.batches();
+    let mut at_10 = got[9].clone();
+    at_10.sort();
+    assert_eq!(at_10, vec!["b", "c"]);
+    assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 2);
+}
+
+#[test]
+fn map_with_state_touches_only_keys_with_records_update_state_by_key_all() {
+    let tc = TestContext::new();
+    // 100 keys in the first batch, then one key per batch.
+    let mut input = vec![(0..100).collect::<Vec<u32>>()];
+    input.extend((0..4).map(|i| vec![i]));
+    let s = tc.input_stream(input).map(|k| (k, 1u32));
+    let (mws_calls, usbk_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (m, u) = (mws_calls.clone(), usbk_calls.clone());
+    let mws = s.map_with_state(StateSpec::function(
+        move |_, _: &u32, v: Option<u32>, st: &mut State<u32>| {
+            m.fetch_add(1, Ordering::SeqCst);
+            st.update(st.get().copied().unwrap_or(0) + v.unwrap_or(0));
+            None::<u32>
+        },
+    ));
+    let usbk = s.update_state_by_key(move |vs: Vec<u32>, st: Option<u32>| {
+        u.fetch_add(1, Ordering::SeqCst);
+        Some(st.unwrap_or(0) + vs.iter().sum::<u32>())
+    });
+    tc.collect(&mws.mapped()).unwrap();
+    let totals = tc.collect(&usbk).unwrap();
+    tc.run(5).unwrap();
+    assert_eq!(
+        mws_calls.load(Ordering::SeqCst),
+        104,
+        "mapWithState: once per record"
+    );
+    assert_eq!(
+        usbk_calls.load(Ordering::SeqCst),
+        500,
+        "updateStateByKey: every key, every batch"
+    );
+    assert_eq!(totals.batch(4).len(), 100);
+}
+
+#[test]
+fn misusing_the_state_fails_the_batch_with_sparks_message() {
+    let tc = TestContext::new();
+    let s = tc.input_stream(vec![vec!["a"], vec!["b"]]).map(|k| (k, 1));
+    let out = s.map_with_state(StateSpec::function(
+        |_, k: &&str, _v: Option<i32>, st: &mut State<i32>| {
+            if *k == "a" {
+                st.remove();
+                st.remove();
+            } else {
+                st.update(1);
+            }
+            Some(*k)
+        },
+    ));
+    let mapped = tc.collect(&out.mapped()).unwrap();
+    let report = tc.run(2).unwrap();
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].0, Time::from_millis(1000));
+    assert!(
+        report.failures[0]
+            .1
+            .to_string()
+            .contains("requirement failed: Cannot remove the state that has already been removed"),
+        "{}",
+        report.failures[0].1
+    );
+    // The next batch goes on.
+    assert_eq!(mapped.batches(), vec![vec!["b"]]);
+}
