@@ -25,3 +25,8 @@ pub use stream_core::*;
 pub mod prelude {
     pub use stream_core::prelude::*;
 }
+
+// The README's example is compiled as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
