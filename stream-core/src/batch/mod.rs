@@ -375,6 +375,25 @@ impl<T: Data> Batch<T> {
         Arc::strong_count(&self.inner) == 1 && self.inner.exclusive()
     }
 
+    /// Every `(partition, segment)` of the batch: the parallel tasks of its folds.
+    fn tasks(&self) -> Vec<(usize, usize)> {
+        (0..self.num_partitions())
+            .flat_map(|p| (0..self.inner.num_segments(p)).map(move |s| (p, s)))
+            .collect()
+    }
+
+    /// Folds segment `s` of partition `p` into `acc`.
+    fn fold_segment<A>(
+        &self,
+        (p, s): (usize, usize),
+        take: bool,
+        acc: &mut A,
+        step: &impl Fn(&mut A, &mut Vec<T>),
+    ) {
+        let mut sink = FnSink(|c: &mut Vec<T>| step(acc, c));
+        self.inner.push_segment(p, s, take, &mut sink);
+    }
+
     /// Runs every segment of every partition as a parallel task: `init(p)` makes a task's
     /// accumulator, `step` folds chunks into it. Returns `(partition, accumulator)` per segment,
     /// in partition then segment order (empty partitions yield no task).
@@ -384,16 +403,11 @@ impl<T: Data> Batch<T> {
         I: Fn(usize) -> A + Sync + Send,
         S: Fn(&mut A, &mut Vec<T>) + Sync + Send,
     {
-        let tasks: Vec<(usize, usize)> = (0..self.num_partitions())
-            .flat_map(|p| (0..self.inner.num_segments(p)).map(move |s| (p, s)))
-            .collect();
-        let run = |&(p, s): &(usize, usize)| {
-            let mut acc = init(p);
-            {
-                let mut sink = FnSink(|c: &mut Vec<T>| step(&mut acc, c));
-                self.inner.push_segment(p, s, take, &mut sink);
-            }
-            (p, acc)
+        let tasks = self.tasks();
+        let run = |&task: &(usize, usize)| {
+            let mut acc = init(task.0);
+            self.fold_segment(task, take, &mut acc, &step);
+            (task.0, acc)
         };
         if tasks.len() <= 1 {
             tasks.iter().map(run).collect()
@@ -412,16 +426,10 @@ impl<T: Data> Batch<T> {
         I: Fn() -> A + Sync + Send,
         S: Fn(&mut A, &mut Vec<T>) + Sync + Send,
     {
-        let tasks: Vec<(usize, usize)> = (0..self.num_partitions())
-            .flat_map(|p| (0..self.inner.num_segments(p)).map(move |s| (p, s)))
-            .collect();
-        tasks
+        self.tasks()
             .par_iter()
-            .fold(&init, |mut acc, &(p, s)| {
-                {
-                    let mut sink = FnSink(|c: &mut Vec<T>| step(&mut acc, c));
-                    self.inner.push_segment(p, s, take, &mut sink);
-                }
+            .fold(&init, |mut acc, &task| {
+                self.fold_segment(task, take, &mut acc, &step);
                 acc
             })
             .collect()
@@ -613,7 +621,17 @@ impl<T: Data> Batch<T> {
 
     /// The records of each partition (Spark's `glom().collect()`).
     pub fn partitions(&self) -> Vec<Vec<T>> {
-        self.segments(false)
+        Self::join_segments(self.segments(false))
+    }
+
+    /// The records of each partition, moved out when no one else holds this batch.
+    pub fn into_partitions(self) -> Vec<Vec<T>> {
+        let take = self.is_exclusive();
+        Self::join_segments(self.segments(take))
+    }
+
+    fn join_segments(parts: Vec<Vec<Vec<T>>>) -> Vec<Vec<T>> {
+        parts
             .into_iter()
             .map(|segs| segs.into_iter().flatten().collect())
             .collect()

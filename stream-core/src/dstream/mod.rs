@@ -123,6 +123,16 @@ pub(crate) struct Owner {
     pub(crate) id: usize,
 }
 
+impl Owner {
+    /// The context's zero time once started; 0 before (or when the context is gone).
+    pub(crate) fn zero_time(&self) -> Time {
+        self.ctx
+            .upgrade()
+            .and_then(|c| c.zero_time())
+            .unwrap_or(Time::from_millis(0))
+    }
+}
+
 impl StreamingContext {
     pub(crate) fn owner(&self) -> Owner {
         Owner {

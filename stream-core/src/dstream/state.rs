@@ -411,11 +411,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             vec![self.any()],
             slide,
             move |t| {
-                let zero = owner
-                    .ctx
-                    .upgrade()
-                    .and_then(|c| c.zero_time())
-                    .unwrap_or(Time::from_millis(0));
+                let zero = owner.zero_time();
                 let mut memo = results.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(b) = memo.get(&t) {
                     return Ok(Some(b.clone()));
@@ -477,11 +473,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 if let Some(b) = memo.get(&t) {
                     return Ok(Some(b.clone()));
                 }
-                let zero = owner
-                    .ctx
-                    .upgrade()
-                    .and_then(|c| c.zero_time())
-                    .unwrap_or(Time::from_millis(0));
+                let zero = owner.zero_time();
                 let mut guard = parts.lock().unwrap_or_else(|e| e.into_inner());
                 let state = guard.get_or_insert_with(|| {
                     // The initial state, partitioned, as of the first batch.
@@ -498,7 +490,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     parts
                 });
                 let data = parent.get_or_compute(t)?.unwrap_or_else(Batch::empty);
-                let grouped = data.group_by_key_with(partitioner.clone()).partitions();
+                let grouped = data
+                    .group_by_key_with(partitioner.clone())
+                    .into_partitions();
                 let full_scan = match mode {
                     TimeoutMode::Exact => false,
                     TimeoutMode::Spark { interval } => {

@@ -23,7 +23,18 @@ use crate::time::{Duration, Time};
 
 type Filter<K, V> = Arc<dyn Fn(&(K, V)) -> bool + Send + Sync>;
 
-fn check_window(parent: Duration, window: Duration, slide: Duration) -> Option<ContextError> {
+impl<T: Data> DStream<T> {
+    /// Checks a window over this stream and notes its length for batch jobs to drain; the
+    /// problem, if any, detaches the window's stream.
+    fn check_window(&self, window: Duration, slide: Duration) -> Option<ContextError> {
+        if let Some(ctx) = self.owner().ctx.upgrade() {
+            ctx.add_window(window);
+        }
+        window_problem(self.slide_duration(), window, slide)
+    }
+}
+
+fn window_problem(parent: Duration, window: Duration, slide: Duration) -> Option<ContextError> {
     if !window.is_multiple_of(parent) {
         return Some(ContextError::InvalidArgument(format!(
             "The window duration of windowed DStream ({window}) must be a multiple of the slide duration of parent DStream ({parent})"
@@ -64,10 +75,7 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(out.batches(), vec![vec![1], vec![1, 2], vec![2, 3], vec![3]]);
     /// ```
     pub fn window(&self, window: Duration, slide: Duration) -> DStream<T> {
-        let problem = check_window(self.slide_duration(), window, slide);
-        if let Some(ctx) = self.owner().ctx.upgrade() {
-            ctx.add_window(window);
-        }
+        let problem = self.check_window(window, slide);
         let parent = self.clone();
         parent.persist();
         parent.remember(window);
@@ -261,10 +269,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         partitioner: P,
         filter: Option<Filter<K, V>>,
     ) -> DStream<(K, V)> {
-        let problem = check_window(self.slide_duration(), window, slide);
-        if let Some(ctx) = self.owner().ctx.upgrade() {
-            ctx.add_window(window);
-        }
+        let problem = self.check_window(window, slide);
         let g = f.clone();
         let reduced = self.reduce_by_key_with_partitioner(move |a, b| g(a, b), partitioner.clone());
         reduced.persist();
@@ -319,12 +324,7 @@ impl<K: Key, V: Data, P: Partitioner<K> + Clone> ReducedWindow<K, V, P> {
         {
             return Ok(b.clone());
         }
-        let zero = self
-            .owner
-            .ctx
-            .upgrade()
-            .and_then(|c| c.zero_time())
-            .unwrap_or(Time::from_millis(0));
+        let zero = self.owner.zero_time();
         let step = self.reduced.slide_duration();
         let prev_time = t - self.slide;
         // The first window has no previous one; otherwise it is this stream's own batch (after a
