@@ -179,7 +179,11 @@ fn main() {
 
 fn run(args: &Args) -> Result<(), Error> {
     let batch = Milliseconds(args.batch_ms);
-    let ssc = StreamingContext::new(batch)?;
+    // The window's state lives in RocksDB; the generated tweets cannot be replayed, so there is
+    // nothing to recover and a temporary checkpoint (removed at exit) is enough.
+    let ssc = StreamingContext::builder(batch)
+        .temporary_checkpoint()
+        .build()?;
 
     let (cdf, tags) = (zipf_cdf(), (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>());
     let rate = args.rate;

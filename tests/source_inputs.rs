@@ -142,6 +142,7 @@ fn text_file_stream_reads_each_new_file_once_and_ignores_hidden_and_old_files() 
         &dir,
         FileStreamOptions {
             include_existing: true,
+            ..FileStreamOptions::default()
         },
     ));
     ssc.start().unwrap();

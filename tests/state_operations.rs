@@ -21,19 +21,19 @@ fn timeout_input() -> Vec<Vec<&'static str>> {
     v
 }
 
-fn touch_spec() -> StateSpec<&'static str, i32, i32, &'static str> {
-    StateSpec::function(|_, k: &&'static str, v: Option<i32>, st: &mut State<i32>| {
+fn touch_spec() -> StateSpec<String, i32, i32, String> {
+    StateSpec::function(|_, k: &String, v: Option<i32>, st: &mut State<i32>| {
         if v.is_some() {
             st.update(1);
         }
-        st.is_timing_out().then_some(*k)
+        st.is_timing_out().then(|| k.clone())
     })
 }
 
 #[test]
 fn exact_timeouts_fire_when_due_not_on_checkpoint_batches() {
     let tc = TestContext::new();
-    let s = tc.input_stream(timeout_input()).map(|k| (k, 1));
+    let s = tc.input_stream(timeout_input()).map(|k| (k.to_string(), 1));
     let out = s.map_with_state(touch_spec().timeout(Seconds(3)));
     let timed_out = tc.collect(&out.mapped()).unwrap();
     let snaps = tc.collect(&out.state_snapshots()).unwrap();
@@ -46,13 +46,13 @@ fn exact_timeouts_fire_when_due_not_on_checkpoint_batches() {
     assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 2);
     let mut last = snaps.batch(19);
     last.sort();
-    assert_eq!(last, vec![("a", 1)]);
+    assert_eq!(last, vec![("a".to_string(), 1)]);
 }
 
 #[test]
 fn spark_timeouts_fire_on_checkpoint_batches_only() {
     let tc = TestContext::new();
-    let s = tc.input_stream(timeout_input()).map(|k| (k, 1));
+    let s = tc.input_stream(timeout_input()).map(|k| (k.to_string(), 1));
     let out = s.map_with_state(touch_spec().timeout(Seconds(3)).spark_timeouts(None));
     let timed_out = tc.collect(&out.mapped()).unwrap();
     tc.run(20).unwrap();
@@ -102,21 +102,23 @@ fn map_with_state_touches_only_keys_with_records_update_state_by_key_all() {
 #[test]
 fn misusing_the_state_fails_the_batch_with_sparks_message() {
     let tc = TestContext::new();
-    let s = tc.input_stream(vec![vec!["a"], vec!["b"]]).map(|k| (k, 1));
+    let s = tc
+        .input_stream(vec![vec!["a"], vec!["b"]])
+        .map(|k| (k.to_string(), 1));
     let out = s.map_with_state(StateSpec::function(
-        |_, k: &&str, _v: Option<i32>, st: &mut State<i32>| {
-            if *k == "a" {
+        |_, k: &String, _v: Option<i32>, st: &mut State<i32>| {
+            if k == "a" {
                 st.remove();
                 st.remove();
             } else {
                 st.update(1);
             }
-            Some(*k)
+            Some(k.clone())
         },
     ));
     let mapped = tc.collect(&out.mapped()).unwrap();
     let report = tc.run(2).unwrap();
-    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures.len(), 2);
     assert_eq!(report.failures[0].0, Time::from_millis(1000));
     assert!(
         report.failures[0]
@@ -126,6 +128,16 @@ fn misusing_the_state_fails_the_batch_with_sparks_message() {
         "{}",
         report.failures[0].1
     );
-    // The next batch goes on.
-    assert_eq!(mapped.batches(), vec![vec!["b"]]);
+    // The failed batch's state changes are discarded, so state cannot go on past it (in Spark
+    // the next batch recomputes the failed state and fails again): the checkpoint stays at the
+    // last good batch, from which a restart replays.
+    assert!(
+        report.failures[1]
+            .1
+            .to_string()
+            .contains("the state of the batch at 1000 ms is missing"),
+        "{}",
+        report.failures[1].1
+    );
+    assert!(mapped.is_empty());
 }

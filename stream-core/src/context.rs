@@ -14,12 +14,14 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 
+use crate::checkpoint::{Durable, Shape, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::dstream::{DStream, clear_through};
-use crate::error::{ContextError, Error, Result, panic_message};
+use crate::error::{CheckpointError, ContextError, Error, Result, panic_message};
 use crate::metrics::{BatchInfo, StreamingListener};
 use crate::sink::OutputOp;
 use crate::source::InputControl;
@@ -75,7 +77,20 @@ pub struct StreamingContextBuilder {
     clock: Arc<dyn Clock>,
     stop_on_signal: bool,
     default_logger: bool,
+    checkpoint: CheckpointSettings,
+    state_cache: usize,
 }
+
+/// Where and how state is checkpointed.
+#[derive(Debug, Clone, Default)]
+struct CheckpointSettings {
+    dir: Option<PathBuf>,
+    temporary: bool,
+    sync: bool,
+}
+
+/// Keys of state cached in memory per stateful operator, by default.
+const DEFAULT_STATE_CACHE: usize = 1 << 20;
 
 impl std::fmt::Debug for StreamingContextBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +123,39 @@ impl StreamingContextBuilder {
     /// true, so that source and batch errors are seen, as Spark logs them to the console).
     pub fn default_logger(mut self, yes: bool) -> Self {
         self.default_logger = yes;
+        self
+    }
+
+    /// The checkpoint directory (Spark's `ssc.checkpoint(dir)`): state, input positions and the
+    /// last completed batch are kept there, and [`StreamingContext::get_or_create`] recovers
+    /// from it. Required by stateful operations (windows with an inverse, `update_state_by_key`,
+    /// `map_with_state`).
+    pub fn checkpoint(mut self, dir: impl AsRef<Path>) -> Self {
+        self.checkpoint.dir = Some(dir.as_ref().to_path_buf());
+        self.checkpoint.temporary = false;
+        self
+    }
+
+    /// Keeps state in a temporary directory removed when the context is dropped: stateful
+    /// operations work, but nothing survives the process (for tests and demos).
+    pub fn temporary_checkpoint(mut self) -> Self {
+        self.checkpoint.dir = Some(crate::checkpoint::temporary_dir());
+        self.checkpoint.temporary = true;
+        self
+    }
+
+    /// Whether each batch's commit waits for the disk (fsync). Default: false, which survives a
+    /// crash of the process (the write-ahead log is in the OS's page cache) but not of the
+    /// machine; true survives power loss too, at the cost of an fsync per batch.
+    pub fn checkpoint_sync(mut self, yes: bool) -> Self {
+        self.checkpoint.sync = yes;
+        self
+    }
+
+    /// How many keys of state each stateful operator keeps in memory (default 1,048,576); the
+    /// rest stay in RocksDB only, so state may be far larger than memory.
+    pub fn state_cache_entries(mut self, n: usize) -> Self {
+        self.state_cache = n.max(1);
         self
     }
 
@@ -147,6 +195,10 @@ impl StreamingContextBuilder {
                 stopping: AtomicBool::new(false),
                 stop_now: AtomicBool::new(false),
                 drain: AtomicI64::new(0),
+                checkpoint: Mutex::new(self.checkpoint),
+                store: OnceLock::new(),
+                durables: Mutex::new(Vec::new()),
+                state_cache: self.state_cache,
             }),
         })
     }
@@ -192,6 +244,12 @@ pub(crate) struct ContextInner {
     /// The longest window of the graph, in ms: how long a batch job keeps generating batches
     /// after its inputs finish, so that every window holding their last records is emitted.
     drain: AtomicI64,
+    checkpoint: Mutex<CheckpointSettings>,
+    /// The open checkpoint, once the pipeline is complete (at `get_or_create` or `start`).
+    store: OnceLock<Arc<Store>>,
+    /// The stateful operators, in creation order (their ids).
+    durables: Mutex<Vec<Arc<dyn Durable>>>,
+    pub(crate) state_cache: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -203,6 +261,8 @@ enum JobMsg {
         time: Time,
         records: u64,
         submitted: Time,
+        /// Set when the batch's input positions could not be written ahead: it fails.
+        setup: Option<Error>,
     },
     End,
 }
@@ -230,6 +290,56 @@ impl ContextInner {
             i64::MIN => None,
             z => Some(Time::from_millis(z)),
         }
+    }
+
+    /// The open checkpoint, if any.
+    pub(crate) fn store(&self) -> Option<&Arc<Store>> {
+        self.store.get()
+    }
+
+    /// Registers a stateful operator made by `make` from its id.
+    pub(crate) fn register_durable<D: Durable + 'static>(
+        &self,
+        make: impl FnOnce(usize) -> D,
+    ) -> Arc<D> {
+        let mut durables = lock(&self.durables);
+        let d = Arc::new(make(durables.len()));
+        if self.check_can_add().is_ok() {
+            durables.push(d.clone());
+        }
+        d
+    }
+
+    /// Opens the checkpoint for the pipeline as built (once): required when the pipeline has
+    /// stateful operations; refused if it was written by a pipeline of another shape.
+    fn open_checkpoint(&self) -> Result<Option<Arc<Store>>> {
+        if let Some(s) = self.store.get() {
+            return Ok(Some(s.clone()));
+        }
+        let settings = lock(&self.checkpoint).clone();
+        let operators: Vec<String> = lock(&self.durables).iter().map(|d| d.describe()).collect();
+        if settings.temporary && operators.is_empty() {
+            // Nothing to keep: a stateless pipeline needs no temporary state.
+            return Ok(None);
+        }
+        let Some(dir) = settings.dir else {
+            if operators.is_empty() {
+                return Ok(None);
+            }
+            return Err(CheckpointError::NotSet.into());
+        };
+        let inputs = lock(&self.graph)
+            .inputs
+            .iter()
+            .map(|i| i.name())
+            .collect();
+        let shape = Shape {
+            batch_ms: self.batch.millis(),
+            inputs,
+            operators,
+        };
+        let store = Arc::new(Store::open(&dir, &shape, settings.temporary, settings.sync)?);
+        Ok(Some(self.store.get_or_init(|| store).clone()))
     }
 
     /// Notes a window of length `d` (see `drain`).
@@ -298,6 +408,7 @@ impl ContextInner {
 
     fn submit(&self, tx: &JobSender, inputs: &[Arc<dyn InputControl>], t: Time) -> bool {
         let records: u64 = inputs.iter().map(|i| i.capture(t) as u64).sum();
+        let setup = self.write_ahead(inputs, t).err();
         let submitted = self.clock.now();
         let info = BatchInfo {
             batch_time: t,
@@ -313,6 +424,7 @@ impl ContextInner {
             time: t,
             records,
             submitted,
+            setup,
         })
     }
 
@@ -334,7 +446,8 @@ impl ContextInner {
                     time,
                     records,
                     submitted,
-                } => self.run_batch(time, records, submitted),
+                    setup,
+                } => self.run_batch(time, records, submitted, setup),
             }
         }
     }
@@ -348,7 +461,44 @@ impl ContextInner {
         }
     }
 
-    fn run_batch(&self, time: Time, records: u64, submitted: Time) {
+    /// Writes the inputs' positions after capturing `t` ahead of processing it, so that a
+    /// recovery replays exactly this batch.
+    fn write_ahead(&self, inputs: &[Arc<dyn InputControl>], t: Time) -> Result<()> {
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        let positions: Vec<(usize, Vec<u8>)> = inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, input)| input.position_at(t).map(|p| (i, p)))
+            .collect();
+        store.write_ahead(&positions, t)
+    }
+
+    /// Commits the batch to the checkpoint if it succeeded (and every batch before it did);
+    /// otherwise discards its state changes.
+    fn checkpoint_batch(&self, time: Time, inputs: &[Arc<dyn InputControl>], ok: bool) -> Result<()> {
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        let durables = lock(&self.durables).clone();
+        if ok && store.check_healthy().is_ok() {
+            let zero = self.zero_time().unwrap_or(Time::from_millis(0));
+            let remember = inputs.iter().map(|i| i.remember()).max().unwrap_or_default();
+            let keep = crate::checkpoint::keep_from(time, remember, self.batch);
+            match store.commit(time, zero, &durables, inputs.len(), keep) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    store.abort(time, &durables);
+                    return Err(e);
+                }
+            }
+        }
+        store.abort(time, &durables);
+        Ok(())
+    }
+
+    fn run_batch(&self, time: Time, records: u64, submitted: Time, setup: Option<Error>) {
         let (inputs, outputs) = {
             let g = lock(&self.graph);
             (g.inputs.clone(), g.outputs.clone())
@@ -370,7 +520,7 @@ impl ContextInner {
         };
         // Generate every output's job first, as Spark's JobGenerator: if any fails, none runs.
         let mut jobs = Vec::with_capacity(outputs.len());
-        let mut errors = Vec::new();
+        let mut errors: Vec<Error> = setup.into_iter().collect();
         let generated = guarded(&mut || {
             for o in &outputs {
                 if let Some(job) = o.generate(time)? {
@@ -381,6 +531,7 @@ impl ContextInner {
         });
         match generated {
             Err(e) => errors.push(e),
+            Ok(()) if !errors.is_empty() => {}
             Ok(()) => {
                 for job in jobs {
                     let mut job = Some(job);
@@ -390,6 +541,9 @@ impl ContextInner {
                     }
                 }
             }
+        }
+        if let Err(e) = self.checkpoint_batch(time, &inputs, errors.is_empty()) {
+            errors.push(e);
         }
         for o in &outputs {
             clear_through(o.node().as_ref(), time);
@@ -438,7 +592,83 @@ impl StreamingContext {
             clock: Arc::new(SystemClock),
             stop_on_signal: true,
             default_logger: true,
+            checkpoint: CheckpointSettings::default(),
+            state_cache: DEFAULT_STATE_CACHE,
         }
+    }
+
+    /// Sets the checkpoint directory (Spark's `ssc.checkpoint(dir)`); see
+    /// [`StreamingContextBuilder::checkpoint`]. Only before the checkpoint is opened (by
+    /// `start` or `get_or_create`).
+    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
+        if let Some(s) = self.inner.store() {
+            if s.dir() == dir.as_ref() {
+                return Ok(());
+            }
+            return Err(Error::invalid(format!(
+                "the checkpoint in {} is already open; the checkpoint directory cannot change",
+                s.dir().display()
+            )));
+        }
+        let mut c = lock(&self.inner.checkpoint);
+        c.dir = Some(dir.as_ref().to_path_buf());
+        c.temporary = false;
+        Ok(())
+    }
+
+    /// Spark's `StreamingContext.getOrCreate`: `create` builds the context and its whole
+    /// pipeline (closures are not serialised: the pipeline is always rebuilt by your code);
+    /// the checkpoint in `dir` is then opened. If it holds a completed batch, the context
+    /// resumes from it when started: state, input positions and the next batch time come back.
+    /// A checkpoint written by a pipeline of another shape (stateful operators, inputs, batch
+    /// interval) is refused with an error naming the difference; a damaged one with an error
+    /// naming the file.
+    ///
+    /// ```
+    /// use stream_core::prelude::*;
+    /// let dir = std::env::temp_dir().join(format!("dstream-doc-{}", std::process::id()));
+    /// let build = || {
+    ///     let ssc = StreamingContext::new(Seconds(1))?;
+    ///     let q = Queue::new();
+    ///     ssc.queue_stream(&q).map(|w: String| (w, 1)).update_state_by_key(|vs: Vec<i32>, s: Option<i32>| {
+    ///         Some(s.unwrap_or(0) + vs.len() as i32)
+    ///     }).print()?;
+    ///     Ok(ssc)
+    /// };
+    /// let ssc = StreamingContext::get_or_create(&dir, build).unwrap();
+    /// assert_eq!(ssc.recovered_batch(), None); // a new checkpoint
+    /// # drop(ssc);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn get_or_create(
+        dir: impl AsRef<Path>,
+        create: impl FnOnce() -> Result<StreamingContext>,
+    ) -> Result<StreamingContext> {
+        let ssc = create()?;
+        if let Some(own) = lock(&ssc.inner.checkpoint).dir.clone()
+            && own != dir.as_ref()
+            && !lock(&ssc.inner.checkpoint).temporary
+        {
+            return Err(Error::invalid(format!(
+                "get_or_create({}) got a context checkpointing to {}",
+                dir.as_ref().display(),
+                own.display()
+            )));
+        }
+        ssc.checkpoint(&dir)?;
+        if lock(&ssc.inner.graph).outputs.is_empty() {
+            return Err(ContextError::NoOutputOperations.into());
+        }
+        ssc.inner.open_checkpoint()?;
+        Ok(ssc)
+    }
+
+    /// The last batch completed before the checkpoint was recovered (`None` for a new one).
+    pub fn recovered_batch(&self) -> Option<Time> {
+        self.inner
+            .store()
+            .and_then(|s| s.recovery())
+            .map(|r| r.last)
     }
 
     /// The batch interval.
@@ -578,18 +808,37 @@ impl StreamingContext {
             }
             g.inputs.clone()
         };
-        let batch = self.inner.batch.millis();
-        let now = self.inner.clock.now().millis();
-        let first = Time::from_millis((now.div_euclid(batch) + 1) * batch);
-        let zero = first - self.inner.batch;
+        let store = self.inner.open_checkpoint()?;
+        let recovery = store.as_ref().and_then(|s| s.recovery());
+        let (zero, first) = match recovery {
+            // Resume after the last completed batch; batches missed while down come at once.
+            Some(r) => (r.zero, r.last + self.inner.batch),
+            None => {
+                let batch = self.inner.batch.millis();
+                let now = self.inner.clock.now().millis();
+                let first = Time::from_millis((now.div_euclid(batch) + 1) * batch);
+                (first - self.inner.batch, first)
+            }
+        };
         let source_ctx = crate::source::SourceContext {
             parallelism: self.inner.parallelism,
             batch_duration: self.inner.batch,
             zero_time: zero,
         };
         for (i, input) in inputs.iter().enumerate() {
-            if let Err(e) = input.start(&source_ctx) {
-                inputs[..i].iter().for_each(|started| started.stop());
+            let started = input.start(&source_ctx).and_then(|()| match (&store, recovery) {
+                (Some(store), Some(r)) => input.restore(&store.positions(i)?, r.last),
+                _ => Ok(()),
+            });
+            if let Err(e) = started {
+                inputs[..=i].iter().for_each(|started| started.stop());
+                return Err(e);
+            }
+        }
+        if let (Some(_), None) = (&store, recovery) {
+            // A new checkpoint: the inputs' positions before the first batch.
+            if let Err(e) = self.inner.write_ahead(&inputs, zero) {
+                inputs.iter().for_each(|i| i.stop());
                 return Err(e);
             }
         }
@@ -688,6 +937,9 @@ impl StreamingContext {
         }
         for i in &inputs {
             i.stop();
+        }
+        if let Some(store) = self.inner.store() {
+            store.close();
         }
         lock(&self.inner.run).state = Some(StreamingContextState::Stopped);
         if self.inner.stop_on_signal {

@@ -32,6 +32,9 @@ pub enum Error {
     /// An output operation failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The checkpoint (state, positions, recovery) failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// User code failed (returned an error or panicked) while processing the batch at `time`.
     #[error("user function failed in the batch at time {time}: {message}")]
     UserFunction {
@@ -141,6 +144,76 @@ pub enum OutputError {
     /// Writing to standard output failed.
     #[error("cannot write to standard output: {0}")]
     Stdout(Arc<std::io::Error>),
+}
+
+/// Errors of checkpoints and state; each names the directory or file involved.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// A pipeline with stateful operations has no checkpoint directory (Spark's message).
+    #[error(
+        "The checkpoint directory has not been set. Please set it by StreamingContext::checkpoint() (or use get_or_create)."
+    )]
+    NotSet,
+    /// A checkpoint file is missing or damaged.
+    #[error("checkpoint file {file} is missing or damaged: {reason}")]
+    Corrupt {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The checkpoint was written by a pipeline of a different shape.
+    #[error(
+        "the checkpoint in {dir} was written by a different pipeline: {difference}; restore the pipeline as it was, or use a new checkpoint directory"
+    )]
+    Incompatible {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The first difference found.
+        difference: String,
+    },
+    /// The state database failed (its message names the file when a file is at fault).
+    #[error("checkpoint database in {dir}: {message}")]
+    Database {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// RocksDB's message.
+        message: String,
+    },
+    /// A file or directory of the checkpoint could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// A key or state value could not be encoded or decoded.
+    #[error("cannot encode or decode {what}: {message}")]
+    Encode {
+        /// What was being encoded or decoded.
+        what: String,
+        /// The codec's message.
+        message: String,
+    },
+    /// An earlier batch failed, so its state changes are missing.
+    #[error(
+        "the state of the batch at {time} is missing (that batch failed); state cannot go on without it: fix the cause and restart from the checkpoint, which replays that batch"
+    )]
+    StateMissing {
+        /// The failed batch.
+        time: Time,
+    },
+}
+
+impl CheckpointError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CheckpointError::Io {
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
 }
 
 impl SourceError {

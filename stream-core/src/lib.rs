@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod checkpoint;
 mod clock;
 mod context;
 mod dstream;
@@ -31,7 +32,7 @@ pub use dstream::{
     DStream, MapWithStateStream, State, StateSpec, TimeoutMode, TransformOutput,
     map_with_state_checkpoint_interval,
 };
-pub use error::{BoxError, ContextError, Error, GraphError, OutputError, Result, SourceError};
+pub use error::{BoxError, CheckpointError, ContextError, Error, GraphError, OutputError, Result, SourceError};
 pub use metrics::{BatchInfo, StreamingListener};
 pub use partitioner::{HashPartitioner, Partitioner};
 pub use show::Show;

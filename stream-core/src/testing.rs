@@ -145,6 +145,7 @@ impl TestContext {
             .clock(clock.clone())
             .stop_gracefully_on_signal(false)
             .default_logger(false)
+            .temporary_checkpoint()
             .build()
             .unwrap_or_else(|e| panic!("invalid test context settings: {e}"));
         TestContext {

@@ -15,7 +15,9 @@ use serde_json::Value as Json;
 
 /// A record of any vector: Spark's values as JSON encodes them (tuples and sequences as lists,
 /// `None` as null).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum V {
     Null,
     Int(i64),

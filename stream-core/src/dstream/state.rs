@@ -12,17 +12,22 @@
 //!   Spark compares). `StateSpec::spark_timeouts` keeps Spark's behaviour instead: timeouts fire
 //!   only on its checkpoint batches (every 10 batch intervals by default), found by a full scan.
 //!
-//! State is held in memory, partitioned by key hash like the shuffle.
+//! State lives in the context's checkpoint (RocksDB), partitioned by key hash like the shuffle,
+//! behind a bounded cache of hot keys (see `checkpoint::keyed`): keys and state values must be
+//! serde types, and the context needs a checkpoint directory. Each batch's changes are committed
+//! with the batch, atomically; a failed batch's changes are discarded.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::DStream;
+use super::{DStream, Owner};
 use crate::batch::{Batch, Data, Key};
-use crate::error::{Error, Result};
+use crate::checkpoint::keyed::{KeyedStore, PartState, StateKey, StateValue, TAG_STATE};
+use crate::checkpoint::{Durable, Store};
+use crate::error::{CheckpointError, ContextError, Error, Result};
 use crate::partitioner::{HashPartitioner, Partitioner};
 use crate::time::{Duration, Time};
 
@@ -232,57 +237,81 @@ impl<K: Key, V: Data, S: Data, M: Data> StateSpec<K, V, S, M> {
     }
 }
 
-/// A key's state and the batch time of its last update, in ms.
-struct Entry<S> {
-    value: S,
-    updated_at: i64,
+/// A stateful operator's durable state: its keys, and whether the initial state was merged.
+pub(crate) struct StateOp<K, S> {
+    kind: String,
+    pub(crate) keyed: KeyedStore<K, S>,
+    /// The initial state was merged in the batch being processed (committed with it).
+    init_merged: AtomicBool,
 }
 
-/// One partition of `map_with_state`'s state, with its time-ordered timer index.
-struct StatePart<K, S> {
-    map: HashMap<K, Entry<S>>,
-    timers: BTreeMap<i64, HashSet<K>>,
-}
-
-impl<K: Key, S: Data> StatePart<K, S> {
-    /// Drops `k` from the timer index slot of time `at`.
-    fn unschedule(&mut self, k: &K, at: i64) {
-        if let Some(set) = self.timers.get_mut(&at) {
-            set.remove(k);
-            if set.is_empty() {
-                self.timers.remove(&at);
-            }
+impl<K: StateKey, S: StateValue> StateOp<K, S> {
+    pub(crate) fn new(id: usize, kind: String, partitions: usize, cache: usize, timed: bool) -> Self {
+        StateOp {
+            kind,
+            keyed: KeyedStore::new(id, TAG_STATE, partitions, cache, timed),
+            init_merged: AtomicBool::new(false),
         }
     }
 
-    fn put(&mut self, k: K, value: S, at: i64, timed: bool) {
-        if timed {
-            if let Some(old) = self.map.get(&k).map(|e| e.updated_at) {
-                self.unschedule(&k, old);
-            }
-            self.timers.entry(at).or_default().insert(k.clone());
-        }
-        self.map.insert(
-            k,
-            Entry {
-                value,
-                updated_at: at,
-            },
-        );
+    /// True when the initial state must be merged into this batch (a new checkpoint's first).
+    fn wants_initial(&self, store: &Store) -> Result<bool> {
+        Ok(!self.init_merged.load(Ordering::SeqCst) && !self.keyed.has_flag(store, b"init")?)
+    }
+}
+
+impl<K: StateKey, S: StateValue> Durable for StateOp<K, S> {
+    fn describe(&self) -> String {
+        format!(
+            "{} (partitions {}, key {}, state {})",
+            self.kind,
+            self.keyed.partitions(),
+            std::any::type_name::<K>(),
+            std::any::type_name::<S>()
+        )
     }
 
-    fn take(&mut self, k: &K) -> Option<Entry<S>> {
-        let e = self.map.remove(k)?;
-        self.unschedule(k, e.updated_at);
-        Some(e)
+    fn commit(&self, store: &Store, _: Time, wb: &mut rocksdb::WriteBatch) -> Result<()> {
+        self.keyed.commit(store, wb)?;
+        if self.init_merged.swap(false, Ordering::SeqCst) {
+            self.keyed.put_flag(store, wb, b"init")?;
+        }
+        Ok(())
     }
+
+    fn abort(&self, _: Time) {
+        self.keyed.abort();
+        self.init_merged.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Registers a stateful operator with the stream's context.
+pub(crate) fn register_state<K: StateKey, S: StateValue>(
+    owner: &Owner,
+    kind: &str,
+    partitions: usize,
+    timed: bool,
+) -> Arc<StateOp<K, S>> {
+    match owner.ctx.upgrade() {
+        Some(ctx) => {
+            let cache = ctx.state_cache;
+            ctx.register_durable(|id| StateOp::new(id, kind.to_string(), partitions, cache, timed))
+        }
+        // The stream is detached (its context is gone); it never computes.
+        None => Arc::new(StateOp::new(usize::MAX, kind.to_string(), partitions, 1, timed)),
+    }
+}
+
+/// The open checkpoint of the stream's context, for a batch of a stateful operator.
+pub(crate) fn open_store(owner: &Owner) -> Result<Arc<Store>> {
+    let ctx = owner.ctx.upgrade().ok_or(ContextError::ContextDropped)?;
+    let store = ctx.store().cloned().ok_or(CheckpointError::NotSet)?;
+    store.check_healthy()?;
+    Ok(store)
 }
 
 /// Batches kept by time (results a state operation may be asked for again).
 type Memo<T> = Arc<Mutex<BTreeMap<Time, Batch<T>>>>;
-
-/// `map_with_state`'s state partitions, made at the first batch.
-type SharedState<K, S> = Arc<Mutex<Option<Vec<StatePart<K, S>>>>>;
 
 /// What one `map_with_state` batch produces: mapped records, and the state when asked for.
 #[derive(Clone)]
@@ -335,7 +364,7 @@ fn first_misuse<S>(state: &State<S>, t: Time) -> Result<()> {
     }
 }
 
-impl<K: Key, V: Data> DStream<(K, V)> {
+impl<K: StateKey, V: Data> DStream<(K, V)> {
     /// Spark's `updateStateByKey((values, state) => Option[newState])`: every batch, `f` gets each
     /// key's new values (possibly none) and its state; `None` removes the key. The output is the
     /// whole state. See the module docs for the cost.
@@ -344,14 +373,16 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// use stream_core::testing::TestContext;
     /// let tc = TestContext::new();
     /// let s = tc.input_stream(vec![vec![("a", 1)], vec![("a", 1), ("b", 1)], vec![]]);
-    /// let totals = s.update_state_by_key(|vs: Vec<i32>, st: Option<i32>| Some(vs.iter().sum::<i32>() + st.unwrap_or(0)));
+    /// let totals = s
+    ///     .map(|(k, v)| (k.to_string(), v))
+    ///     .update_state_by_key(|vs: Vec<i32>, st: Option<i32>| Some(vs.iter().sum::<i32>() + st.unwrap_or(0)));
     /// let out = tc.collect(&totals).unwrap();
     /// tc.run(3).unwrap();
     /// let mut last = out.batch(2);
     /// last.sort();
-    /// assert_eq!(last, vec![("a", 2), ("b", 1)]);
+    /// assert_eq!(last, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
     /// ```
-    pub fn update_state_by_key<S: Data>(
+    pub fn update_state_by_key<S: StateValue>(
         &self,
         f: impl Fn(Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
     ) -> DStream<(K, S)> {
@@ -360,7 +391,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// `update_state_by_key` with a partitioner and an initial state merged in the first batch.
-    pub fn update_state_by_key_with_initial<S: Data, P: Partitioner<K> + Clone>(
+    pub fn update_state_by_key_with_initial<S: StateValue, P: Partitioner<K> + Clone>(
         &self,
         f: impl Fn(Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
         partitioner: P,
@@ -371,7 +402,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
     /// The general `updateStateByKey`: `f(batch time, key, values, state)`, a partitioner, and
     /// an optional initial state.
-    pub fn update_state_by_key_with<S: Data, P: Partitioner<K> + Clone>(
+    pub fn update_state_by_key_with<S: StateValue, P: Partitioner<K> + Clone>(
         &self,
         f: impl Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
         partitioner: P,
@@ -391,7 +422,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
     /// Spark's iterator form of `updateStateByKey`: `f` gets a partition's
     /// `(key, values, state)` and returns its new `(key, state)` pairs.
-    pub fn update_state_by_key_partitions<S: Data, P: Partitioner<K> + Clone>(
+    pub fn update_state_by_key_partitions<S: StateValue, P: Partitioner<K> + Clone>(
         &self,
         f: impl Fn(Time, &mut dyn Iterator<Item = (K, Vec<V>, Option<S>)>) -> Vec<(K, S)>
         + Send
@@ -402,45 +433,71 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ) -> DStream<(K, S)> {
         let parent = self.clone();
         let owner = self.owner();
-        let slide = self.slide_duration();
+        let n = partitioner.num_partitions().max(1);
+        let op: Arc<StateOp<K, S>> = register_state(&owner, "updateStateByKey", n, false);
         let f = Arc::new(f);
         let results: Memo<(K, S)> = Arc::new(Mutex::new(BTreeMap::new()));
         DStream::new_node(
             &owner.clone(),
             "updateStateByKey",
             vec![self.any()],
-            slide,
+            self.slide_duration(),
             move |t| {
-                let zero = owner.zero_time();
                 let mut memo = results.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(b) = memo.get(&t) {
                     return Ok(Some(b.clone()));
                 }
-                let prev_t = t - slide;
-                // The previous state; the initial state before the first batch.
-                let prev = match memo.get(&prev_t) {
-                    Some(b) => b.clone(),
-                    None if prev_t <= zero => initial.clone().unwrap_or_else(Batch::empty),
-                    None => {
-                        return Err(Error::user(
-                            t,
-                            format!(
-                                "the state of {prev_t} is missing (its batch failed); state cannot go on without it"
-                            ),
-                        ));
+                let store = open_store(&owner)?;
+                // The initial state is the previous state of a new checkpoint's first batch.
+                let mut initial_parts: Vec<Vec<(K, S)>> = vec![Vec::new(); n];
+                if let Some(init) = initial.as_ref().filter(|_| op.wants_initial(&store).unwrap_or(false)) {
+                    for (k, s) in init.collect() {
+                        initial_parts[partitioner.partition(&k)].push((k, s));
                     }
-                };
+                    op.init_merged.store(true, Ordering::SeqCst);
+                }
                 // A batch with no data still updates every key, with no values.
                 let data = parent.get_or_compute(t)?.unwrap_or_else(Batch::empty);
-                let f = f.clone();
-                let next = data
-                    .cogroup(prev, partitioner.clone())
-                    .map_partitions(move |it| {
-                        let mut rows = it.map(|(k, (vs, mut ss))| (k, vs, ss.pop()));
-                        f(t, &mut rows)
+                let grouped = data.group_by_key_with(partitioner.clone()).into_partitions();
+                let now = t.millis();
+                let outputs: Vec<Result<Vec<(K, S)>>> = grouped
+                    .into_par_iter()
+                    .zip(initial_parts.into_par_iter())
+                    .enumerate()
+                    .map(|(p, (records, init))| {
+                        let mut part = op.keyed.part(&store, p)?;
+                        let mut before: std::collections::HashMap<K, S> =
+                            part.scan()?.into_iter().map(|(k, s, _)| (k, s)).collect();
+                        for (k, s) in init {
+                            before.entry(k).or_insert(s);
+                        }
+                        let keys: HashSet<K> = before.keys().cloned().collect();
+                        let mut rows = records
+                            .into_iter()
+                            .map(|(k, vs)| {
+                                let s = before.remove(&k);
+                                (k, vs, s)
+                            })
+                            .collect::<Vec<_>>();
+                        rows.extend(before.into_iter().map(|(k, s)| (k, Vec::new(), Some(s))));
+                        let next = f(t, &mut rows.into_iter());
+                        let mut gone = keys;
+                        for (k, s) in &next {
+                            gone.remove(k);
+                            part.put(k.clone(), s.clone(), now)?;
+                        }
+                        for k in gone {
+                            part.remove(&k)?;
+                        }
+                        Ok(next)
                     })
-                    .materialize();
-                memo.retain(|k, _| *k >= prev_t);
+                    .collect();
+                let mut parts = Vec::with_capacity(n);
+                for o in outputs {
+                    parts.push(o?);
+                }
+                let next = Batch::from_partitions(parts);
+                memo.clear();
                 memo.insert(t, next.clone());
                 Ok(Some(next))
             },
@@ -449,7 +506,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 
     /// Spark's `mapWithState`: `spec`'s function is called for each record of each batch with
     /// the key's state, and for keys whose timeout is due. See the module docs.
-    pub fn map_with_state<S: Data, M: Data>(
+    pub fn map_with_state<S: StateValue, M: Data>(
         &self,
         spec: StateSpec<K, V, S, M>,
     ) -> MapWithStateStream<K, S, M> {
@@ -460,9 +517,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let batch = self.slide_duration();
         let wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let want = wanted.clone();
-        let parts: SharedState<K, S> = Arc::new(Mutex::new(None));
         let memo: Memo<Produced<M, K, S>> = Arc::new(Mutex::new(BTreeMap::new()));
         let (func, initial, timeout, mode) = (spec.func, spec.initial, spec.timeout, spec.mode);
+        let op: Arc<StateOp<K, S>> = register_state(&owner, "mapWithState", n, timeout.is_some());
         let core = DStream::new_node(
             &owner.clone(),
             "mapWithState",
@@ -474,21 +531,15 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     return Ok(Some(b.clone()));
                 }
                 let zero = owner.zero_time();
-                let mut guard = parts.lock().unwrap_or_else(|e| e.into_inner());
-                let state = guard.get_or_insert_with(|| {
-                    // The initial state, partitioned, as of the first batch.
-                    let mut parts: Vec<StatePart<K, S>> = (0..n)
-                        .map(|_| StatePart {
-                            map: HashMap::new(),
-                            timers: BTreeMap::new(),
-                        })
-                        .collect();
-                    for (k, s) in initial.as_ref().map(Batch::collect).unwrap_or_default() {
+                let store = open_store(&owner)?;
+                if let Some(init) = initial.as_ref() && op.wants_initial(&store)? {
+                    // The initial state, as of a new checkpoint's first batch.
+                    for (k, s) in init.collect() {
                         let p = partitioner.partition(&k);
-                        parts[p].put(k, s, t.millis(), timeout.is_some());
+                        op.keyed.part(&store, p)?.put(k, s, t.millis())?;
                     }
-                    parts
-                });
+                    op.init_merged.store(true, Ordering::SeqCst);
+                }
                 let data = parent.get_or_compute(t)?.unwrap_or_else(Batch::empty);
                 let grouped = data
                     .group_by_key_with(partitioner.clone())
@@ -501,12 +552,13 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     }
                 };
                 let snapshots = want.load(std::sync::atomic::Ordering::Relaxed);
-                let outputs: Vec<Result<Vec<Produced<M, K, S>>>> = state
-                    .par_iter_mut()
-                    .zip(grouped.into_par_iter())
-                    .map(|(part, records)| {
+                let outputs: Vec<Result<Vec<Produced<M, K, S>>>> = grouped
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(p, records)| {
+                        let mut part = op.keyed.part(&store, p)?;
                         process_partition(
-                            part, records, t, &func, timeout, mode, full_scan, snapshots,
+                            &mut part, records, t, &func, timeout, mode, full_scan, snapshots,
                         )
                     })
                     .collect();
@@ -533,8 +585,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn process_partition<K: Key, V: Data, S: Data, M: Data>(
-    part: &mut StatePart<K, S>,
+fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
+    part: &mut PartState<'_, K, S>,
     records: Vec<(K, Vec<V>)>,
     t: Time,
     func: &MapFn<K, V, S, M>,
@@ -548,15 +600,15 @@ fn process_partition<K: Key, V: Data, S: Data, M: Data>(
     let mut out = Vec::new();
     for (k, vs) in records {
         for v in vs {
-            let mut st = State::wrap(part.map.get(&k).map(|e| e.value.clone()));
+            let mut st = State::wrap(part.get(&k)?.map(|(s, _)| s.clone()));
             let mapped = func(t, &k, Some(v), &mut st);
             first_misuse(&st, t)?;
             if st.is_removed() {
-                part.take(&k);
+                part.remove(&k)?;
             } else if st.is_updated() || (st.exists() && timed) {
                 // As Spark: with a timeout, a key with data counts as active even if unchanged.
                 if let Some(value) = st.value {
-                    part.put(k.clone(), value, now, timed);
+                    part.put(k.clone(), value, now)?;
                 }
             }
             out.extend(mapped.map(Produced::Mapped));
@@ -566,22 +618,18 @@ fn process_partition<K: Key, V: Data, S: Data, M: Data>(
         // Strictly older than the threshold, as Spark compares.
         let threshold = (t - timeout).millis();
         let due: Vec<K> = match mode {
-            TimeoutMode::Exact => part
-                .timers
-                .range(..threshold)
-                .flat_map(|(_, ks)| ks.iter().cloned())
-                .collect(),
+            TimeoutMode::Exact => part.due(threshold)?,
             TimeoutMode::Spark { .. } if full_scan => part
-                .map
-                .iter()
-                .filter(|(_, e)| e.updated_at < threshold)
-                .map(|(k, _)| k.clone())
+                .scan()?
+                .into_iter()
+                .filter(|(_, _, at)| *at < threshold)
+                .map(|(k, _, _)| k)
                 .collect(),
             TimeoutMode::Spark { .. } => Vec::new(),
         };
         for k in due {
-            if let Some(e) = part.take(&k) {
-                let mut st = State::timing_out(e.value);
+            if let Some((value, _)) = part.remove(&k)? {
+                let mut st = State::timing_out(value);
                 let mapped = func(t, &k, None, &mut st);
                 first_misuse(&st, t)?;
                 out.extend(mapped.map(Produced::Mapped));
@@ -590,9 +638,9 @@ fn process_partition<K: Key, V: Data, S: Data, M: Data>(
     }
     if snapshots {
         out.extend(
-            part.map
-                .iter()
-                .map(|(k, e)| Produced::Snapshot(k.clone(), e.value.clone())),
+            part.scan()?
+                .into_iter()
+                .map(|(k, s, _)| Produced::Snapshot(k, s)),
         );
     }
     Ok(out)

@@ -9,14 +9,27 @@
 //! counts), as Spark's does; the filter removes such keys and its result is what the next window
 //! starts from.
 //!
+//! The incremental reduces keep their state in the checkpoint (see `WindowOp`): the running
+//! window value of each key, and each batch's reduced values (a *pane*, keyed by batch time so
+//! that expiring a batch is one range delete). They need serde keys and values and a checkpoint
+//! directory, as Spark's need `ssc.checkpoint`.
+//!
 //! The window and slide must be multiples of the parent's slide (Spark's messages); a violation
 //! detaches the stream, and registering an output on it reports the error, before data flows.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use rayon::prelude::*;
+use rocksdb::WriteBatch;
+
+use super::state::open_store;
 use super::{DStream, Owner};
 use crate::batch::{Batch, Data, Key};
+use crate::checkpoint::keyed::{
+    KeyedStore, StateKey, StateValue, TAG_STATE, decode, encode, time_bytes,
+};
+use crate::checkpoint::{Durable, Store};
 use crate::error::{ContextError, Result};
 use crate::partitioner::{HashPartitioner, Partitioner};
 use crate::time::{Duration, Time};
@@ -109,7 +122,18 @@ impl<T: Data> DStream<T> {
             .window(window, slide)
             .reduce(move |a, b| g(a, b))
     }
+}
 
+impl<T: Data> DStream<T> {
+    /// Every `slide`, the number of records in the last `window` (Spark's `countByWindow`):
+    /// `0` for an empty window once records have been seen.
+    pub fn count_by_window(&self, window: Duration, slide: Duration) -> DStream<i64> {
+        self.map(|_| 1i64)
+            .reduce_by_window_inv(|a, b| a + b, |a, b| a - b, window, slide)
+    }
+}
+
+impl<T: StateValue> DStream<T> {
     /// `reduce_by_window` computed incrementally: the previous window's value, `inv` of what
     /// left, `f` of what came in (Spark's `reduceByWindow` with `invReduceFunc`).
     pub fn reduce_by_window_inv(
@@ -131,15 +155,9 @@ impl<T: Data> DStream<T> {
             .map(|(_, v)| v)
     }
 
-    /// Every `slide`, the number of records in the last `window` (Spark's `countByWindow`):
-    /// `0` for an empty window once records have been seen.
-    pub fn count_by_window(&self, window: Duration, slide: Duration) -> DStream<i64> {
-        self.map(|_| 1i64)
-            .reduce_by_window_inv(|a, b| a + b, |a, b| a - b, window, slide)
-    }
 }
 
-impl<T: Key> DStream<T> {
+impl<T: StateKey> DStream<T> {
     /// Every `slide`, how often each record occurs in the last `window` (Spark's
     /// `countByValueAndWindow`); records whose count fell to 0 are dropped.
     pub fn count_by_value_and_window(
@@ -224,7 +242,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             .window(window, slide)
             .reduce_by_key_with_partitioner(move |a, b| g(a, b), partitioner)
     }
+}
 
+impl<K: StateKey, V: StateValue> DStream<(K, V)> {
     /// The "smart" window reduce (Spark's `reduceByKeyAndWindow` with `invReduceFunc`): each
     /// window is the previous one, `inv` of the batches that left it, `f` of those that came in.
     /// Keys whose values all left stay, with `inv`'s result (see the module docs).
@@ -273,11 +293,22 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let g = f.clone();
         let reduced = self.reduce_by_key_with_partitioner(move |a, b| g(a, b), partitioner.clone());
         reduced.persist();
-        // The previous window's start is `window + slide` back.
-        reduced.remember(window + slide);
+        // Older batches come back from the checkpoint's panes: only the current slide's batches
+        // are needed in memory.
+        reduced.remember(slide);
+        let owner = self.owner();
+        let n = partitioner.num_partitions().max(1);
+        let op = match owner.ctx.upgrade() {
+            Some(ctx) => {
+                let cache = ctx.state_cache;
+                ctx.register_durable(|id| WindowOp::new(id, n, cache, window, slide))
+            }
+            None => Arc::new(WindowOp::new(usize::MAX, n, 1, window, slide)),
+        };
         let state = Arc::new(ReducedWindow {
             reduced: reduced.clone(),
-            owner: self.owner(),
+            owner: owner.clone(),
+            op,
             f,
             inv,
             filter,
@@ -287,7 +318,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             results: Mutex::new(BTreeMap::new()),
         });
         DStream::new_node_checked(
-            &self.owner(),
+            &owner,
             "reduceByKeyAndWindow",
             vec![reduced.any()],
             slide,
@@ -297,11 +328,117 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 }
 
-/// The state of an incremental window reduce: the results of the windows computed so far
-/// (only the last is kept, as the next window starts from it).
+/// The durable state of an incremental window reduce, in its column family:
+/// - `s <partition> <key>` -> the key's value in the last window (a [`KeyedStore`]);
+/// - `p <time> <partition> <key>` -> the key's reduced value in the batch of `time` (a pane):
+///   the window subtracts a pane when its batch leaves, and a range delete drops it.
+struct WindowOp<K, V> {
+    id: usize,
+    agg: KeyedStore<K, V>,
+    window: Duration,
+    slide: Duration,
+    /// The panes of the batch being processed and where expiry starts, committed with it.
+    staged: Mutex<Staged<K, V>>,
+}
+
+struct Staged<K, V> {
+    panes: Vec<(Time, Vec<(K, V)>)>,
+    expire_through: Option<Time>,
+}
+
+const TAG_PANE: u8 = b'p';
+
+fn pane_prefix(t: Time) -> Vec<u8> {
+    let mut k = vec![TAG_PANE];
+    k.extend_from_slice(&time_bytes(t.millis()));
+    k
+}
+
+impl<K: StateKey, V: StateValue> WindowOp<K, V> {
+    fn new(id: usize, partitions: usize, cache: usize, window: Duration, slide: Duration) -> Self {
+        WindowOp {
+            id,
+            agg: KeyedStore::new(id, TAG_STATE, partitions, cache, false),
+            window,
+            slide,
+            staged: Mutex::new(Staged {
+                panes: Vec::new(),
+                expire_through: None,
+            }),
+        }
+    }
+
+    /// The pane of the batch at `t`, from the checkpoint.
+    fn read_pane(&self, store: &Store, t: Time) -> Result<Vec<(K, V)>> {
+        let prefix = pane_prefix(t);
+        let mut it = store.db().raw_iterator_cf(store.cf(self.id)?);
+        it.seek(&prefix);
+        let mut out = Vec::new();
+        let what = "a window pane";
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push((decode(what, &k[prefix.len() + 2..])?, decode(what, v)?));
+            it.next();
+        }
+        it.status().map_err(|e| store.error(e))?;
+        Ok(out)
+    }
+}
+
+impl<K: StateKey, V: StateValue> Durable for WindowOp<K, V> {
+    fn describe(&self) -> String {
+        format!(
+            "reduceByKeyAndWindow (window {}, slide {}, partitions {}, key {}, value {})",
+            self.window,
+            self.slide,
+            self.agg.partitions(),
+            std::any::type_name::<K>(),
+            std::any::type_name::<V>()
+        )
+    }
+
+    fn commit(&self, store: &Store, _: Time, wb: &mut WriteBatch) -> Result<()> {
+        let cf = store.cf(self.id)?;
+        let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        let what = "a window pane";
+        for (t, pane) in staged.panes.drain(..) {
+            let prefix = pane_prefix(t);
+            for (k, v) in pane {
+                let mut key = prefix.clone();
+                // Partition bytes are unused by reads; kept for a layout like the state's.
+                key.extend_from_slice(&[0, 0]);
+                key.extend(encode(what, &k)?);
+                wb.put_cf(cf, key, encode(what, &v)?);
+            }
+        }
+        if let Some(through) = staged.expire_through.take() {
+            wb.delete_range_cf(
+                cf,
+                pane_prefix(Time::from_millis(i64::MIN)),
+                pane_prefix(through + Duration::from_millis(1)),
+            );
+        }
+        drop(staged);
+        self.agg.commit(store, wb)
+    }
+
+    fn abort(&self, _: Time) {
+        let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        staged.panes.clear();
+        staged.expire_through = None;
+        drop(staged);
+        self.agg.abort();
+    }
+}
+
+/// An incremental window reduce: the window's value per key is in the checkpoint, updated by
+/// the panes that leave and come in.
 struct ReducedWindow<K, V, P> {
     reduced: DStream<(K, V)>,
     owner: Owner,
+    op: Arc<WindowOp<K, V>>,
     f: Arc<dyn Fn(V, V) -> V + Send + Sync>,
     inv: Arc<dyn Fn(V, V) -> V + Send + Sync>,
     filter: Option<Filter<K, V>>,
@@ -311,94 +448,108 @@ struct ReducedWindow<K, V, P> {
     results: Mutex<BTreeMap<Time, Batch<(K, V)>>>,
 }
 
-/// A key's parts in a window step: the previous window's value, what left, what came in.
-type Parts<V> = (Option<V>, Option<V>, Option<V>);
+/// A key's change in a window step: what left, what came in (each reduced with `f`).
+type Delta<V> = (Option<V>, Option<V>);
 
-impl<K: Key, V: Data, P: Partitioner<K> + Clone> ReducedWindow<K, V, P> {
+impl<K: StateKey, V: StateValue, P: Partitioner<K> + Clone> ReducedWindow<K, V, P> {
     fn at(&self, t: Time) -> Result<Batch<(K, V)>> {
-        if let Some(b) = self
-            .results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&t)
-        {
+        let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = results.get(&t) {
             return Ok(b.clone());
         }
+        let store = open_store(&self.owner)?;
         let zero = self.owner.zero_time();
         let step = self.reduced.slide_duration();
         let prev_time = t - self.slide;
-        // The first window has no previous one; otherwise it is this stream's own batch (after a
-        // missed one, computed again from its batches).
-        let previous = if prev_time > zero {
-            self.at(prev_time)?
-        } else {
-            Batch::empty()
-        };
-        let old = self
-            .reduced
-            .slice(prev_time - self.window + step, t - self.window)?;
-        let new = self.reduced.slice(prev_time + step, t)?;
-
-        let mut tagged: Vec<Batch<(K, (u8, V))>> = vec![previous.map(|(k, v)| (k, (0u8, v)))];
-        tagged.extend(old.into_iter().map(|b| b.map(|(k, v)| (k, (1u8, v)))));
-        tagged.extend(new.into_iter().map(|b| b.map(|(k, v)| (k, (2u8, v)))));
-        let (f1, f2, f3) = (self.f.clone(), self.f.clone(), self.f.clone());
-        let put = move |parts: &mut Parts<V>, (tag, v): (u8, V)| {
-            let slot = match tag {
-                0 => &mut parts.0,
-                1 => &mut parts.1,
-                _ => &mut parts.2,
-            };
+        // What came in: this slide's batches (in memory); they become panes with the commit.
+        let mut new_panes = Vec::new();
+        let mut at = prev_time + step;
+        while at <= t {
+            if let Some(b) = self.reduced.get_or_compute(at)? {
+                new_panes.push((at, b.collect()));
+            }
+            at = at + step;
+        }
+        // What left: the panes of the batches that left the window, from the checkpoint.
+        let mut old = Vec::new();
+        let mut at = prev_time - self.window + step;
+        while at <= t - self.window {
+            if at > zero {
+                old.extend(self.op.read_pane(&store, at)?);
+            }
+            at = at + step;
+        }
+        let n = self.op.agg.partitions();
+        let mut deltas: Vec<std::collections::HashMap<K, Delta<V>>> =
+            (0..n).map(|_| std::collections::HashMap::new()).collect();
+        let f = &self.f;
+        let add = |slot: &mut Option<V>, v: V| {
             *slot = Some(match slot.take() {
-                Some(a) => f1(a, v),
+                Some(a) => f(a, v),
                 None => v,
             });
         };
-        let put2 = put.clone();
-        let merge = move |a: Option<V>, b: Option<V>| match (a, b) {
-            (Some(a), Some(b)) => Some(f2(a, b)),
-            (a, b) => a.or(b),
-        };
-        let parts = Batch::union_all(tagged).combine_by_key(
-            move |tv| {
-                let mut p = (None, None, None);
-                put(&mut p, tv);
-                p
-            },
-            move |mut p, tv| {
-                put2(&mut p, tv);
-                p
-            },
-            move |a: Parts<V>, b: Parts<V>| (merge(a.0, b.0), merge(a.1, b.1), merge(a.2, b.2)),
-            self.partitioner.clone(),
-        );
-        let (inv, filter) = (self.inv.clone(), self.filter.clone());
-        let merged = parts.flat_map(move |(k, (prev, old, new))| {
-            let value = match prev {
-                // Spark fails the job here; it means keys do not hash consistently.
-                None if new.is_none() => {
-                    log::error!(
-                        "Neither previous window has value for key, nor new values found. Are you sure your key class hashes consistently?"
-                    );
-                    None
-                }
-                None => new,
-                Some(mut v) => {
-                    if let Some(o) = old {
-                        v = inv(v, o);
+        for (k, v) in old {
+            let p = self.partitioner.partition(&k);
+            add(&mut deltas[p].entry(k).or_insert((None, None)).0, v);
+        }
+        for (_, pane) in &new_panes {
+            for (k, v) in pane.iter().cloned() {
+                let p = self.partitioner.partition(&k);
+                add(&mut deltas[p].entry(k).or_insert((None, None)).1, v);
+            }
+        }
+        let (inv, filter, now) = (&self.inv, &self.filter, t.millis());
+        let parts: Vec<Result<Vec<(K, V)>>> = deltas
+            .into_par_iter()
+            .enumerate()
+            .map(|(p, deltas)| {
+                let mut part = self.op.agg.part(&store, p)?;
+                for (k, (left, came)) in deltas {
+                    let prev = part.get(&k)?.map(|(v, _)| v.clone());
+                    let value = match prev {
+                        // Spark fails the job here; it means keys do not hash consistently.
+                        None if came.is_none() => {
+                            log::error!(
+                                "Neither previous window has value for key, nor new values found. Are you sure your key class hashes consistently?"
+                            );
+                            None
+                        }
+                        None => came,
+                        Some(mut v) => {
+                            if let Some(o) = left {
+                                v = inv(v, o);
+                            }
+                            if let Some(c) = came {
+                                v = f(v, c);
+                            }
+                            Some(v)
+                        }
+                    };
+                    let kv = value
+                        .map(|v| (k.clone(), v))
+                        .filter(|kv| filter.as_ref().is_none_or(|keep| keep(kv)));
+                    match kv {
+                        Some((k, v)) => part.put(k, v, now)?,
+                        None => {
+                            part.remove(&k)?;
+                        }
                     }
-                    if let Some(n) = new {
-                        v = f3(v, n);
-                    }
-                    Some(v)
                 }
-            };
-            let kv = value.map(|v| (k, v));
-            kv.filter(|kv| filter.as_ref().is_none_or(|keep| keep(kv)))
-        });
-        let merged = merged.materialize();
-        let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
-        results.retain(|k, _| *k >= prev_time);
+                Ok(part.scan()?.into_iter().map(|(k, v, _)| (k, v)).collect())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for p in parts {
+            out.push(p?);
+        }
+        {
+            let mut staged = self.op.staged.lock().unwrap_or_else(|e| e.into_inner());
+            staged.panes.extend(new_panes);
+            staged.expire_through = Some(t - self.window);
+        }
+        let merged = Batch::from_partitions(out);
+        results.clear();
         results.insert(t, merged.clone());
         Ok(merged)
     }

@@ -27,6 +27,9 @@ pub struct FileStreamOptions {
     /// Also read the files already in the directory when the context starts (Spark's
     /// `newFilesOnly = false`). Default: only files that appear later.
     pub include_existing: bool,
+    /// Read at most this many new files per batch, oldest name first (Structured Streaming's
+    /// `maxFilesPerTrigger`); the rest wait for the next batches. Default: no limit.
+    pub max_files_per_batch: Option<usize>,
 }
 
 struct FileSource {
@@ -39,6 +42,7 @@ struct FileSource {
     failed_reads: HashMap<PathBuf, u32>,
     /// Finite mode: read what is there once, then finish.
     finite: bool,
+    max_files: Option<usize>,
     done: bool,
 }
 
@@ -107,6 +111,7 @@ impl Source<String> for FileSource {
         let new: Vec<PathBuf> = present
             .iter()
             .filter(|p| !self.seen.contains(*p))
+            .take(self.max_files.unwrap_or(usize::MAX))
             .cloned()
             .collect();
         for path in &new {
@@ -134,7 +139,7 @@ impl Source<String> for FileSource {
             // batch delivers them: nothing readable is lost.
             return Err(e);
         }
-        self.done = self.finite;
+        self.done = self.finite && new.len() == present.iter().filter(|p| !self.seen.contains(*p)).count();
         let mut parts = Vec::with_capacity(read.len());
         for (path, lines) in read {
             self.failed_reads.remove(&path);
@@ -146,6 +151,49 @@ impl Source<String> for FileSource {
 
     fn is_finished(&self) -> bool {
         self.done
+    }
+
+    /// The files read so far (a sorted list of paths).
+    fn position(&self) -> Option<Vec<u8>> {
+        let mut seen: Vec<String> = self
+            .seen
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        seen.sort();
+        postcard::to_stdvec(&(self.done, seen)).ok()
+    }
+
+    fn restore(&mut self, position: &[u8]) -> Result<()> {
+        let (done, seen) = self.decode(position)?;
+        self.done = done;
+        self.seen = seen.into_iter().collect();
+        self.failed_reads.clear();
+        Ok(())
+    }
+
+    /// Reads again the files the batch read: those in `to` and not in `from`.
+    fn replay(&mut self, from: &[u8], to: &[u8], _: &SourceContext) -> Result<Option<Batch<String>>> {
+        let (_, before) = self.decode(from)?;
+        let (_, after) = self.decode(to)?;
+        let before: HashSet<PathBuf> = before.into_iter().collect();
+        let mut parts = Vec::new();
+        for path in after.into_iter().filter(|p| !before.contains(p)) {
+            parts.push(read_lines(&path)?);
+        }
+        Ok(Some(Batch::from_partitions(parts)))
+    }
+}
+
+impl FileSource {
+    fn decode(&self, position: &[u8]) -> Result<(bool, Vec<PathBuf>)> {
+        let (done, seen): (bool, Vec<String>) = postcard::from_bytes(position).map_err(|e| {
+            SourceError::Custom {
+                name: self.name(),
+                message: format!("its checkpointed position does not decode: {e}"),
+            }
+        })?;
+        Ok((done, seen.into_iter().map(PathBuf::from).collect()))
     }
 }
 
@@ -168,6 +216,7 @@ impl StreamingContext {
             seen: HashSet::new(),
             failed_reads: HashMap::new(),
             finite: false,
+            max_files: options.max_files_per_batch.map(|n| n.max(1)),
             done: false,
         })
     }
@@ -182,6 +231,7 @@ impl StreamingContext {
             seen: HashSet::new(),
             failed_reads: HashMap::new(),
             finite: true,
+            max_files: None,
             done: false,
         })
     }

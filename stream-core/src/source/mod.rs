@@ -80,6 +80,29 @@ pub trait Source<T>: Send + 'static {
         false
     }
 
+    /// The source's position after its last capture, for a source that can capture the same
+    /// records again (files, offsets); `None` (the default) for one that cannot (a socket, a
+    /// queue). With a checkpoint, positions are written ahead of each batch and committed with
+    /// it, so that a recovered pipeline resumes exactly where it stopped.
+    fn position(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Resumes from a position `position()` returned (after the last completed batch).
+    fn restore(&mut self, _position: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The records captured between two positions, captured again (a batch replayed after a
+    /// recovery); must not move the source. Only called on sources that have positions.
+    fn replay(&mut self, _from: &[u8], _to: &[u8], _ctx: &SourceContext) -> Result<Option<Batch<T>>> {
+        Err(crate::error::SourceError::Custom {
+            name: self.name(),
+            message: "this source has positions but cannot replay a batch".into(),
+        }
+        .into())
+    }
+
     /// Stop taking in new records (graceful stop: what is buffered is still captured).
     fn stop_receiving(&mut self) {}
 
@@ -89,7 +112,15 @@ pub trait Source<T>: Send + 'static {
 
 /// The scheduler's view of an input, whatever its record type.
 pub(crate) trait InputControl: Send + Sync {
+    fn name(&self) -> String;
     fn start(&self, ctx: &SourceContext) -> Result<()>;
+    /// The source's position right after it captured the batch of `t`, if it has positions.
+    fn position_at(&self, t: Time) -> Option<Vec<u8>>;
+    /// Recovery: resume at the position after `last`, capture again the remembered batches up
+    /// to `last`, and replay the batches captured after it (written ahead, never committed).
+    fn restore(&self, positions: &[(Time, Vec<u8>)], last: Time) -> Result<()>;
+    /// How long captured batches are remembered.
+    fn remember(&self) -> crate::time::Duration;
     /// Captures the batch of `t`; returns how many records it holds, when known.
     fn capture(&self, t: Time) -> usize;
     fn is_finished(&self) -> bool;
@@ -104,6 +135,10 @@ struct InputNode<T> {
     source: Mutex<Box<dyn Source<T>>>,
     ctx: Mutex<Option<SourceContext>>,
     captured: Mutex<Captured<T>>,
+    /// The source's position after each remembered capture.
+    positions: Mutex<BTreeMap<Time, Vec<u8>>>,
+    /// Batches to capture again from recorded positions (from, to), after a recovery.
+    replays: Mutex<BTreeMap<Time, (Vec<u8>, Vec<u8>)>>,
     /// The input stream's remember duration (set once the stream exists): captured batches not
     /// yet computed are kept that long, for windows that read them later.
     remember: std::sync::OnceLock<Arc<std::sync::atomic::AtomicI64>>,
@@ -114,9 +149,66 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<T: Data> InputControl for InputNode<T> {
+    fn name(&self) -> String {
+        lock(&self.source).name()
+    }
+
     fn start(&self, ctx: &SourceContext) -> Result<()> {
         *lock(&self.ctx) = Some(*ctx);
-        lock(&self.source).start(ctx)
+        let mut source = lock(&self.source);
+        source.start(ctx)?;
+        if let Some(p) = source.position() {
+            lock(&self.positions).insert(ctx.zero_time, p);
+        }
+        Ok(())
+    }
+
+    fn position_at(&self, t: Time) -> Option<Vec<u8>> {
+        lock(&self.positions).get(&t).cloned()
+    }
+
+    fn remember(&self) -> crate::time::Duration {
+        crate::time::Duration::from_millis(
+            self.remember
+                .get()
+                .map_or(0, |r| r.load(std::sync::atomic::Ordering::Relaxed)),
+        )
+    }
+
+    fn restore(&self, positions: &[(Time, Vec<u8>)], last: Time) -> Result<()> {
+        let Some(ctx) = *lock(&self.ctx) else {
+            return Ok(());
+        };
+        let mut source = lock(&self.source);
+        if positions.is_empty() || source.position().is_none() {
+            return Ok(());
+        }
+        let Some(at_last) = positions.iter().find(|(t, _)| *t == last) else {
+            return Err(crate::error::CheckpointError::Corrupt {
+                file: std::path::PathBuf::from("db"),
+                reason: format!(
+                    "the position of input {} after the batch at {last} is missing",
+                    source.name()
+                ),
+            }
+            .into());
+        };
+        source.restore(&at_last.1)?;
+        let remember = self.remember();
+        let mut captured = lock(&self.captured);
+        let mut kept = lock(&self.positions);
+        let mut replays = lock(&self.replays);
+        for pair in positions.windows(2) {
+            let ((_, from), (t, to)) = (&pair[0], &pair[1]);
+            if *t > last {
+                replays.insert(*t, (from.clone(), to.clone()));
+            } else if *t > last - remember {
+                // A remembered batch, for windows that read it again.
+                captured.insert(*t, source.replay(from, to, &ctx));
+            }
+            kept.insert(*t, to.clone());
+        }
+        Ok(())
     }
 
     fn capture(&self, t: Time) -> usize {
@@ -124,8 +216,16 @@ impl<T: Data> InputControl for InputNode<T> {
             return 0;
         };
         let mut source = lock(&self.source);
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.capture(t, &ctx)))
+        let replay = lock(&self.replays).remove(&t);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &replay {
+            // Written ahead before a crash: the same records again, and the source moves on.
+            Some((from, to)) => {
+                let b = source.replay(from, to, &ctx)?;
+                source.restore(to)?;
+                Ok(b)
+            }
+            None => source.capture(t, &ctx),
+        }))
                 .unwrap_or_else(|p| {
                     Err(crate::error::SourceError::Custom {
                         name: source.name(),
@@ -144,6 +244,9 @@ impl<T: Data> InputControl for InputNode<T> {
             );
         }
         lock(&self.captured).insert(t, result);
+        if let Some(p) = source.position() {
+            lock(&self.positions).insert(t, p);
+        }
         n
     }
 
@@ -166,6 +269,7 @@ impl<T: Data> InputControl for InputNode<T> {
             .map_or(0, |r| r.load(std::sync::atomic::Ordering::Relaxed));
         let keep_after = t - crate::time::Duration::from_millis(remember);
         lock(&self.captured).retain(|k, _| *k > keep_after);
+        lock(&self.positions).retain(|k, _| *k >= keep_after);
     }
 }
 
@@ -177,6 +281,8 @@ impl StreamingContext {
             source: Mutex::new(Box::new(source) as Box<dyn Source<T>>),
             ctx: Mutex::new(None),
             captured: Mutex::new(BTreeMap::new()),
+            positions: Mutex::new(BTreeMap::new()),
+            replays: Mutex::new(BTreeMap::new()),
             remember: std::sync::OnceLock::new(),
         });
         self.register_input(node.clone());

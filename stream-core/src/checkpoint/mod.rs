@@ -1,0 +1,420 @@
+//! Checkpoints: the durable state of a pipeline in one RocksDB database, and exact recovery.
+//!
+//! Layout of a checkpoint directory:
+//! - `dstream-checkpoint`: a one-line marker naming the format (so that a directory that lost
+//!   its database is refused, never mistaken for a fresh one);
+//! - `db/`: RocksDB, with a `meta` column family and one column family per stateful operator
+//!   (`op<N>`, numbered in the order the pipeline creates them). Operators key their own data
+//!   (see [`keyed`]); `meta` holds the pipeline's shape, the zero time, the last completed batch,
+//!   and every replayable input's position after each recent batch.
+//!
+//! Each batch commits atomically: the state changes of every operator, the inputs' positions and
+//! the batch marker go in one RocksDB write batch, written with the write-ahead log. A crash at
+//! any instant leaves either the whole batch or none of it. The inputs' positions are also written
+//! ahead as each batch is captured, so that a batch cut before a crash is replayed after it with
+//! the same records (the file source re-reads the same files), which is what makes idempotent
+//! outputs exactly-once.
+
+pub(crate) mod keyed;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+
+use crate::error::{CheckpointError, Result};
+use crate::time::{Duration, Time};
+
+const MARKER_FILE: &str = "dstream-checkpoint";
+const MARKER_TEXT: &str = "dstream checkpoint format 1\n";
+const META: &str = "meta";
+const KEY_SHAPE: &[u8] = b"shape";
+const KEY_ZERO: &[u8] = b"zero";
+const KEY_LAST: &[u8] = b"last";
+/// `wal/<input>/<time>`: an input's position right after it captured the batch of `time`.
+const WAL: u8 = b'w';
+
+/// An operator whose state lives in the checkpoint.
+pub(crate) trait Durable: Send + Sync {
+    /// What the operator is, for the shape check: its kind, partitions and types.
+    fn describe(&self) -> String;
+    /// Adds the batch's state changes to `wb`; they are committed with the batch.
+    fn commit(&self, store: &Store, t: Time, wb: &mut WriteBatch) -> Result<()>;
+    /// Forgets the batch's uncommitted changes (the batch failed).
+    fn abort(&self, t: Time);
+}
+
+/// The pipeline facts a checkpoint must agree with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Shape {
+    pub(crate) batch_ms: i64,
+    pub(crate) inputs: Vec<String>,
+    pub(crate) operators: Vec<String>,
+}
+
+impl Shape {
+    /// The first difference between the checkpoint's shape (`self`) and the pipeline's.
+    fn difference(&self, now: &Shape) -> Option<String> {
+        if self.batch_ms != now.batch_ms {
+            return Some(format!(
+                "the batch interval was {} ms, it is {} ms now",
+                self.batch_ms, now.batch_ms
+            ));
+        }
+        let list = |what: &str, old: &[String], new: &[String]| {
+            for i in 0..old.len().max(new.len()) {
+                match (old.get(i), new.get(i)) {
+                    (Some(o), Some(n)) if o == n => {}
+                    (Some(o), Some(n)) => {
+                        return Some(format!("{what} #{i} was {o}, it is {n} now"));
+                    }
+                    (Some(o), None) => {
+                        return Some(format!("{what} #{i} ({o}) is no longer in the pipeline"));
+                    }
+                    (None, Some(n)) => {
+                        return Some(format!("{what} #{i} ({n}) is new in the pipeline"));
+                    }
+                    (None, None) => {}
+                }
+            }
+            None
+        };
+        list("stateful operator", &self.operators, &now.operators)
+            .or_else(|| list("input", &self.inputs, &now.inputs))
+    }
+}
+
+/// Where a recovered pipeline resumes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recovery {
+    pub(crate) zero: Time,
+    pub(crate) last: Time,
+}
+
+/// An open checkpoint.
+pub(crate) struct Store {
+    dir: PathBuf,
+    db: DB,
+    sync: bool,
+    /// Removed when the store closes (a context without a checkpoint directory of its own).
+    temporary: bool,
+    recovery: Option<Recovery>,
+    /// Set when a batch failed: its state changes are gone, so state cannot go on from there.
+    poisoned: Mutex<Option<Time>>,
+    closed: AtomicBool,
+}
+
+fn db_error(dir: &Path, e: rocksdb::Error) -> CheckpointError {
+    CheckpointError::Database {
+        dir: dir.to_path_buf(),
+        message: e.into_string(),
+    }
+}
+
+/// The name of operator `id`'s column family.
+pub(crate) fn cf_name(id: usize) -> String {
+    format!("op{id}")
+}
+
+fn wal_key(input: usize, t: Time) -> Vec<u8> {
+    let mut k = vec![WAL];
+    k.extend_from_slice(&(input as u32).to_be_bytes());
+    k.extend_from_slice(&keyed::time_bytes(t.millis()));
+    k
+}
+
+impl Store {
+    /// Opens (or creates) the checkpoint in `dir` for a pipeline of `shape`; refuses one written
+    /// by an incompatible pipeline, and any damaged or partial checkpoint, naming what is wrong.
+    pub(crate) fn open(dir: &Path, shape: &Shape, temporary: bool, sync: bool) -> Result<Store> {
+        let marker = dir.join(MARKER_FILE);
+        let db_dir = dir.join("db");
+        let exists = dir.is_dir()
+            && std::fs::read_dir(dir)
+                .map_err(|e| CheckpointError::io(dir, e))?
+                .next()
+                .is_some();
+        if exists {
+            match std::fs::read_to_string(&marker) {
+                Ok(text) if text == MARKER_TEXT => {}
+                Ok(_) => {
+                    return Err(CheckpointError::Corrupt {
+                        file: marker,
+                        reason: format!("expected \"{}\"", MARKER_TEXT.trim()),
+                    }
+                    .into());
+                }
+                Err(e) => {
+                    return Err(CheckpointError::Corrupt {
+                        file: marker,
+                        reason: format!(
+                            "{e}; the directory is not empty, so it is not a new checkpoint (use an empty or new directory to start afresh)"
+                        ),
+                    }
+                    .into());
+                }
+            }
+            if !db_dir.join("CURRENT").is_file() {
+                return Err(CheckpointError::Corrupt {
+                    file: db_dir.join("CURRENT"),
+                    reason: "missing: the state database cannot be opened".into(),
+                }
+                .into());
+            }
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, e))?;
+            std::fs::write(&marker, MARKER_TEXT).map_err(|e| CheckpointError::io(&marker, e))?;
+        }
+        let mut opts = Options::default();
+        opts.create_if_missing(!exists);
+        opts.create_missing_column_families(true);
+        opts.set_paranoid_checks(true);
+        opts.set_max_background_jobs(2);
+        // Whole batches of state changes, mostly overwrites of hot keys: a large memtable absorbs
+        // them before they reach the disk.
+        opts.set_write_buffer_size(64 << 20);
+        opts.set_max_write_buffer_number(3);
+        let mut wanted: Vec<String> = vec![META.to_string()];
+        wanted.extend((0..shape.operators.len()).map(cf_name));
+        let existing = if exists {
+            DB::list_cf(&opts, &db_dir).map_err(|e| db_error(&db_dir, e))?
+        } else {
+            Vec::new()
+        };
+        let mut names = wanted.clone();
+        for e in &existing {
+            if e != "default" && !names.contains(e) {
+                names.push(e.clone());
+            }
+        }
+        let cfs = names
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, opts.clone()));
+        let db = DB::open_cf_descriptors(&opts, &db_dir, cfs).map_err(|e| db_error(&db_dir, e))?;
+        let mut store = Store {
+            dir: dir.to_path_buf(),
+            db,
+            sync,
+            temporary,
+            recovery: None,
+            poisoned: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        };
+        let meta = store.meta();
+        let get = |k: &[u8]| {
+            store
+                .db
+                .get_cf(meta, k)
+                .map_err(|e| db_error(&store.dir, e))
+        };
+        match get(KEY_SHAPE)? {
+            Some(bytes) => {
+                let old: Shape = postcard::from_bytes(&bytes).map_err(|e| {
+                    CheckpointError::Corrupt {
+                        file: db_dir.clone(),
+                        reason: format!("the pipeline shape record does not decode: {e}"),
+                    }
+                })?;
+                if let Some(diff) = old.difference(shape) {
+                    return Err(CheckpointError::Incompatible {
+                        dir: dir.to_path_buf(),
+                        difference: diff,
+                    }
+                    .into());
+                }
+            }
+            None => {
+                let bytes = postcard::to_stdvec(shape).map_err(|e| CheckpointError::Encode {
+                    what: "the pipeline shape".into(),
+                    message: e.to_string(),
+                })?;
+                store
+                    .db
+                    .put_cf(meta, KEY_SHAPE, bytes)
+                    .map_err(|e| db_error(&store.dir, e))?;
+            }
+        }
+        let time = |k: &[u8]| -> Result<Option<Time>> {
+            match get(k)? {
+                None => Ok(None),
+                Some(b) => match <[u8; 8]>::try_from(b.as_slice()) {
+                    Ok(a) => Ok(Some(Time::from_millis(i64::from_be_bytes(a)))),
+                    Err(_) => Err(CheckpointError::Corrupt {
+                        file: db_dir.clone(),
+                        reason: format!(
+                            "the record {:?} holds {} bytes, not 8",
+                            String::from_utf8_lossy(k),
+                            b.len()
+                        ),
+                    }
+                    .into()),
+                },
+            }
+        };
+        let recovery = match (time(KEY_ZERO)?, time(KEY_LAST)?) {
+            (Some(zero), Some(last)) => Some(Recovery { zero, last }),
+            _ => None,
+        };
+        if recovery.is_none() {
+            // Positions written ahead by a run that never completed a batch mean nothing now.
+            store
+                .db
+                .delete_range_cf(meta, [WAL], [WAL + 1])
+                .map_err(|e| db_error(&store.dir, e))?;
+        }
+        store.recovery = recovery;
+        Ok(store)
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn meta(&self) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(META)
+            .expect("the meta column family is opened with the database")
+    }
+
+    /// The column family of operator `id` (opened with the database).
+    pub(crate) fn cf(&self, id: usize) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(&cf_name(id)).ok_or_else(|| {
+            CheckpointError::Database {
+                dir: self.dir.clone(),
+                message: format!("column family {} is not open", cf_name(id)),
+            }
+            .into()
+        })
+    }
+
+    pub(crate) fn error(&self, e: rocksdb::Error) -> crate::error::Error {
+        db_error(&self.dir, e).into()
+    }
+
+    /// Where the pipeline resumes, when the checkpoint holds a completed batch.
+    pub(crate) fn recovery(&self) -> Option<Recovery> {
+        self.recovery
+    }
+
+    /// Fails when an earlier batch failed: its state changes were discarded, so going on would
+    /// silently lose its records. A restart from the checkpoint replays that batch.
+    pub(crate) fn check_healthy(&self) -> Result<()> {
+        match *self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(t) => Err(CheckpointError::StateMissing { time: t }.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes an input's position after capturing the batch of `t`, ahead of processing it.
+    pub(crate) fn write_ahead(&self, positions: &[(usize, Vec<u8>)], t: Time) -> Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut wb = WriteBatch::default();
+        for (input, pos) in positions {
+            wb.put_cf(self.meta(), wal_key(*input, t), pos);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync);
+        self.db.write_opt(wb, &wo).map_err(|e| self.error(e))
+    }
+
+    /// The positions written ahead for `input`, by batch time, oldest first.
+    pub(crate) fn positions(&self, input: usize) -> Result<Vec<(Time, Vec<u8>)>> {
+        let mut prefix = vec![WAL];
+        prefix.extend_from_slice(&(input as u32).to_be_bytes());
+        let mut it = self.db.raw_iterator_cf(self.meta());
+        it.seek(&prefix);
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let t = keyed::time_from_bytes(&k[prefix.len()..]).ok_or_else(|| {
+                CheckpointError::Corrupt {
+                    file: self.dir.join("db"),
+                    reason: "an input position record has a malformed key".into(),
+                }
+            })?;
+            out.push((Time::from_millis(t), v.to_vec()));
+            it.next();
+        }
+        it.status().map_err(|e| self.error(e))?;
+        Ok(out)
+    }
+
+    /// Commits the batch of `t`: every operator's changes, the marker, and the inputs' write-ahead
+    /// positions older than `keep_from` dropped, in one write.
+    pub(crate) fn commit(
+        &self,
+        t: Time,
+        zero: Time,
+        durables: &[Arc<dyn Durable>],
+        inputs: usize,
+        keep_from: Time,
+    ) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for d in durables {
+            d.commit(self, t, &mut wb)?;
+        }
+        let meta = self.meta();
+        for i in 0..inputs {
+            wb.delete_range_cf(meta, wal_key(i, Time::from_millis(i64::MIN)), wal_key(i, keep_from));
+        }
+        wb.put_cf(meta, KEY_ZERO, zero.millis().to_be_bytes());
+        wb.put_cf(meta, KEY_LAST, t.millis().to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync);
+        self.db.write_opt(wb, &wo).map_err(|e| self.error(e))
+    }
+
+    /// Discards the batch's changes and stops state from going on past it.
+    pub(crate) fn abort(&self, t: Time, durables: &[Arc<dyn Durable>]) {
+        for d in durables {
+            d.abort(t);
+        }
+        self.poisoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(t);
+    }
+
+    /// Flushes memtables so that a restart need not replay the log (on a clean stop).
+    pub(crate) fn close(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst)
+            && !self.temporary
+            && let Err(e) = self.db.flush()
+        {
+            log::warn!("flushing the checkpoint at {}: {e}", self.dir.display());
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A fresh directory for the state of a context that has no checkpoint directory of its own.
+pub(crate) fn temporary_dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "dstream-state-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// How long write-ahead positions are kept before `t`: the longest remember duration of any
+/// input, plus one batch (the position before the oldest remembered batch).
+pub(crate) fn keep_from(t: Time, remember: Duration, batch: Duration) -> Time {
+    t - remember - batch
+}
