@@ -53,16 +53,16 @@ fn build(input: &Path, out: &Path) -> Result<StreamingContext, Error> {
         .map(|(w, c)| format!("{w} {c}"))
         .save_as_text_files(prefix("window"), "txt")?;
     let sessions = events.map_with_state(
-        StateSpec::function(|_, user: &String, word: Option<String>, st: &mut State<i64>| {
-            match word {
+        StateSpec::function(
+            |_, user: &String, word: Option<String>, st: &mut State<i64>| match word {
                 Some(_) => {
                     let n = st.get().copied().unwrap_or(0) + 1;
                     st.update(n);
                     Some(format!("{user} {n}"))
                 }
                 None => Some(format!("{user} closed {}", st.get().copied().unwrap_or(0))),
-            }
-        })
+            },
+        )
         .timeout(Milliseconds(3 * BATCH_MS)),
     );
     sessions.save_as_text_files(prefix("sessions"), "txt")?;
@@ -83,7 +83,11 @@ fn child(input: &Path, checkpoint: &Path, out: &Path) -> Result<(), Error> {
         if let Some(e) = ssc.failures().first() {
             return Err(e.1.clone());
         }
-        if ssc.recent_batches().last().is_some_and(|b| b.batch_time >= end) {
+        if ssc
+            .recent_batches()
+            .last()
+            .is_some_and(|b| b.batch_time >= end)
+        {
             ssc.stop();
             return Ok(());
         }
@@ -194,12 +198,10 @@ fn sigkill_at_random_instants_then_recovery_equals_an_uninterrupted_run() {
 
     // The reference: one uninterrupted run.
     let (ref_ckpt, ref_out) = (root.join("ref-ckpt"), root.join("ref-out"));
-    let r = spawn(&input, &ref_ckpt, &ref_out).wait_with_output().unwrap();
-    assert!(
-        r.status.success(),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    let r = spawn(&input, &ref_ckpt, &ref_out)
+        .wait_with_output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 
     // The same pipeline killed `kills` times at random instants, restarted each time.
     let (ckpt, out) = (root.join("ckpt"), root.join("out"));
@@ -227,7 +229,10 @@ fn sigkill_at_random_instants_then_recovery_equals_an_uninterrupted_run() {
                 c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
                 assert!(status.success(), "child failed: {err}");
                 finished_early += 1;
-                assert!(finished_early < 50, "the child never lives long enough to be killed");
+                assert!(
+                    finished_early < 50,
+                    "the child never lives long enough to be killed"
+                );
                 compare(&ref_out, &out);
                 let _ = std::fs::remove_dir_all(&ckpt);
                 let _ = std::fs::remove_dir_all(&out);
@@ -241,11 +246,7 @@ fn sigkill_at_random_instants_then_recovery_equals_an_uninterrupted_run() {
     }
     // The last restart runs to the end.
     let r = spawn(&input, &ckpt, &out).wait_with_output().unwrap();
-    assert!(
-        r.status.success(),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     compare(&ref_out, &out);
     eprintln!(
         "{killed} kills in {:?}; outputs and final state equal the uninterrupted run's",
@@ -270,7 +271,10 @@ fn compare(reference: &Path, got: &Path) {
         .map(|(_, v)| v.len())
         .max()
         .unwrap();
-    assert!(largest > 0, "the state never held a key: the test proves nothing");
+    assert!(
+        largest > 0,
+        "the state never held a key: the test proves nothing"
+    );
     eprintln!(
         "compared {} output batches, the state's after every batch (up to {largest} keys) included",
         want.len()

@@ -12,9 +12,9 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 
@@ -328,17 +328,18 @@ impl ContextInner {
             }
             return Err(CheckpointError::NotSet.into());
         };
-        let inputs = lock(&self.graph)
-            .inputs
-            .iter()
-            .map(|i| i.name())
-            .collect();
+        let inputs = lock(&self.graph).inputs.iter().map(|i| i.name()).collect();
         let shape = Shape {
             batch_ms: self.batch.millis(),
             inputs,
             operators,
         };
-        let store = Arc::new(Store::open(&dir, &shape, settings.temporary, settings.sync)?);
+        let store = Arc::new(Store::open(
+            &dir,
+            &shape,
+            settings.temporary,
+            settings.sync,
+        )?);
         Ok(Some(self.store.get_or_init(|| store).clone()))
     }
 
@@ -477,14 +478,23 @@ impl ContextInner {
 
     /// Commits the batch to the checkpoint if it succeeded (and every batch before it did);
     /// otherwise discards its state changes.
-    fn checkpoint_batch(&self, time: Time, inputs: &[Arc<dyn InputControl>], ok: bool) -> Result<()> {
+    fn checkpoint_batch(
+        &self,
+        time: Time,
+        inputs: &[Arc<dyn InputControl>],
+        ok: bool,
+    ) -> Result<()> {
         let Some(store) = self.store() else {
             return Ok(());
         };
         let durables = lock(&self.durables).clone();
         if ok && store.check_healthy().is_ok() {
             let zero = self.zero_time().unwrap_or(Time::from_millis(0));
-            let remember = inputs.iter().map(|i| i.remember()).max().unwrap_or_default();
+            let remember = inputs
+                .iter()
+                .map(|i| i.remember())
+                .max()
+                .unwrap_or_default();
             let keep = crate::checkpoint::keep_from(time, remember, self.batch);
             match store.commit(time, zero, &durables, inputs.len(), keep) {
                 Ok(()) => return Ok(()),
@@ -630,7 +640,7 @@ impl StreamingContext {
     /// let build = || {
     ///     let ssc = StreamingContext::new(Seconds(1))?;
     ///     let q = Queue::new();
-    ///     ssc.queue_stream(&q).map(|w: String| (w, 1)).update_state_by_key(|vs: Vec<i32>, s: Option<i32>| {
+    ///     ssc.queue_stream(&q, true).map(|w: String| (w, 1)).update_state_by_key(|vs: Vec<i32>, s: Option<i32>| {
     ///         Some(s.unwrap_or(0) + vs.len() as i32)
     ///     }).print()?;
     ///     Ok(ssc)
@@ -826,10 +836,12 @@ impl StreamingContext {
             zero_time: zero,
         };
         for (i, input) in inputs.iter().enumerate() {
-            let started = input.start(&source_ctx).and_then(|()| match (&store, recovery) {
-                (Some(store), Some(r)) => input.restore(&store.positions(i)?, r.last),
-                _ => Ok(()),
-            });
+            let started = input
+                .start(&source_ctx)
+                .and_then(|()| match (&store, recovery) {
+                    (Some(store), Some(r)) => input.restore(&store.positions(i)?, r.last),
+                    _ => Ok(()),
+                });
             if let Err(e) = started {
                 inputs[..=i].iter().for_each(|started| started.stop());
                 return Err(e);

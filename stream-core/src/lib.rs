@@ -32,7 +32,9 @@ pub use dstream::{
     DStream, MapWithStateStream, State, StateSpec, TimeoutMode, TransformOutput,
     map_with_state_checkpoint_interval,
 };
-pub use error::{BoxError, CheckpointError, ContextError, Error, GraphError, OutputError, Result, SourceError};
+pub use error::{
+    BoxError, CheckpointError, ContextError, Error, GraphError, OutputError, Result, SourceError,
+};
 pub use metrics::{BatchInfo, StreamingListener};
 pub use partitioner::{HashPartitioner, Partitioner};
 pub use show::Show;

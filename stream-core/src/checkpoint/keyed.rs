@@ -56,9 +56,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Re
     postcard::from_bytes(b).map_err(|e| {
         CheckpointError::Encode {
             what: what.to_string(),
-            message: format!(
-                "{e} (was the type changed since the checkpoint was written?)"
-            ),
+            message: format!("{e} (was the type changed since the checkpoint was written?)"),
         }
         .into()
     })
@@ -299,7 +297,11 @@ impl<K: StateKey, S: StateValue> PartState<'_, K, S> {
     pub(crate) fn put(&mut self, k: K, v: S, at: i64) -> Result<()> {
         self.load(&k)?;
         let tick = self.part.tick;
-        let slot = self.part.cache.get_mut(&k).expect("a loaded key is in the cache");
+        let slot = self
+            .part
+            .cache
+            .get_mut(&k)
+            .expect("a loaded key is in the cache");
         slot.value = Some(v);
         slot.at = at;
         slot.dirty = true;
@@ -310,7 +312,11 @@ impl<K: StateKey, S: StateValue> PartState<'_, K, S> {
     /// Removes the key's state; returns what it was.
     pub(crate) fn remove(&mut self, k: &K) -> Result<Option<(S, i64)>> {
         self.load(k)?;
-        let slot = self.part.cache.get_mut(k).expect("a loaded key is in the cache");
+        let slot = self
+            .part
+            .cache
+            .get_mut(k)
+            .expect("a loaded key is in the cache");
         let old = slot.value.take().map(|v| (v, slot.at));
         if old.is_some() {
             slot.dirty = true;

@@ -210,12 +210,11 @@ impl Store {
         };
         match get(KEY_SHAPE)? {
             Some(bytes) => {
-                let old: Shape = postcard::from_bytes(&bytes).map_err(|e| {
-                    CheckpointError::Corrupt {
+                let old: Shape =
+                    postcard::from_bytes(&bytes).map_err(|e| CheckpointError::Corrupt {
                         file: db_dir.clone(),
                         reason: format!("the pipeline shape record does not decode: {e}"),
-                    }
-                })?;
+                    })?;
                 if let Some(diff) = old.difference(shape) {
                     return Err(CheckpointError::Incompatible {
                         dir: dir.to_path_buf(),
@@ -364,7 +363,11 @@ impl Store {
         }
         let meta = self.meta();
         for i in 0..inputs {
-            wb.delete_range_cf(meta, wal_key(i, Time::from_millis(i64::MIN)), wal_key(i, keep_from));
+            wb.delete_range_cf(
+                meta,
+                wal_key(i, Time::from_millis(i64::MIN)),
+                wal_key(i, keep_from),
+            );
         }
         wb.put_cf(meta, KEY_ZERO, zero.millis().to_be_bytes());
         wb.put_cf(meta, KEY_LAST, t.millis().to_be_bytes());

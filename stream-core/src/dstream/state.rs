@@ -246,7 +246,13 @@ pub(crate) struct StateOp<K, S> {
 }
 
 impl<K: StateKey, S: StateValue> StateOp<K, S> {
-    pub(crate) fn new(id: usize, kind: String, partitions: usize, cache: usize, timed: bool) -> Self {
+    pub(crate) fn new(
+        id: usize,
+        kind: String,
+        partitions: usize,
+        cache: usize,
+        timed: bool,
+    ) -> Self {
         StateOp {
             kind,
             keyed: KeyedStore::new(id, TAG_STATE, partitions, cache, timed),
@@ -298,7 +304,13 @@ pub(crate) fn register_state<K: StateKey, S: StateValue>(
             ctx.register_durable(|id| StateOp::new(id, kind.to_string(), partitions, cache, timed))
         }
         // The stream is detached (its context is gone); it never computes.
-        None => Arc::new(StateOp::new(usize::MAX, kind.to_string(), partitions, 1, timed)),
+        None => Arc::new(StateOp::new(
+            usize::MAX,
+            kind.to_string(),
+            partitions,
+            1,
+            timed,
+        )),
     }
 }
 
@@ -450,7 +462,10 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                 let store = open_store(&owner)?;
                 // The initial state is the previous state of a new checkpoint's first batch.
                 let mut initial_parts: Vec<Vec<(K, S)>> = vec![Vec::new(); n];
-                if let Some(init) = initial.as_ref().filter(|_| op.wants_initial(&store).unwrap_or(false)) {
+                if let Some(init) = initial
+                    .as_ref()
+                    .filter(|_| op.wants_initial(&store).unwrap_or(false))
+                {
                     for (k, s) in init.collect() {
                         initial_parts[partitioner.partition(&k)].push((k, s));
                     }
@@ -458,7 +473,9 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                 }
                 // A batch with no data still updates every key, with no values.
                 let data = parent.get_or_compute(t)?.unwrap_or_else(Batch::empty);
-                let grouped = data.group_by_key_with(partitioner.clone()).into_partitions();
+                let grouped = data
+                    .group_by_key_with(partitioner.clone())
+                    .into_partitions();
                 let now = t.millis();
                 let outputs: Vec<Result<Vec<(K, S)>>> = grouped
                     .into_par_iter()
@@ -532,7 +549,9 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                 }
                 let zero = owner.zero_time();
                 let store = open_store(&owner)?;
-                if let Some(init) = initial.as_ref() && op.wants_initial(&store)? {
+                if let Some(init) = initial.as_ref()
+                    && op.wants_initial(&store)?
+                {
                     // The initial state, as of a new checkpoint's first batch.
                     for (k, s) in init.collect() {
                         let p = partitioner.partition(&k);

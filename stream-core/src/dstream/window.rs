@@ -154,7 +154,6 @@ impl<T: StateValue> DStream<T> {
             )
             .map(|(_, v)| v)
     }
-
 }
 
 impl<T: StateKey> DStream<T> {

@@ -139,7 +139,8 @@ impl Source<String> for FileSource {
             // batch delivers them: nothing readable is lost.
             return Err(e);
         }
-        self.done = self.finite && new.len() == present.iter().filter(|p| !self.seen.contains(*p)).count();
+        self.done =
+            self.finite && new.len() == present.iter().filter(|p| !self.seen.contains(*p)).count();
         let mut parts = Vec::with_capacity(read.len());
         for (path, lines) in read {
             self.failed_reads.remove(&path);
@@ -173,7 +174,12 @@ impl Source<String> for FileSource {
     }
 
     /// Reads again the files the batch read: those in `to` and not in `from`.
-    fn replay(&mut self, from: &[u8], to: &[u8], _: &SourceContext) -> Result<Option<Batch<String>>> {
+    fn replay(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        _: &SourceContext,
+    ) -> Result<Option<Batch<String>>> {
         let (_, before) = self.decode(from)?;
         let (_, after) = self.decode(to)?;
         let before: HashSet<PathBuf> = before.into_iter().collect();
@@ -187,12 +193,11 @@ impl Source<String> for FileSource {
 
 impl FileSource {
     fn decode(&self, position: &[u8]) -> Result<(bool, Vec<PathBuf>)> {
-        let (done, seen): (bool, Vec<String>) = postcard::from_bytes(position).map_err(|e| {
-            SourceError::Custom {
+        let (done, seen): (bool, Vec<String>) =
+            postcard::from_bytes(position).map_err(|e| SourceError::Custom {
                 name: self.name(),
                 message: format!("its checkpointed position does not decode: {e}"),
-            }
-        })?;
+            })?;
         Ok((done, seen.into_iter().map(PathBuf::from).collect()))
     }
 }

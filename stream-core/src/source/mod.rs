@@ -95,7 +95,12 @@ pub trait Source<T>: Send + 'static {
 
     /// The records captured between two positions, captured again (a batch replayed after a
     /// recovery); must not move the source. Only called on sources that have positions.
-    fn replay(&mut self, _from: &[u8], _to: &[u8], _ctx: &SourceContext) -> Result<Option<Batch<T>>> {
+    fn replay(
+        &mut self,
+        _from: &[u8],
+        _to: &[u8],
+        _ctx: &SourceContext,
+    ) -> Result<Option<Batch<T>>> {
         Err(crate::error::SourceError::Custom {
             name: self.name(),
             message: "this source has positions but cannot replay a batch".into(),
@@ -131,6 +136,9 @@ pub(crate) trait InputControl: Send + Sync {
 
 type Captured<T> = BTreeMap<Time, Result<Option<Batch<T>>>>;
 
+/// The positions before and after a batch's capture.
+type Span = (Vec<u8>, Vec<u8>);
+
 struct InputNode<T> {
     source: Mutex<Box<dyn Source<T>>>,
     ctx: Mutex<Option<SourceContext>>,
@@ -138,7 +146,7 @@ struct InputNode<T> {
     /// The source's position after each remembered capture.
     positions: Mutex<BTreeMap<Time, Vec<u8>>>,
     /// Batches to capture again from recorded positions (from, to), after a recovery.
-    replays: Mutex<BTreeMap<Time, (Vec<u8>, Vec<u8>)>>,
+    replays: Mutex<BTreeMap<Time, Span>>,
     /// The input stream's remember duration (set once the stream exists): captured batches not
     /// yet computed are kept that long, for windows that read them later.
     remember: std::sync::OnceLock<Arc<std::sync::atomic::AtomicI64>>,
@@ -226,13 +234,13 @@ impl<T: Data> InputControl for InputNode<T> {
             }
             None => source.capture(t, &ctx),
         }))
-                .unwrap_or_else(|p| {
-                    Err(crate::error::SourceError::Custom {
-                        name: source.name(),
-                        message: crate::error::panic_message(&*p),
-                    }
-                    .into())
-                });
+        .unwrap_or_else(|p| {
+            Err(crate::error::SourceError::Custom {
+                name: source.name(),
+                message: crate::error::panic_message(&*p),
+            }
+            .into())
+        });
         let n = match &result {
             Ok(Some(b)) => b.known_len().unwrap_or(0),
             _ => 0,

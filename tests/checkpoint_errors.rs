@@ -1,0 +1,185 @@
+//! A checkpoint that does not fit the pipeline, or is damaged, is refused with an error that
+//! names the difference or the file: never a panic, never a silent fresh start.
+
+use std::path::{Path, PathBuf};
+
+use dstream::prelude::*;
+use dstream::{CheckpointError, StateSpec};
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dstream-ckpt-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// A file-fed pipeline counting words with update_state_by_key (and, with `sessions`, a
+/// map_with_state too).
+fn pipeline(input: &Path, sessions: bool) -> Result<StreamingContext, Error> {
+    let ssc = StreamingContext::builder(Milliseconds(100))
+        .stop_gracefully_on_signal(false)
+        .default_logger(false)
+        .build()?;
+    let words = ssc.text_file_stream(input).map(|w| (w, 1i64));
+    words
+        .update_state_by_key(|vs: Vec<i64>, s: Option<i64>| Some(s.unwrap_or(0) + vs.len() as i64))
+        .print()?;
+    if sessions {
+        words
+            .map_with_state(StateSpec::simple(
+                |_: &String, _: Option<i64>, _: &mut dstream::State<i64>| 0,
+            ))
+            .print()?;
+    }
+    Ok(ssc)
+}
+
+/// Runs the pipeline over a few batches so that the checkpoint holds completed batches and
+/// flushed files.
+fn make_checkpoint(ckpt: &Path, input: &Path) {
+    std::fs::create_dir_all(input).unwrap();
+    let ssc = StreamingContext::get_or_create(ckpt, || pipeline(input, false)).unwrap();
+    assert_eq!(ssc.recovered_batch(), None);
+    ssc.start().unwrap();
+    assert!(ssc.await_batches(3, Seconds(20)));
+    ssc.stop();
+    drop(ssc);
+    let again = StreamingContext::get_or_create(ckpt, || pipeline(input, false)).unwrap();
+    assert!(again.recovered_batch().is_some(), "a restart must recover");
+}
+
+fn error_of(r: Result<StreamingContext, Error>) -> String {
+    match r {
+        Ok(_) => panic!("the checkpoint was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_pipeline_of_another_shape_is_refused_naming_the_difference() {
+    let (ckpt, input) = (dir("shape"), dir("shape-in"));
+    make_checkpoint(&ckpt, &input);
+    let e = error_of(StreamingContext::get_or_create(&ckpt, || {
+        pipeline(&input, true)
+    }));
+    assert!(
+        e.contains("written by a different pipeline")
+            && e.contains("stateful operator #1 (mapWithState")
+            && e.contains("is new in the pipeline"),
+        "{e}"
+    );
+    // A changed batch interval too.
+    let e = error_of(StreamingContext::get_or_create(&ckpt, || {
+        let ssc = StreamingContext::new(Milliseconds(200))?;
+        ssc.text_file_stream(&input)
+            .map(|w| (w, 1i64))
+            .update_state_by_key(|vs: Vec<i64>, s: Option<i64>| {
+                Some(s.unwrap_or(0) + vs.len() as i64)
+            })
+            .print()?;
+        Ok(ssc)
+    }));
+    assert!(
+        e.contains("the batch interval was 100 ms, it is 200 ms now"),
+        "{e}"
+    );
+    // A changed state type.
+    let e = error_of(StreamingContext::get_or_create(&ckpt, || {
+        let ssc = StreamingContext::new(Milliseconds(100))?;
+        ssc.text_file_stream(&input)
+            .map(|w| (w, 1i64))
+            .update_state_by_key(|vs: Vec<i64>, s: Option<u8>| {
+                Some(s.unwrap_or(0) + vs.len() as u8)
+            })
+            .print()?;
+        Ok(ssc)
+    }));
+    assert!(e.contains("state u8") && e.contains("state i64"), "{e}");
+    let _ = std::fs::remove_dir_all(&ckpt);
+}
+
+#[test]
+fn stateful_operations_need_a_checkpoint_directory() {
+    let ssc = StreamingContext::builder(Seconds(1))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let q = Queue::new();
+    ssc.queue_stream(&q, true)
+        .map(|w: String| (w, 1))
+        .update_state_by_key(|vs: Vec<i32>, s: Option<i32>| Some(s.unwrap_or(0) + vs.len() as i32))
+        .print()
+        .unwrap();
+    let e = ssc.start().unwrap_err();
+    assert!(
+        matches!(e, Error::Checkpoint(CheckpointError::NotSet)),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("The checkpoint directory has not been set")
+    );
+}
+
+#[test]
+fn missing_or_damaged_checkpoint_files_are_named() {
+    let input = dir("files-in");
+    // CURRENT removed: the database cannot be found.
+    let ckpt = dir("current");
+    make_checkpoint(&ckpt, &input);
+    std::fs::remove_file(ckpt.join("db/CURRENT")).unwrap();
+    let e = error_of(StreamingContext::get_or_create(&ckpt, || {
+        pipeline(&input, false)
+    }));
+    assert!(e.contains("db/CURRENT") && e.contains("missing"), "{e}");
+
+    // The marker file removed.
+    let ckpt = dir("marker");
+    make_checkpoint(&ckpt, &input);
+    std::fs::remove_file(ckpt.join("dstream-checkpoint")).unwrap();
+    let e = error_of(StreamingContext::get_or_create(&ckpt, || {
+        pipeline(&input, false)
+    }));
+    assert!(
+        e.contains("dstream-checkpoint") && e.contains("not a new checkpoint"),
+        "{e}"
+    );
+
+    // The MANIFEST overwritten with garbage.
+    let ckpt = dir("manifest");
+    make_checkpoint(&ckpt, &input);
+    let manifest = std::fs::read_dir(ckpt.join("db"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("MANIFEST-")
+        })
+        .unwrap();
+    std::fs::write(&manifest, b"this is not a manifest").unwrap();
+    let e = error_of(StreamingContext::get_or_create(&ckpt, || {
+        pipeline(&input, false)
+    }));
+    assert!(e.contains("MANIFEST-"), "{e}");
+
+    // Every table file removed.
+    let ckpt = dir("sst");
+    make_checkpoint(&ckpt, &input);
+    let mut removed = 0;
+    for e in std::fs::read_dir(ckpt.join("db")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "sst") {
+            std::fs::remove_file(&p).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "the checkpoint has no table files to remove");
+    let e = error_of(StreamingContext::get_or_create(&ckpt, || {
+        pipeline(&input, false)
+    }));
+    assert!(e.contains(".sst"), "{e}");
+    for d in ["current", "marker", "manifest", "sst", "files-in"] {
+        let _ = std::fs::remove_dir_all(dir(d));
+    }
+}
