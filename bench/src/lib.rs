@@ -231,6 +231,187 @@ pub fn recorder() -> Arc<Recorder> {
     Arc::new(Recorder::default())
 }
 
+/// The pool both sides draw benchmark batches from (see `replay_batches`).
+pub const POOL_LINES: usize = 4_000_000;
+
+/// The one place the stateful benchmarks make their context: 1 s batches, `parallelism`
+/// threads. (When the state operators need a checkpoint directory, it goes here.)
+pub fn context(parallelism: usize) -> StreamingContext {
+    StreamingContext::builder(Seconds(1))
+        .parallelism(parallelism)
+        .build()
+        .expect("a streaming context")
+}
+
+/// Options of the stateful benchmarks, as `--name value` pairs.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// One probe at this rate instead of a search.
+    pub rate: Option<u64>,
+    pub reps: usize,
+    /// Measured batches per probe.
+    pub batches: usize,
+    /// Batches run before measuring (windows and state must fill first).
+    pub warmup: usize,
+    /// The search's starting bounds: `lo` is tried first (halved while it falls behind), then
+    /// the search bisects `lo..hi` to 3%; it never goes above `hi`.
+    pub lo: u64,
+    pub hi: u64,
+    pub parallelism: usize,
+    /// Instead of measuring, run this many batches at `--rate` and print the job's result.
+    pub check: Option<usize>,
+    /// Print this many generated lines (and a few far ones) and exit.
+    pub print_lines: Option<u64>,
+    /// A job variant (`sessions`: `update` or `mapws`).
+    pub mode: String,
+}
+
+impl Opts {
+    /// Parses the process arguments over `defaults`; exits with a message on a bad one.
+    pub fn parse(prog: &str, defaults: Opts) -> Opts {
+        let mut o = defaults;
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let bad = |msg: String| -> ! {
+            eprintln!("{prog}: {msg}");
+            std::process::exit(2)
+        };
+        let mut i = 0;
+        while i < args.len() {
+            let name = args[i].as_str();
+            let Some(value) = args.get(i + 1) else {
+                bad(format!("{name} needs a value"))
+            };
+            if name == "--mode" {
+                o.mode = value.clone();
+                i += 2;
+                continue;
+            }
+            let Ok(v) = value.parse::<u64>() else {
+                bad(format!("{name} needs a whole number"))
+            };
+            match name {
+                "--rate" => o.rate = Some(v),
+                "--reps" => o.reps = v as usize,
+                "--batches" => o.batches = v as usize,
+                "--warmup" => o.warmup = v as usize,
+                "--lo" => o.lo = v,
+                "--hi" => o.hi = v,
+                "--parallelism" => o.parallelism = v as usize,
+                "--check" => o.check = Some(v as usize),
+                "--print-lines" => o.print_lines = Some(v),
+                other => bad(format!("unknown argument {other}")),
+            }
+            i += 2;
+        }
+        if o.check.is_some() && o.rate.is_none() {
+            bad("--check needs --rate".into());
+        }
+        o
+    }
+}
+
+/// Runs a job over replayed `batches` on the real clock for `warmup + measured` batches and
+/// judges the measured ones. `job` builds the job on the input stream and registers its output.
+pub fn run_probe<T: dstream::Data>(
+    batches: Vec<Batch<T>>,
+    rate: u64,
+    warmup: usize,
+    measured: usize,
+    parallelism: usize,
+    job: impl FnOnce(&DStream<T>) -> Result<(), Error>,
+) -> Probe {
+    let batch = Seconds(1);
+    let ssc = context(parallelism);
+    let rec = recorder();
+    ssc.add_streaming_listener(rec.clone());
+    let lines = ssc.input_stream(Replay { batches, next: 0 });
+    job(&lines).expect("the job's graph");
+    ssc.start().expect("the context starts");
+    let total = warmup + measured;
+    while ssc.completed_batches() < total as u64 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ssc.stop();
+    let infos = rec.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let p = judge(rate, &infos[warmup..total], batch);
+    eprintln!(
+        "  rate {:>11}/s: {} (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, delay {} -> {} ms)",
+        rate,
+        if p.sustained {
+            "sustained"
+        } else {
+            "falls behind"
+        },
+        p.p50_ms,
+        p.p99_ms,
+        p.max_ms,
+        p.first_delay_ms,
+        p.last_delay_ms
+    );
+    p
+}
+
+/// Binary search for the highest sustained rate to within 3%, from `lo` (halved while it falls
+/// behind) up to at most `hi`.
+pub fn max_sustained(lo: u64, hi: u64, mut probe: impl FnMut(u64) -> Probe) -> Probe {
+    let (mut lo, mut hi) = (lo, hi.max(lo));
+    let mut best = probe(lo);
+    while !best.sustained && lo > 1000 {
+        hi = lo;
+        lo /= 2;
+        best = probe(lo);
+    }
+    while (hi - lo) as f64 > lo as f64 * 0.03 {
+        let mid = lo + (hi - lo) / 2;
+        let p = probe(mid);
+        if p.sustained {
+            lo = mid;
+            best = p;
+        } else {
+            hi = mid;
+        }
+    }
+    best
+}
+
+/// Prints the result of a search: per-repetition rates, the median and the batch times at it,
+/// peak RSS, and one `RESULT` line for `compare-stateful.sh`.
+pub fn report(job: &str, description: &str, unit: &str, results: &[Probe], o: &Opts) {
+    let mut rates: Vec<u64> = results.iter().map(|p| p.rate).collect();
+    rates.sort();
+    let median = rates[rates.len() / 2];
+    let at = results.iter().find(|p| p.rate == median).expect("a median");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let rss = peak_rss_mib();
+    println!(
+        "job: {job} ({description}), 1 s batches, parallelism {}, warm-up {} + {} measured batches",
+        o.parallelism, o.warmup, o.batches
+    );
+    println!("max sustained rate per repetition: {rates:?}");
+    if o.rate.is_none() && results.iter().any(|p| p.rate as f64 >= o.hi as f64 * 0.97) {
+        println!(
+            "warning: a search ended at its upper bound {}: raise --hi",
+            o.hi
+        );
+    }
+    println!(
+        "median max sustained rate: {:.2}M {unit}/s ({:.2}M {unit}/s per core, {cores} cores)",
+        median as f64 / 1e6,
+        median as f64 / 1e6 / cores as f64,
+    );
+    println!(
+        "batch processing time at that rate: p50 {:.0} ms, p99 {:.0} ms",
+        at.p50_ms, at.p99_ms
+    );
+    println!("peak RSS: {rss:.0} MiB");
+    println!(
+        "RESULT side=dstream job={job} rate={median} p50_ms={:.0} p99_ms={:.0} rss_mib={rss:.0}",
+        at.p50_ms, at.p99_ms
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
