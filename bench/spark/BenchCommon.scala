@@ -1,0 +1,260 @@
+// What the Spark Streaming 3.5 peers of dstream's stateful benchmarks share (HashtagJob.scala,
+// SessionsJob.scala): the generators of bench/src/lib.rs ported bit for bit, a checkpointable
+// input DStream replaying pre-built cached RDDs, and the same max-sustained-rate search and
+// judgement as the Rust side (bench/src/lib.rs `run_probe`, `judge`, `max_sustained`, `report`).
+// Built and run by bench/spark/run-job.sh.
+
+import java.io.File
+
+import org.apache.spark.{SparkConf, SparkContext}
+import org.apache.spark.rdd.RDD
+import org.apache.spark.streaming.{Seconds, StreamingContext, Time}
+import org.apache.spark.streaming.dstream.{DStream, InputDStream}
+import org.apache.spark.streaming.scheduler.{StreamingListener, StreamingListenerBatchCompleted}
+import scala.collection.mutable.ArrayBuffer
+import scala.reflect.ClassTag
+
+/** Replays pre-built cached RDDs round robin, as dstream's `Replay` source does.
+  *
+  * Stateful operators need `ssc.checkpoint(dir)`, and then Spark serializes the DStream graph,
+  * this stream included, at start and after every batch: the RDDs are `@transient` so they stay
+  * out of it (this stream cannot be recovered from a checkpoint; a benchmark never does).
+  *
+  * Each batch gets a fresh narrow view of the cached RDD, not the RDD itself: Spark unpersists
+  * an input stream's generated RDDs once they are older than its remember duration
+  * (`DStream.clearMetadata`, `spark.streaming.unpersist`), which would drop the cache after the
+  * first batches and make every later batch generate its input again. */
+class Replay[T: ClassTag](ssc: StreamingContext, @transient private val rdds: Seq[RDD[T]])
+    extends InputDStream[T](ssc) {
+  private var next = 0
+  override def start(): Unit = {}
+  override def stop(): Unit = {}
+  override def compute(validTime: Time): Option[RDD[T]] = {
+    val r = rdds(next % rdds.size)
+    next += 1
+    Some(r.mapPartitions(it => it, preservesPartitioning = true))
+  }
+}
+
+/** Processing and scheduling delays, and failures, of completed batches. */
+class Recorder extends StreamingListener {
+  val processing = ArrayBuffer[Long]()
+  val scheduling = ArrayBuffer[Long]()
+  val failed = ArrayBuffer[Boolean]()
+  override def onBatchCompleted(b: StreamingListenerBatchCompleted): Unit = synchronized {
+    processing += b.batchInfo.processingDelay.getOrElse(-1L)
+    scheduling += b.batchInfo.schedulingDelay.getOrElse(-1L)
+    failed += b.batchInfo.outputOperationInfos.values.exists(_.failureReason.isDefined)
+  }
+  def count: Int = synchronized { processing.size }
+}
+
+/** The outcome of running a job at one rate (bench/src/lib.rs `Probe`). */
+case class Probe(rate: Int, sustained: Boolean, p50: Long, p99: Long, max: Long, firstDelay: Long,
+    lastDelay: Long)
+
+/** Options as `--name value` pairs (the Rust binaries' `Opts`). */
+class Opts(args: Array[String], defaults: Map[String, String]) {
+  private val given: Map[String, String] = {
+    if (args.length % 2 != 0) throw new IllegalArgumentException(s"options come in pairs: ${args.mkString(" ")}")
+    args.grouped(2).map(a => a(0).stripPrefix("--") -> a(1)).toMap
+  }
+  private val known = Set("rate", "reps", "batches", "warmup", "lo", "hi", "check", "print-lines")
+  given.keys.find(k => !known(k)).foreach(k => throw new IllegalArgumentException(s"unknown argument --$k"))
+  private def get(k: String): Option[String] = given.get(k).orElse(defaults.get(k))
+  def int(k: String): Int = get(k).get.toInt
+  def intOpt(k: String): Option[Int] = get(k).map(_.toInt)
+}
+
+object Bench {
+  // bench/src/lib.rs `mix`, `click_line`, `zipf_cdf`, `tag_rank`, `tweet_line`, with u64
+  // arithmetic on Longs.
+  def mix(x0: Long): Long = {
+    var x = x0 + 0x9e3779b97f4a7c15L
+    x = (x ^ (x >>> 30)) * 0xbf58476d1ce4e5b9L
+    x = (x ^ (x >>> 27)) * 0x94d049bb133111ebL
+    x ^ (x >>> 31)
+  }
+
+  def clickLine(i: Long): String = {
+    val h = mix(i)
+    val user = (i / 1000 + java.lang.Long.remainderUnsigned(h, 20000)) % 100000
+    val page = java.lang.Long.remainderUnsigned(h >>> 20, 1000)
+    s"u$user /p/$page"
+  }
+
+  val Tags = 1000
+
+  /** Zipf(1) CDF over ranks 1..Tags: partial sums of 1.0/r in order, each divided by the total. */
+  lazy val zipfCdf: Array[Double] = {
+    val c = new Array[Double](Tags)
+    var sum = 0.0
+    var r = 1
+    while (r <= Tags) { sum += 1.0 / r; c(r - 1) = sum; r += 1 }
+    var k = 0
+    while (k < Tags) { c(k) = c(k) / sum; k += 1 }
+    c
+  }
+
+  /** The smallest rank k (1-based) with u < cdf(k - 1), u = top 53 bits of h in [0, 1). */
+  def tagRank(h: Long): Int = {
+    val u = (h >>> 11).toDouble / 9007199254740992.0 // 2^53
+    val cdf = zipfCdf
+    var lo = 0
+    var hi = cdf.length
+    while (lo < hi) {
+      val mid = (lo + hi) >>> 1
+      if (cdf(mid) <= u) lo = mid + 1 else hi = mid
+    }
+    lo + 1
+  }
+
+  def tweetLine(i: Long): String = {
+    val sb = new java.lang.StringBuilder(64)
+    var j = 0
+    while (j < 10) {
+      val h = mix(i * 16 + j)
+      if (j > 0) sb.append(' ')
+      if (java.lang.Long.remainderUnsigned(h, 10) == 0) sb.append("#t").append(tagRank(h))
+      else sb.append('w').append((h >>> 8) % 5000)
+      j += 1
+    }
+    sb.toString
+  }
+
+  val PoolLines = 4000000L
+  val CheckpointRoot = new File("/tmp/dstream-bench-spark-checkpoints")
+
+  /** What `--check` runs record, one entry per batch. */
+  val outputs = ArrayBuffer[String]()
+  def record(s: String): Unit = outputs.synchronized { outputs += s }
+
+  def deleteRecursively(f: File): Unit = {
+    if (f.isDirectory) Option(f.listFiles).foreach(_.foreach(deleteRecursively))
+    f.delete()
+  }
+
+  def context(job: String): SparkContext = {
+    val conf = new SparkConf().setAppName(s"dstream-$job-peer")
+      .set("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
+      .set("spark.ui.enabled", "false")
+    val sc = new SparkContext(conf)
+    sc.setLogLevel("WARN")
+    deleteRecursively(CheckpointRoot)
+    sc
+  }
+
+  /** The two replay slots of `rate` lines, as dstream's `replay_batches`: slot b holds pool
+    * lines (b * 7919 + k) mod 4,000,000 for k in 0 until rate, in 2 contiguous partitions. */
+  def slots(sc: SparkContext, rate: Int, line: Long => String): Seq[RDD[String]] =
+    (0 until 2).map { b =>
+      val off = (b * 7919L) % PoolLines
+      val r = sc.parallelize(0 until rate, 2).map(i => line((off + i) % PoolLines)).cache()
+      r.count()
+      r
+    }
+
+  private var probes = 0
+
+  /** Runs `job` over the replayed slots for `warmup + batches` batches on the real clock, with
+    * a fresh checkpoint directory, and judges the last `batches`. */
+  def probe(sc: SparkContext, rate: Int, warmup: Int, batches: Int, line: Long => String,
+      job: DStream[String] => Unit): Probe = {
+    val rdds = slots(sc, rate, line)
+    probes += 1
+    val dir = new File(CheckpointRoot, s"probe-$probes")
+    deleteRecursively(dir)
+    val ssc = new StreamingContext(sc, Seconds(1))
+    ssc.checkpoint(dir.getPath)
+    val rec = new Recorder
+    ssc.addStreamingListener(rec)
+    job(new Replay(ssc, rdds))
+    ssc.start()
+    while (rec.count < warmup + batches) Thread.sleep(50)
+    ssc.stop(stopSparkContext = false, stopGracefully = false)
+    val stillCached = rdds.forall(r => sc.getPersistentRDDs.contains(r.id))
+    rdds.foreach(_.unpersist(blocking = true))
+    deleteRecursively(dir)
+    val (p, s, f) = rec.synchronized {
+      (rec.processing.slice(warmup, warmup + batches).sorted, rec.scheduling.slice(warmup, warmup + batches),
+        rec.failed.slice(warmup, warmup + batches))
+    }
+    def pct(q: Double) = p(math.round((p.size - 1) * q).toInt)
+    val sustained = !f.exists(identity) && p.last < 1000 && s.last <= s.head + 100
+    val r = Probe(rate, sustained, pct(0.5), pct(0.99), p.last, s.head, s.last)
+    println(f"  spark rate $rate%11d/s: ${if (sustained) "sustained" else "falls behind"} (p50 ${r.p50} ms, " +
+      f"p99 ${r.p99} ms, max ${r.max} ms, delay ${r.firstDelay} -> ${r.lastDelay} ms)" +
+      (if (stillCached) "" else " [input cache was dropped]"))
+    r
+  }
+
+  /** Binary search for the highest sustained rate to within 3%, from `lo0` (halved while it
+    * falls behind) up to at most `hi0` (bench/src/lib.rs `max_sustained`). */
+  def maxSustained(lo0: Int, hi0: Int, run: Int => Probe): Probe = {
+    var lo = lo0
+    var hi = math.max(hi0, lo0)
+    var best = run(lo)
+    while (!best.sustained && lo > 1000) { hi = lo; lo /= 2; best = run(lo) }
+    while ((hi - lo).toDouble > lo * 0.03) {
+      val mid = lo + (hi - lo) / 2
+      val p = run(mid)
+      if (p.sustained) { lo = mid; best = p } else hi = mid
+    }
+    best
+  }
+
+  def peakRssMib: Double = {
+    val src = scala.io.Source.fromFile("/proc/self/status")
+    try src.getLines().find(_.startsWith("VmHWM:")).map(_.split("\\s+")(1).toDouble / 1024).getOrElse(Double.NaN)
+    finally src.close()
+  }
+
+  /** Runs the benchmark a job's `main` asks for: `--print-lines N`, `--check N --rate R`, one
+    * probe at `--rate R`, or `--reps` searches from `--lo`/`--hi`. `job(check)` builds the job on
+    * the input stream; with `check` it `record`s a summary of each batch's result. */
+  def main(name: String, description: String, unit: String, args: Array[String],
+      defaults: Map[String, String], line: Long => String, job: Boolean => DStream[String] => Unit): Unit = {
+    val o = new Opts(args, defaults)
+    o.intOpt("print-lines") match {
+      case Some(n) =>
+        ((0L until n.toLong) ++ Seq(3999999L, 123456789012L)).foreach(i => println(s"$i: ${line(i)}"))
+      case None => run(name, description, unit, o, line, job)
+    }
+  }
+
+  private def run(name: String, description: String, unit: String, o: Opts, line: Long => String,
+      job: Boolean => DStream[String] => Unit): Unit = {
+    val sc = context(name)
+    val warmup = o.int("warmup")
+    val batches = o.int("batches")
+    o.intOpt("check") match {
+      case Some(n) =>
+        val rate = o.intOpt("rate").getOrElse(throw new IllegalArgumentException("--check needs --rate"))
+        probe(sc, rate, 0, n, line, job(true))
+        println(s"${name} after batch $n at $rate $unit/s: ${Bench.outputs(n - 1)}")
+      case None =>
+        val results = o.intOpt("rate") match {
+          case Some(r) => Seq(probe(sc, r, warmup, batches, line, job(false)))
+          case None =>
+            val reps = o.int("reps")
+            (1 to reps).map { rep =>
+              println(s"spark repetition $rep/$reps")
+              maxSustained(o.int("lo"), o.int("hi"), r => probe(sc, r, warmup, batches, line, job(false)))
+            }
+        }
+        val rates = results.map(_.rate).sorted
+        val median = rates(rates.size / 2)
+        val at = results.find(_.rate == median).get
+        val rss = peakRssMib
+        println(s"spark job: $name ($description), 1 s batches, local[2], warm-up $warmup + $batches measured batches")
+        println(s"spark max sustained rate per repetition: ${rates.mkString("[", ", ", "]")}")
+        if (o.intOpt("rate").isEmpty && results.exists(_.rate >= o.int("hi") * 0.97))
+          println(s"warning: a search ended at its upper bound ${o.int("hi")}: raise --hi")
+        println(f"spark median max sustained rate: ${median / 1e6}%.2fM $unit/s")
+        println(s"spark batch processing time at that rate: p50 ${at.p50} ms, p99 ${at.p99} ms")
+        println(f"spark peak RSS: $rss%.0f MiB")
+        println(f"RESULT side=spark job=$name rate=$median p50_ms=${at.p50} p99_ms=${at.p99} rss_mib=$rss%.0f")
+    }
+    sc.stop()
+  }
+}
