@@ -237,8 +237,10 @@ pub const POOL_LINES: usize = 4_000_000;
 /// The one place the stateful benchmarks make their context: 1 s batches, `parallelism`
 /// threads. (When the state operators need a checkpoint directory, it goes here.)
 pub fn context(parallelism: usize) -> StreamingContext {
+    // State in RocksDB, committed every batch (a fresh checkpoint per probe, removed after it).
     StreamingContext::builder(Seconds(1))
         .parallelism(parallelism)
+        .temporary_checkpoint()
         .build()
         .expect("a streaming context")
 }

@@ -26,6 +26,7 @@ pub mod testing;
 mod time;
 
 pub use batch::{Batch, CHUNK, CoGrouped, Data, FullOuterJoined, Key, SEGMENT};
+pub use checkpoint::keyed::{StateKey, StateValue};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
 pub use dstream::{

@@ -618,19 +618,28 @@ fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
     let now = t.millis();
     let mut out = Vec::new();
     for (k, vs) in records {
+        // A key's records run in order against its state, read once and written once.
+        let mut current = part.get(&k)?.map(|(s, _)| s.clone());
+        let (mut touched, mut removed) = (false, false);
         for v in vs {
-            let mut st = State::wrap(part.get(&k)?.map(|(s, _)| s.clone()));
+            let mut st = State::wrap(current.take());
             let mapped = func(t, &k, Some(v), &mut st);
             first_misuse(&st, t)?;
             if st.is_removed() {
-                part.remove(&k)?;
+                (touched, removed) = (false, true);
             } else if st.is_updated() || (st.exists() && timed) {
                 // As Spark: with a timeout, a key with data counts as active even if unchanged.
-                if let Some(value) = st.value {
-                    part.put(k.clone(), value, now)?;
-                }
+                (touched, removed) = (true, false);
             }
+            current = st.value;
             out.extend(mapped.map(Produced::Mapped));
+        }
+        match current {
+            Some(value) if touched => part.put(k, value, now)?,
+            _ if removed => {
+                part.remove(&k)?;
+            }
+            _ => {}
         }
     }
     if let Some(timeout) = timeout {
