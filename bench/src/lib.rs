@@ -336,20 +336,7 @@ pub fn run_probe<T: dstream::Data>(
     ssc.stop();
     let infos = rec.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let p = judge(rate, &infos[warmup..total], batch);
-    eprintln!(
-        "  rate {:>11}/s: {} (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, delay {} -> {} ms)",
-        rate,
-        if p.sustained {
-            "sustained"
-        } else {
-            "falls behind"
-        },
-        p.p50_ms,
-        p.p99_ms,
-        p.max_ms,
-        p.first_delay_ms,
-        p.last_delay_ms
-    );
+    p.log();
     p
 }
 
@@ -412,6 +399,26 @@ pub fn report(job: &str, description: &str, unit: &str, results: &[Probe], o: &O
         "RESULT side=dstream job={job} rate={median} p50_ms={:.0} p99_ms={:.0} rss_mib={rss:.0}",
         at.p50_ms, at.p99_ms
     );
+}
+
+impl Probe {
+    /// The probe's line of a search log (the same on every job).
+    pub fn log(&self) {
+        eprintln!(
+            "  rate {:>11}/s: {} (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, delay {} -> {} ms)",
+            self.rate,
+            if self.sustained {
+                "sustained"
+            } else {
+                "falls behind"
+            },
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.first_delay_ms,
+            self.last_delay_ms
+        );
+    }
 }
 
 #[cfg(test)]

@@ -105,20 +105,7 @@ fn probe(pool: &[&'static str], rate: u64, o: &Opts) -> Probe {
     ssc.stop();
     let infos = rec.0.lock().unwrap().clone();
     let p = judge(rate, &infos[o.warmup..total as usize], batch);
-    eprintln!(
-        "  rate {:>11}/s: {} (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, delay {} -> {} ms)",
-        rate,
-        if p.sustained {
-            "sustained"
-        } else {
-            "falls behind"
-        },
-        p.p50_ms,
-        p.p99_ms,
-        p.max_ms,
-        p.first_delay_ms,
-        p.last_delay_ms
-    );
+    p.log();
     p
 }
 
