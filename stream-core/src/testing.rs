@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::batch::{Batch, Data};
 use crate::clock::ManualClock;
-use crate::context::StreamingContext;
+use crate::context::{StreamingContext, StreamingContextBuilder};
 use crate::dstream::DStream;
 use crate::error::{ContextError, Error, Result};
 use crate::source::{Source, SourceContext};
@@ -139,13 +139,27 @@ impl TestContext {
     ///
     /// If the batch interval is not positive or the parallelism is zero: a test's own mistake.
     pub fn with(batch: Duration, parallelism: usize) -> Self {
+        Self::configured(batch, parallelism, |b| b)
+    }
+
+    /// A test context whose builder `configure` adjusts further (e.g. a small state cache).
+    ///
+    /// # Panics
+    ///
+    /// If the settings are invalid: a test's own mistake.
+    pub fn configured(
+        batch: Duration,
+        parallelism: usize,
+        configure: impl FnOnce(StreamingContextBuilder) -> StreamingContextBuilder,
+    ) -> Self {
         let clock = ManualClock::new();
-        let ssc = StreamingContext::builder(batch)
+        let builder = StreamingContext::builder(batch)
             .parallelism(parallelism)
             .clock(clock.clone())
             .stop_gracefully_on_signal(false)
             .default_logger(false)
-            .temporary_checkpoint()
+            .temporary_checkpoint();
+        let ssc = configure(builder)
             .build()
             .unwrap_or_else(|e| panic!("invalid test context settings: {e}"));
         TestContext {

@@ -3,7 +3,7 @@
 //! the cache). Prints the time, the peak RSS, and checks every revisited key's state.
 //!
 //! ```text
-//! cargo run --release -p dstream-bench --bin bigstate -- [--keys 50000000] [--per-batch 5000000]
+//! cargo run --release -p dstream-bench --bin bigstate -- [--keys 50000000] [--per-batch 2000000]
 //! ```
 
 use std::sync::Arc;
@@ -59,7 +59,7 @@ fn arg(name: &str, default: u64) -> u64 {
 
 fn main() -> Result<(), Error> {
     let total = arg("--keys", 50_000_000);
-    let per = arg("--per-batch", 5_000_000);
+    let per = arg("--per-batch", 2_000_000);
     let dir = std::env::temp_dir().join(format!("dstream-bigstate-{}", std::process::id()));
     let ssc = StreamingContext::builder(Seconds(1))
         .parallelism(2)

@@ -7,10 +7,12 @@
 //! - `t <partition u16> <time> <key>` -> empty: the timer index of timed state, in time order,
 //!   so that the keys due at a batch are one range scan, never a scan of all keys.
 //!
-//! A batch reads through the cache (a miss is one point lookup) and changes only the cache; the
-//! changes reach RocksDB in the batch's atomic commit, or are dropped if the batch fails. After
-//! the commit, keys not used by the batch are evicted once the cache is over its capacity, so
-//! the state can be far larger than memory.
+//! A batch reads through the cache (its misses in one sorted multi-get, or a point lookup each)
+//! and changes only the cache; the changes reach RocksDB in the batch's atomic commit, in key
+//! order, or are dropped if the batch fails. After the commit, keys not used by the batch are
+//! evicted once the cache is over its capacity, so the state can be far larger than memory.
+//! Until the first eviction of a new checkpoint the cache holds every key, and reads never go
+//! to RocksDB.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -52,6 +54,96 @@ pub(crate) fn encode<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>> 
     })
 }
 
+/// Appends `v`'s encoding to `buf`.
+pub(crate) fn encode_into<T: serde::Serialize>(what: &str, v: &T, buf: &mut Vec<u8>) -> Result<()> {
+    *buf = postcard::to_extend(v, std::mem::take(buf)).map_err(|e| CheckpointError::Encode {
+        what: what.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(())
+}
+
+/// Keys and values laid end to end in one buffer, sorted by key before use: a batch with
+/// millions of changes or lookups costs two allocations, not two per key.
+#[derive(Default)]
+struct Flat {
+    bytes: Vec<u8>,
+    /// (start, key length, value length or `DELETE`); the value follows the key.
+    entries: Vec<(usize, u32, u32)>,
+}
+
+const DELETE: u32 = u32::MAX;
+
+/// The value of a written entry.
+enum Val<'a, S> {
+    Delete,
+    Empty,
+    /// A key's state: its time, then its encoding.
+    State(i64, &'a S),
+}
+
+impl Flat {
+    /// Starts an entry; the caller appends its key to `bytes`, then calls `end_key`.
+    fn begin(&mut self) -> usize {
+        self.bytes.len()
+    }
+
+    fn end_key(&mut self, start: usize) {
+        self.entries
+            .push((start, (self.bytes.len() - start) as u32, DELETE));
+    }
+
+    /// Marks the bytes appended since `end_key` as the last entry's value.
+    fn end_value(&mut self) {
+        let e = self.entries.last_mut().expect("a key was added");
+        e.2 = (self.bytes.len() - e.0 - e.1 as usize) as u32;
+    }
+
+    /// Adds the entry `pre [time] kb` with its value.
+    fn add<S: serde::Serialize>(
+        &mut self,
+        what: &str,
+        pre: [u8; 3],
+        time: Option<i64>,
+        kb: &[u8],
+        v: Val<'_, S>,
+    ) -> Result<()> {
+        let start = self.begin();
+        self.bytes.extend_from_slice(&pre);
+        if let Some(t) = time {
+            self.bytes.extend_from_slice(&time_bytes(t));
+        }
+        self.bytes.extend_from_slice(kb);
+        self.end_key(start);
+        match v {
+            Val::Delete => {}
+            Val::Empty => self.end_value(),
+            Val::State(at, v) => {
+                self.bytes.extend_from_slice(&at.to_be_bytes());
+                encode_into(what, v, &mut self.bytes)?;
+                self.end_value();
+            }
+        }
+        Ok(())
+    }
+
+    fn key(&self, e: &(usize, u32, u32)) -> &[u8] {
+        &self.bytes[e.0..e.0 + e.1 as usize]
+    }
+
+    fn value(&self, e: &(usize, u32, u32)) -> Option<&[u8]> {
+        let v = e.0 + e.1 as usize;
+        (e.2 != DELETE).then(|| &self.bytes[v..v + e.2 as usize])
+    }
+
+    fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.entries.sort_unstable_by(|a, b| {
+            bytes[a.0..a.0 + a.1 as usize].cmp(&bytes[b.0..b.0 + b.1 as usize])
+        });
+    }
+}
+
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T> {
     postcard::from_bytes(b).map_err(|e| {
         CheckpointError::Encode {
@@ -62,23 +154,46 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Re
     })
 }
 
-/// A cached key.
+/// A cached key (kept small: a batch with millions of new keys holds a slot for each).
 struct Slot<S> {
     /// `None`: the key has no state (removed this batch, or known absent).
     value: Option<S>,
     /// Batch time of the last update, in ms.
     at: i64,
+    /// The time RocksDB holds for the key, or `ABSENT` when it holds none.
+    stored_at: i64,
+    /// The batch that last used it (for eviction).
+    used: u32,
     /// Changed by the current batch.
     dirty: bool,
-    /// `Some(at)` when RocksDB holds the key, with that time.
-    stored_at: Option<i64>,
-    /// The batch that last used it (for eviction).
-    used: u64,
+}
+
+/// `Slot::stored_at` of a key RocksDB does not hold.
+const ABSENT: i64 = i64::MIN;
+
+impl<S> Slot<S> {
+    fn stored(&self) -> Option<i64> {
+        (self.stored_at != ABSENT).then_some(self.stored_at)
+    }
+}
+
+/// What a record's update did to its key's state (see [`PartState::update`]).
+pub(crate) enum Change<S> {
+    /// Not changed: the value is put back as it was.
+    Keep(Option<S>),
+    /// Set, as updated at the batch time.
+    Put(S),
+    /// Removed.
+    Remove,
 }
 
 struct Part<K, S> {
     cache: HashMap<K, Slot<S>, ahash::RandomState>,
-    tick: u64,
+    tick: u32,
+    /// Whether the cache holds every key with state (a new checkpoint, nothing evicted yet):
+    /// then a scan reads the cache alone and a miss needs no lookup. `None` before the first
+    /// batch.
+    complete: Option<bool>,
 }
 
 /// The keyed state of one operator.
@@ -109,6 +224,7 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
                     Mutex::new(Part {
                         cache: HashMap::with_hasher(ahash::RandomState::with_seeds(7, 11, 13, 17)),
                         tick: 0,
+                        complete: None,
                     })
                 })
                 .collect(),
@@ -124,7 +240,11 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
     /// Partition `p`'s state, for one batch's work on it.
     pub(crate) fn part<'a>(&'a self, store: &'a Store, p: usize) -> Result<PartState<'a, K, S>> {
         let mut guard = self.parts[p].lock().unwrap_or_else(|e| e.into_inner());
-        guard.tick += 1;
+        guard.tick = guard.tick.wrapping_add(1);
+        // A new checkpoint holds no state yet, so the cache sees all of it until it evicts.
+        guard
+            .complete
+            .get_or_insert_with(|| store.recovery().is_none());
         Ok(PartState {
             store,
             cf: store.cf(self.id)?,
@@ -135,49 +255,71 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
         })
     }
 
-    /// Adds every partition's changes to `wb` and evicts what the cache cannot keep.
+    /// Adds every partition's changes to `wb` (in key order, which RocksDB's memtable inserts
+    /// far faster than random order) and evicts what the cache cannot keep.
     pub(crate) fn commit(&self, store: &Store, wb: &mut WriteBatch) -> Result<()> {
         let cf = store.cf(self.id)?;
         for (p, part) in self.parts.iter().enumerate() {
             let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
             let tick = part.tick;
-            let mut key_buf = Vec::new();
+            let mut w = Flat::default();
+            let (what, tag, timed) = (self.what.as_str(), self.tag, self.timed);
+            let mut kb = Vec::new();
             for (k, slot) in part.cache.iter_mut() {
                 if !slot.dirty {
                     continue;
                 }
-                let kb = encode(&self.what, k)?;
+                slot.dirty = false;
+                kb.clear();
+                encode_into(what, k, &mut kb)?;
                 match &slot.value {
                     Some(v) => {
-                        let mut val = slot.at.to_be_bytes().to_vec();
-                        val.extend(encode(&self.what, v)?);
-                        key_buf.clear();
-                        key_buf.extend_from_slice(&prefix(self.tag, p));
-                        key_buf.extend_from_slice(&kb);
-                        wb.put_cf(cf, &key_buf, val);
-                        if self.timed && slot.stored_at != Some(slot.at) {
-                            if let Some(old) = slot.stored_at {
-                                wb.delete_cf(cf, timer_key(p, old, &kb));
+                        w.add(what, prefix(tag, p), None, &kb, Val::State(slot.at, v))?;
+                        if timed && slot.stored() != Some(slot.at) {
+                            if let Some(old) = slot.stored() {
+                                w.add(
+                                    what,
+                                    prefix(TAG_TIMER, p),
+                                    Some(old),
+                                    &kb,
+                                    Val::<S>::Delete,
+                                )?;
                             }
-                            wb.put_cf(cf, timer_key(p, slot.at, &kb), []);
+                            w.add(
+                                what,
+                                prefix(TAG_TIMER, p),
+                                Some(slot.at),
+                                &kb,
+                                Val::<S>::Empty,
+                            )?;
                         }
-                        slot.stored_at = Some(slot.at);
+                        slot.stored_at = slot.at;
                     }
                     None => {
-                        if let Some(old) = slot.stored_at {
-                            key_buf.clear();
-                            key_buf.extend_from_slice(&prefix(self.tag, p));
-                            key_buf.extend_from_slice(&kb);
-                            wb.delete_cf(cf, &key_buf);
-                            if self.timed {
-                                wb.delete_cf(cf, timer_key(p, old, &kb));
+                        if let Some(old) = slot.stored() {
+                            w.add(what, prefix(tag, p), None, &kb, Val::<S>::Delete)?;
+                            if timed {
+                                w.add(
+                                    what,
+                                    prefix(TAG_TIMER, p),
+                                    Some(old),
+                                    &kb,
+                                    Val::<S>::Delete,
+                                )?;
                             }
                         }
-                        slot.stored_at = None;
+                        slot.stored_at = ABSENT;
                     }
                 }
-                slot.dirty = false;
             }
+            w.sort();
+            for e in &w.entries {
+                match w.value(e) {
+                    Some(v) => wb.put_cf(cf, w.key(e), v),
+                    None => wb.delete_cf(cf, w.key(e)),
+                }
+            }
+            drop(w);
             if part.cache.len() > self.capacity {
                 // Keys this batch did not use go first, then any, down to three quarters.
                 part.cache.retain(|_, s| s.used == tick);
@@ -193,6 +335,8 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
                         }
                     });
                 }
+                part.cache.shrink_to(self.capacity);
+                part.complete = Some(false);
             }
         }
         Ok(())
@@ -201,10 +345,12 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
     /// Drops the uncommitted changes (they are read again from RocksDB when needed).
     pub(crate) fn abort(&self) {
         for part in &self.parts {
-            part.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .cache
-                .retain(|_, s| !s.dirty);
+            let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
+            let before = part.cache.len();
+            part.cache.retain(|_, s| !s.dirty);
+            if part.cache.len() != before {
+                part.complete = Some(false);
+            }
         }
     }
 
@@ -227,14 +373,6 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
     }
 }
 
-fn timer_key(p: usize, at: i64, kb: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(11 + kb.len());
-    k.extend_from_slice(&prefix(TAG_TIMER, p));
-    k.extend_from_slice(&time_bytes(at));
-    k.extend_from_slice(kb);
-    k
-}
-
 /// One partition's state during a batch.
 pub(crate) struct PartState<'a, K, S> {
     store: &'a Store,
@@ -246,82 +384,156 @@ pub(crate) struct PartState<'a, K, S> {
 }
 
 impl<K: StateKey, S: StateValue> PartState<'_, K, S> {
-    fn load(&mut self, k: &K) -> Result<()> {
-        let tick = self.part.tick;
-        if let Some(slot) = self.part.cache.get_mut(k) {
-            slot.used = tick;
-            return Ok(());
-        }
+    fn state_key(&self, k: &K) -> Result<Vec<u8>> {
         let mut key = prefix(self.tag, self.p).to_vec();
         key.extend(encode(self.what, k)?);
-        let found = self
-            .store
-            .db()
-            .get_pinned_cf(self.cf, &key)
-            .map_err(|e| self.store.error(e))?;
-        let slot = match found {
+        Ok(key)
+    }
+
+    fn slot_from(&self, found: Option<&[u8]>) -> Result<Slot<S>> {
+        let tick = self.part.tick;
+        Ok(match found {
             Some(bytes) => {
-                let at = time_of_value(self.what, &bytes)?;
+                let at = time_of_value(self.what, bytes)?;
                 Slot {
                     value: Some(decode(self.what, &bytes[8..])?),
                     at,
-                    dirty: false,
-                    stored_at: Some(at),
+                    stored_at: at,
                     used: tick,
+                    dirty: false,
                 }
             }
             None => Slot {
                 value: None,
                 at: 0,
-                dirty: false,
-                stored_at: None,
+                stored_at: ABSENT,
                 used: tick,
+                dirty: false,
             },
-        };
-        self.part.cache.insert(k.clone(), slot);
-        Ok(())
+        })
     }
 
-    /// The key's state and the time of its last update.
-    pub(crate) fn get(&mut self, k: &K) -> Result<Option<(&S, i64)>> {
-        self.load(k)?;
-        let slot = self
-            .part
-            .cache
-            .get(k)
-            .expect("a loaded key is in the cache");
-        Ok(slot.value.as_ref().map(|v| (v, slot.at)))
+    fn is_complete(&self) -> bool {
+        self.part.complete == Some(true)
     }
 
-    /// Sets the key's state, updated at `at`.
-    pub(crate) fn put(&mut self, k: K, v: S, at: i64) -> Result<()> {
-        self.load(&k)?;
+    /// Makes sure `k` is in the cache: a point lookup on a miss (none when the cache holds
+    /// every key).
+    fn load(&mut self, k: &K) -> Result<&mut Slot<S>> {
         let tick = self.part.tick;
-        let slot = self
-            .part
-            .cache
-            .get_mut(&k)
-            .expect("a loaded key is in the cache");
-        slot.value = Some(v);
-        slot.at = at;
-        slot.dirty = true;
-        slot.used = tick;
-        Ok(())
-    }
-
-    /// Removes the key's state; returns what it was.
-    pub(crate) fn remove(&mut self, k: &K) -> Result<Option<(S, i64)>> {
-        self.load(k)?;
+        if !self.part.cache.contains_key(k) {
+            let slot = if self.is_complete() {
+                self.slot_from(None)?
+            } else {
+                let key = self.state_key(k)?;
+                let found = self
+                    .store
+                    .db()
+                    .get_pinned_cf(self.cf, &key)
+                    .map_err(|e| self.store.error(e))?;
+                self.slot_from(found.as_deref())?
+            };
+            self.part.cache.insert(k.clone(), slot);
+        }
         let slot = self
             .part
             .cache
             .get_mut(k)
             .expect("a loaded key is in the cache");
+        slot.used = tick;
+        Ok(slot)
+    }
+
+    /// Loads the keys of a batch that are not cached in one sorted multi-get, far cheaper than
+    /// a point lookup each.
+    pub(crate) fn prefetch<'k>(&mut self, keys: impl Iterator<Item = &'k K>) -> Result<()>
+    where
+        K: 'k,
+    {
+        if self.is_complete() {
+            return Ok(());
+        }
+        let mut keys_flat = Flat::default();
+        let mut missing: Vec<&K> = Vec::new();
+        let mut seen: hashbrown::HashSet<&K, ahash::RandomState> = Default::default();
+        for k in keys {
+            if !self.part.cache.contains_key(k) && seen.insert(k) {
+                let start = keys_flat.begin();
+                keys_flat.bytes.extend_from_slice(&prefix(self.tag, self.p));
+                encode_into(self.what, k, &mut keys_flat.bytes)?;
+                keys_flat.end_key(start);
+                // The entry's value length field carries the key's index in `missing`.
+                keys_flat.entries.last_mut().expect("just added").2 = missing.len() as u32;
+                missing.push(k);
+            }
+        }
+        drop(seen);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        keys_flat.sort();
+        // In chunks, so that the pinned values of a huge batch are not all held at once.
+        for chunk in keys_flat.entries.chunks(4096) {
+            let found = self.store.db().batched_multi_get_cf(
+                self.cf,
+                chunk.iter().map(|e| keys_flat.key(e)),
+                true,
+            );
+            for (e, r) in chunk.iter().zip(found) {
+                let v = r.map_err(|e| self.store.error(e))?;
+                let slot = self.slot_from(v.as_deref())?;
+                self.part.cache.insert(missing[e.2 as usize].clone(), slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's state and the time of its last update.
+    pub(crate) fn get(&mut self, k: &K) -> Result<Option<(&S, i64)>> {
+        let slot = self.load(k)?;
+        let at = slot.at;
+        Ok(slot.value.as_ref().map(|v| (v, at)))
+    }
+
+    /// Sets the key's state, updated at `at`.
+    pub(crate) fn put(&mut self, k: K, v: S, at: i64) -> Result<()> {
+        let slot = self.load(&k)?;
+        slot.value = Some(v);
+        slot.at = at;
+        slot.dirty = true;
+        Ok(())
+    }
+
+    /// Removes the key's state; returns what it was.
+    pub(crate) fn remove(&mut self, k: &K) -> Result<Option<(S, i64)>> {
+        let slot = self.load(k)?;
         let old = slot.value.take().map(|v| (v, slot.at));
         if old.is_some() {
             slot.dirty = true;
         }
         Ok(old)
+    }
+
+    /// One record's read-modify-write of `k`'s state: `f` takes the value out and says what
+    /// became of it; a change is dated `at`.
+    pub(crate) fn update<R>(
+        &mut self,
+        k: &K,
+        at: i64,
+        f: impl FnOnce(Option<S>) -> (Change<S>, R),
+    ) -> Result<R> {
+        let slot = self.load(k)?;
+        let (change, r) = f(slot.value.take());
+        match change {
+            Change::Keep(v) => slot.value = v,
+            Change::Put(v) => {
+                slot.value = Some(v);
+                slot.at = at;
+                slot.dirty = true;
+            }
+            Change::Remove => slot.dirty = true,
+        }
+        Ok(r)
     }
 
     /// Keys whose last update is strictly before `threshold` (timed state only): one range scan
@@ -353,8 +565,19 @@ impl<K: StateKey, S: StateValue> PartState<'_, K, S> {
         Ok(due)
     }
 
-    /// Every key with state, with its state and time (the cache's view over RocksDB's).
+    /// Every key with state, with its state and time (the cache's view over RocksDB's; the
+    /// cache alone while it holds every key).
     pub(crate) fn scan(&mut self) -> Result<Vec<(K, S, i64)>> {
+        if self.is_complete() {
+            return Ok(self
+                .part
+                .cache
+                .iter()
+                .filter_map(|(k, slot)| {
+                    slot.value.as_ref().map(|s| (k.clone(), s.clone(), slot.at))
+                })
+                .collect());
+        }
         let start = prefix(self.tag, self.p);
         let mut it = self.store.db().raw_iterator_cf(self.cf);
         it.seek(start);
@@ -379,7 +602,7 @@ impl<K: StateKey, S: StateValue> PartState<'_, K, S> {
         }
         it.status().map_err(|e| self.store.error(e))?;
         for (k, slot) in self.part.cache.iter() {
-            if slot.stored_at.is_none()
+            if slot.stored().is_none()
                 && let Some(s) = &slot.value
             {
                 out.push((k.clone(), s.clone(), slot.at));

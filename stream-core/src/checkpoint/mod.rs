@@ -175,6 +175,18 @@ impl Store {
         // them before they reach the disk.
         opts.set_write_buffer_size(64 << 20);
         opts.set_max_write_buffer_number(3);
+        // All memtables together stay under this, however many stateful operators there are.
+        opts.set_db_write_buffer_size(256 << 20);
+        // Most lookups of a batch with new keys miss: Bloom filters on the memtables and on
+        // every table answer those without searching. Index and filter blocks of the tables
+        // stay in the table readers (about 1.3 bytes per key).
+        opts.set_memtable_prefix_bloom_ratio(0.05);
+        opts.set_memtable_whole_key_filtering(true);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_whole_key_filtering(true);
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+        opts.set_block_based_table_factory(&table);
         let mut wanted: Vec<String> = vec![META.to_string()];
         wanted.extend((0..shape.operators.len()).map(cf_name));
         let existing = if exists {

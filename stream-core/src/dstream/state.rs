@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use super::{DStream, Owner};
 use crate::batch::{Batch, Data, Key};
-use crate::checkpoint::keyed::{KeyedStore, PartState, StateKey, StateValue, TAG_STATE};
+use crate::checkpoint::keyed::{Change, KeyedStore, PartState, StateKey, StateValue, TAG_STATE};
 use crate::checkpoint::{Durable, Store};
 use crate::error::{CheckpointError, ContextError, Error, Result};
 use crate::partitioner::{HashPartitioner, Partitioner};
@@ -560,9 +560,7 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                     op.init_merged.store(true, Ordering::SeqCst);
                 }
                 let data = parent.get_or_compute(t)?.unwrap_or_else(Batch::empty);
-                let grouped = data
-                    .group_by_key_with(partitioner.clone())
-                    .into_partitions();
+                let records = data.partition_records(&partitioner);
                 let full_scan = match mode {
                     TimeoutMode::Exact => false,
                     TimeoutMode::Spark { interval } => {
@@ -571,7 +569,7 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                     }
                 };
                 let snapshots = want.load(std::sync::atomic::Ordering::Relaxed);
-                let outputs: Vec<Result<Vec<Produced<M, K, S>>>> = grouped
+                let outputs: Vec<Result<Vec<Produced<M, K, S>>>> = records
                     .into_par_iter()
                     .enumerate()
                     .map(|(p, records)| {
@@ -606,7 +604,7 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
 #[allow(clippy::too_many_arguments)]
 fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
     part: &mut PartState<'_, K, S>,
-    records: Vec<(K, Vec<V>)>,
+    records: Vec<(K, V)>,
     t: Time,
     func: &MapFn<K, V, S, M>,
     timeout: Option<Duration>,
@@ -617,30 +615,29 @@ fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
     let timed = timeout.is_some();
     let now = t.millis();
     let mut out = Vec::new();
-    for (k, vs) in records {
-        // A key's records run in order against its state, read once and written once.
-        let mut current = part.get(&k)?.map(|(s, _)| s.clone());
-        let (mut touched, mut removed) = (false, false);
-        for v in vs {
-            let mut st = State::wrap(current.take());
+    part.prefetch(records.iter().map(|(k, _)| k))?;
+    // Record by record, in arrival order, as Spark: a key's later records see the state its
+    // earlier ones left.
+    for (k, v) in records {
+        let (mapped, misuse) = part.update(&k, now, |value| {
+            let mut st = State::wrap(value);
             let mapped = func(t, &k, Some(v), &mut st);
-            first_misuse(&st, t)?;
-            if st.is_removed() {
-                (touched, removed) = (false, true);
+            let misuse = first_misuse(&st, t);
+            let change = if st.is_removed() {
+                Change::Remove
             } else if st.is_updated() || (st.exists() && timed) {
                 // As Spark: with a timeout, a key with data counts as active even if unchanged.
-                (touched, removed) = (true, false);
-            }
-            current = st.value;
-            out.extend(mapped.map(Produced::Mapped));
-        }
-        match current {
-            Some(value) if touched => part.put(k, value, now)?,
-            _ if removed => {
-                part.remove(&k)?;
-            }
-            _ => {}
-        }
+                match st.value {
+                    Some(value) => Change::Put(value),
+                    None => Change::Keep(None),
+                }
+            } else {
+                Change::Keep(st.value)
+            };
+            (change, (mapped, misuse))
+        })?;
+        misuse?;
+        out.extend(mapped.map(Produced::Mapped));
     }
     if let Some(timeout) = timeout {
         // Strictly older than the threshold, as Spark compares.
