@@ -14,7 +14,8 @@ import org.apache.spark.streaming.scheduler.{StreamingListener, StreamingListene
 import scala.collection.mutable.ArrayBuffer
 import scala.reflect.ClassTag
 
-/** Replays pre-built cached RDDs round robin, as dstream's `Replay` source does.
+/** Replays pre-built cached RDDs in turn, each for `run` consecutive batches (1: round robin),
+  * as dstream's `Replay` source does.
   *
   * Stateful operators need `ssc.checkpoint(dir)`, and then Spark serializes the DStream graph,
   * this stream included, at start and after every batch: the RDDs are `@transient` so they stay
@@ -24,13 +25,13 @@ import scala.reflect.ClassTag
   * an input stream's generated RDDs once they are older than its remember duration
   * (`DStream.clearMetadata`, `spark.streaming.unpersist`), which would drop the cache after the
   * first batches and make every later batch generate its input again. */
-class Replay[T: ClassTag](ssc: StreamingContext, @transient private val rdds: Seq[RDD[T]])
+class Replay[T: ClassTag](ssc: StreamingContext, @transient private val rdds: Seq[RDD[T]], run: Int)
     extends InputDStream[T](ssc) {
   private var next = 0
   override def start(): Unit = {}
   override def stop(): Unit = {}
   override def compute(validTime: Time): Option[RDD[T]] = {
-    val r = rdds(next % rdds.size)
+    val r = rdds(next / run % rdds.size)
     next += 1
     Some(r.mapPartitions(it => it, preservesPartitioning = true))
   }
@@ -144,12 +145,22 @@ object Bench {
     sc
   }
 
-  /** The two replay slots of `rate` lines, as dstream's `replay_batches`: slot b holds pool
-    * lines (b * 7919 + k) mod 4,000,000 for k in 0 until rate, in 2 contiguous partitions. */
-  def slots(sc: SparkContext, rate: Int, line: Long => String): Seq[RDD[String]] =
-    (0 until 2).map { b =>
-      val off = (b * 7919L) % PoolLines
-      val r = sc.parallelize(0 until rate, 2).map(i => line((off + i) % PoolLines)).cache()
+  /** How a job's input is replayed: the lines of each slot, and how many consecutive batches
+    * replay each slot in turn. */
+  case class Input(slots: Seq[Int => Long], run: Int)
+
+  /** The two replay slots of dstream's `replay_batches`, round robin: slot b holds pool lines
+    * (b * 7919 + k) mod 4,000,000 for k in 0 until rate. */
+  val pooled = Input((0 until 2).map(b => (k: Int) => ((b * 7919L) % PoolLines + k) % PoolLines), 1)
+
+  /** The sessions job's bands (bench/src/lib.rs `BANDS`, `band_batches`): slot b holds click
+    * lines b * 20,000,000 + k, each replayed for 8 consecutive batches in turn. */
+  val bands = Input((0 until 5).map(b => (k: Int) => b * 20000000L + k), 8)
+
+  /** The replay slots of `rate` lines, each in 2 contiguous partitions, cached. */
+  def slots(sc: SparkContext, rate: Int, line: Long => String, input: Input): Seq[RDD[String]] =
+    input.slots.map { index =>
+      val r = sc.parallelize(0 until rate, 2).map(k => line(index(k))).cache()
       r.count()
       r
     }
@@ -159,8 +170,8 @@ object Bench {
   /** Runs `job` over the replayed slots for `warmup + batches` batches on the real clock, with
     * a fresh checkpoint directory, and judges the last `batches`. */
   def probe(sc: SparkContext, rate: Int, warmup: Int, batches: Int, line: Long => String,
-      job: DStream[String] => Unit): Probe = {
-    val rdds = slots(sc, rate, line)
+      input: Input, job: DStream[String] => Unit): Probe = {
+    val rdds = slots(sc, rate, line, input)
     probes += 1
     val dir = new File(CheckpointRoot, s"probe-$probes")
     deleteRecursively(dir)
@@ -168,7 +179,7 @@ object Bench {
     ssc.checkpoint(dir.getPath)
     val rec = new Recorder
     ssc.addStreamingListener(rec)
-    job(new Replay(ssc, rdds))
+    job(new Replay(ssc, rdds, input.run))
     ssc.start()
     while (rec.count < warmup + batches) Thread.sleep(50)
     ssc.stop(stopSparkContext = false, stopGracefully = false)
@@ -213,33 +224,34 @@ object Bench {
     * probe at `--rate R`, or `--reps` searches from `--lo`/`--hi`. `job(check)` builds the job on
     * the input stream; with `check` it `record`s a summary of each batch's result. */
   def main(name: String, description: String, unit: String, args: Array[String],
-      defaults: Map[String, String], line: Long => String, job: Boolean => DStream[String] => Unit): Unit = {
+      defaults: Map[String, String], line: Long => String, input: Input,
+      job: Boolean => DStream[String] => Unit): Unit = {
     val o = new Opts(args, defaults)
     o.intOpt("print-lines") match {
       case Some(n) =>
         ((0L until n.toLong) ++ Seq(3999999L, 123456789012L)).foreach(i => println(s"$i: ${line(i)}"))
-      case None => run(name, description, unit, o, line, job)
+      case None => run(name, description, unit, o, line, input, job)
     }
   }
 
   private def run(name: String, description: String, unit: String, o: Opts, line: Long => String,
-      job: Boolean => DStream[String] => Unit): Unit = {
+      input: Input, job: Boolean => DStream[String] => Unit): Unit = {
     val sc = context(name)
     val warmup = o.int("warmup")
     val batches = o.int("batches")
     o.intOpt("check") match {
       case Some(n) =>
         val rate = o.intOpt("rate").getOrElse(throw new IllegalArgumentException("--check needs --rate"))
-        probe(sc, rate, 0, n, line, job(true))
+        probe(sc, rate, 0, n, line, input, job(true))
         println(s"${name} after batch $n at $rate $unit/s: ${Bench.outputs(n - 1)}")
       case None =>
         val results = o.intOpt("rate") match {
-          case Some(r) => Seq(probe(sc, r, warmup, batches, line, job(false)))
+          case Some(r) => Seq(probe(sc, r, warmup, batches, line, input, job(false)))
           case None =>
             val reps = o.int("reps")
             (1 to reps).map { rep =>
               println(s"spark repetition $rep/$reps")
-              maxSustained(o.int("lo"), o.int("hi"), r => probe(sc, r, warmup, batches, line, job(false)))
+              maxSustained(o.int("lo"), o.int("hi"), r => probe(sc, r, warmup, batches, line, input, job(false)))
             }
         }
         val rates = results.map(_.rate).sorted

@@ -25,5 +25,5 @@ object HashtagJob {
     Bench.main("hashtag",
       "flatMap/filter/map -> reduceByKeyAndWindow(+, -, 30 s, 1 s, drop zeros) -> top 10", "lines",
       args, Map("reps" -> "3", "warmup" -> "35", "batches" -> "30", "lo" -> "2000000", "hi" -> "2400000"),
-      Bench.tweetLine, job)
+      Bench.tweetLine, Bench.pooled, job)
 }

@@ -48,6 +48,6 @@ object SessionsJob {
   def main(args: Array[String]): Unit =
     Bench.main("sessions", "(user, 1) -> updateStateByKey(sessions, drop after 30 s idle) -> count",
       "events", args,
-      Map("reps" -> "3", "warmup" -> "10", "batches" -> "30", "lo" -> "850000", "hi" -> "1020000"),
-      Bench.clickLine, job)
+      Map("reps" -> "3", "warmup" -> "35", "batches" -> "30", "lo" -> "850000", "hi" -> "1020000"),
+      Bench.clickLine, Bench.bands, job)
 }

@@ -114,10 +114,11 @@ pub fn line_pool(n: usize, line: impl Fn(u64) -> String) -> Vec<&'static str> {
         .collect()
 }
 
-/// Replays pre-built batches round robin.
+/// Replays pre-built batches in turn, each for `run` consecutive batches (1: round robin).
 pub struct Replay<T> {
     pub batches: Vec<Batch<T>>,
     pub next: usize,
+    pub run: usize,
 }
 
 impl<T: dstream::Data> Source<T> for Replay<T> {
@@ -126,10 +127,41 @@ impl<T: dstream::Data> Source<T> for Replay<T> {
     }
 
     fn capture(&mut self, _: Time, _: &SourceContext) -> Result<Option<Batch<T>>, Error> {
-        let b = self.batches[self.next % self.batches.len()].clone();
+        let slot = self.next / self.run.max(1) % self.batches.len();
+        let b = self.batches[slot].clone();
         self.next += 1;
         Ok(Some(b))
     }
+}
+
+/// The sessions input: click lines in `BANDS` bands of users, band `b` being click lines
+/// `b * BAND_STRIDE + k` (users `20,000 b ..`), each band replayed for `BAND_BATCHES`
+/// consecutive batches in turn, so that every band is idle for 32 s (its sessions end, 30 s)
+/// between its runs, and about 100,000 users have state.
+pub const BANDS: usize = 5;
+/// See [`BANDS`].
+pub const BAND_BATCHES: usize = 8;
+/// See [`BANDS`].
+pub const BAND_STRIDE: u64 = 20_000_000;
+
+/// The lines of every band, `lines` each (the most a search can ask for), leaked once.
+pub fn band_pools(lines: usize) -> Vec<Vec<&'static str>> {
+    (0..BANDS as u64)
+        .map(|b| line_pool(lines, |k| click_line(b * BAND_STRIDE + k)))
+        .collect()
+}
+
+/// The replay slots of the sessions job: band `b`'s first `records` lines, in `parts`
+/// partitions.
+pub fn band_batches(
+    pools: &[Vec<&'static str>],
+    records: usize,
+    parts: usize,
+) -> Vec<Batch<&'static str>> {
+    pools
+        .iter()
+        .map(|pool| Batch::from_vec(pool[..records.min(pool.len())].to_vec(), parts))
+        .collect()
 }
 
 /// Builds `count` batches of `records` records each from `pool`, in `parts` partitions.
@@ -312,10 +344,11 @@ impl Opts {
     }
 }
 
-/// Runs a job over replayed `batches` on the real clock for `warmup + measured` batches and
+/// Runs a job over replayed `batches` (each for `run` consecutive batches) on the real clock for `warmup + measured` batches and
 /// judges the measured ones. `job` builds the job on the input stream and registers its output.
 pub fn run_probe<T: dstream::Data>(
     batches: Vec<Batch<T>>,
+    run: usize,
     rate: u64,
     warmup: usize,
     measured: usize,
@@ -326,7 +359,11 @@ pub fn run_probe<T: dstream::Data>(
     let ssc = context(parallelism);
     let rec = recorder();
     ssc.add_streaming_listener(rec.clone());
-    let lines = ssc.input_stream(Replay { batches, next: 0 });
+    let lines = ssc.input_stream(Replay {
+        batches,
+        next: 0,
+        run,
+    });
     job(&lines).expect("the job's graph");
     ssc.start().expect("the context starts");
     let total = warmup + measured;

@@ -56,7 +56,7 @@ fn show(top: &[(String, i64)]) -> String {
 fn probe(pool: &[&'static str], rate: u64, o: &Opts) -> Probe {
     let batches = replay_batches(pool, rate as usize, o.parallelism, 2);
     let p = o.parallelism;
-    run_probe(batches, rate, o.warmup, o.batches, p, |lines| {
+    run_probe(batches, 1, rate, o.warmup, o.batches, p, |lines| {
         windowed_counts(lines, p).foreach_batch(|b, _| {
             std::hint::black_box(top10(&b));
         })
@@ -70,7 +70,7 @@ fn check(pool: &[&'static str], rate: u64, n: usize, o: &Opts) {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let out = seen.clone();
     let p = o.parallelism;
-    run_probe(batches.clone(), rate, 0, n, p, |lines| {
+    run_probe(batches.clone(), 1, rate, 0, n, p, |lines| {
         windowed_counts(lines, p).foreach_batch(move |b, _| {
             out.lock().unwrap().push(show(&top10(&b)));
         })

@@ -1,7 +1,10 @@
 //! The sessions job of the Spark comparison: click lines "u<user> /p/<page>" -> (user, 1) ->
 //! per-user sessions (events, first and last batch time in ms; a session idle for more than
-//! 30 s ends) -> a count per batch, 1 s batches, input from pre-built in-memory batches. Finds
-//! the maximum sustained rate as `stateless` does.
+//! 30 s ends) -> a count per batch, 1 s batches, input from pre-built in-memory batches: five
+//! bands of users, each replayed for 8 batches in turn (`dstream_bench::BANDS`), so that about
+//! 100,000 users have state and a band's sessions end while it is idle. Finds the maximum
+//! sustained rate as `stateless` does; each probe first runs 35 batches, for every band to
+//! have been seen and the first to time out in the measured batches.
 //!
 //! `--mode update` (default, the Spark job's peer): `update_state_by_key`, the output is the
 //! whole state (the live sessions), counted. `--mode mapws` (dstream only): `map_with_state`
@@ -10,9 +13,9 @@
 //!
 //! ```text
 //! cargo run --release -p dstream-bench --bin sessions -- [--mode update|mapws] [--reps 3]
-//!     [--lo N] [--hi N] [--warmup 10] [--batches 30]
+//!     [--lo N] [--hi N] [--warmup 35] [--batches 30]
 //! cargo run --release -p dstream-bench --bin sessions -- --rate 1000000   # one probe
-//! cargo run --release -p dstream-bench --bin sessions -- --rate 20000 --check 12
+//! cargo run --release -p dstream-bench --bin sessions -- --rate 20000 --check 45
 //!     # the live sessions after batch 12, to compare with the Spark job's
 //! ```
 
@@ -22,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use dstream::prelude::*;
 use dstream::{State, StateSpec};
 use dstream_bench::{
-    Opts, POOL_LINES, Probe, click_pool, max_sustained, replay_batches, report, run_probe,
+    BAND_BATCHES, BANDS, Opts, Probe, band_batches, band_pools, max_sustained, report, run_probe,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,32 +119,40 @@ fn summary(sessions: &[(String, Session)]) -> String {
     )
 }
 
-fn probe(pool: &[&'static str], rate: u64, o: &Opts) -> Probe {
-    let batches = replay_batches(pool, rate as usize, o.parallelism, 2);
+fn probe(pools: &[Vec<&'static str>], rate: u64, o: &Opts) -> Probe {
+    let batches = band_batches(pools, rate as usize, o.parallelism);
     let p = o.parallelism;
     let mapws = o.mode == "mapws";
-    run_probe(batches, rate, o.warmup, o.batches, p, |lines| {
-        if mapws {
-            ended_sessions(lines, p).foreach_batch(|b, _| {
-                std::hint::black_box(b.count());
-            })
-        } else {
-            live_sessions(lines, p).foreach_batch(|b, _| {
-                std::hint::black_box(b.count());
-            })
-        }
-    })
+    run_probe(
+        batches,
+        BAND_BATCHES,
+        rate,
+        o.warmup,
+        o.batches,
+        p,
+        |lines| {
+            if mapws {
+                ended_sessions(lines, p).foreach_batch(|b, _| {
+                    std::hint::black_box(b.count());
+                })
+            } else {
+                live_sessions(lines, p).foreach_batch(|b, _| {
+                    std::hint::black_box(b.count());
+                })
+            }
+        },
+    )
 }
 
 /// Runs `n` batches at `rate` and prints the sessions after batch `n`, and what they must be,
 /// computed directly from the two replayed batches.
-fn check(pool: &[&'static str], rate: u64, n: usize, o: &Opts) {
-    let batches = replay_batches(pool, rate as usize, o.parallelism, 2);
+fn check(pools: &[Vec<&'static str>], rate: u64, n: usize, o: &Opts) {
+    let batches = band_batches(pools, rate as usize, o.parallelism);
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let out = seen.clone();
     let p = o.parallelism;
     let mapws = o.mode == "mapws";
-    run_probe(batches.clone(), rate, 0, n, p, |lines| {
+    run_probe(batches.clone(), BAND_BATCHES, rate, 0, n, p, |lines| {
         let record = move |b: Batch<(String, Session)>, _| {
             out.lock().unwrap().push(summary(&b.collect()));
         };
@@ -161,11 +172,11 @@ fn check(pool: &[&'static str], rate: u64, n: usize, o: &Opts) {
         o.mode,
         seen[n - 1]
     );
-    // Batch k (1-based), at time k * 1000, replays slot (k - 1) % 2.
+    // Batch k (1-based), at time k * 1000, replays band (k - 1) / BAND_BATCHES % BANDS.
     let mut direct: HashMap<String, Session> = HashMap::new();
     for k in 1..=n {
         let mut per_user: HashMap<&str, i64> = HashMap::new();
-        for line in batches[(k - 1) % 2].collect() {
+        for line in batches[(k - 1) / BAND_BATCHES % BANDS].collect() {
             *per_user.entry(line.split(' ').next().unwrap()).or_default() += 1;
         }
         let mut users: HashSet<String> = direct.keys().cloned().collect();
@@ -191,7 +202,7 @@ fn main() {
             rate: None,
             reps: 3,
             batches: 30,
-            warmup: 10,
+            warmup: 35,
             lo: 4_000_000,
             hi: 4_800_000,
             parallelism: 2,
@@ -204,17 +215,18 @@ fn main() {
         eprintln!("sessions: --mode is update or mapws");
         std::process::exit(2);
     }
-    let pool = click_pool(POOL_LINES);
+    let most = o.rate.unwrap_or(o.lo.max(o.hi));
+    let pools = band_pools(most as usize);
     if let (Some(n), Some(rate)) = (o.check, o.rate) {
-        check(&pool, rate, n, &o);
+        check(&pools, rate, n, &o);
         return;
     }
     let results: Vec<Probe> = match o.rate {
-        Some(r) => vec![probe(&pool, r, &o)],
+        Some(r) => vec![probe(&pools, r, &o)],
         None => (0..o.reps)
             .map(|i| {
                 eprintln!("repetition {}/{}", i + 1, o.reps);
-                max_sustained(o.lo, o.hi, |r| probe(&pool, r, &o))
+                max_sustained(o.lo, o.hi, |r| probe(&pools, r, &o))
             })
             .collect(),
     };

@@ -91,7 +91,11 @@ fn probe(pool: &[&'static str], rate: u64, o: &Opts) -> Probe {
     let rec = recorder();
     ssc.add_streaming_listener(rec.clone());
     let batches = replay_batches(pool, rate as usize, o.parallelism, 2);
-    let lines = ssc.input_stream(Replay { batches, next: 0 });
+    let lines = ssc.input_stream(Replay {
+        batches,
+        next: 0,
+        run: 1,
+    });
     job(&lines)
         .foreach_batch(|b, _| {
             std::hint::black_box(b.count());
