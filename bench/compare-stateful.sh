@@ -6,16 +6,16 @@
 # Usage: bench/compare-stateful.sh hashtag|sessions [REPS] [SPARK_LO SPARK_HI] [OURS_LO OURS_HI]
 #   Each search starts at LO (halving while it falls behind) and bisects LO..HI to 3%; it never
 #   goes above HI (a warning says when it ended there). With HI/LO = 1.2 a search is 4 probes:
-#   hashtag probes are 65 batches (35 warm-up, the window must fill), sessions probes 40, so a
-#   pair of searches takes about 10 minutes for hashtag and 6 for sessions.
+#   hashtag probes are 65 batches (35 warm-up, the window must fill), sessions probes 65 too (35
+#   warm-up, every band of users must be seen), so a pair of searches takes 10-15 minutes.
 #   OPTS: options for both sides (e.g. "--warmup 35 --batches 30");
 #   OURS_OPTS: options for dstream's side only (e.g. "--mode mapws" for sessions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 job="${1:-}"
 case "$job" in
-    hashtag) defaults=(2000000 2400000 6000000 7200000) ;;
-    sessions) defaults=(850000 1020000 5500000 6600000) ;;
+    hashtag) defaults=(3400000 4800000 12500000 15000000) ;;
+    sessions) defaults=(1300000 2200000 6200000 8400000) ;;
     *) echo "usage: $0 hashtag|sessions [REPS] [SPARK_LO SPARK_HI] [OURS_LO OURS_HI]" >&2; exit 2 ;;
 esac
 reps="${2:-3}"

@@ -24,6 +24,6 @@ object HashtagJob {
   def main(args: Array[String]): Unit =
     Bench.main("hashtag",
       "flatMap/filter/map -> reduceByKeyAndWindow(+, -, 30 s, 1 s, drop zeros) -> top 10", "lines",
-      args, Map("reps" -> "3", "warmup" -> "35", "batches" -> "30", "lo" -> "2000000", "hi" -> "2400000"),
+      args, Map("reps" -> "3", "warmup" -> "35", "batches" -> "30", "lo" -> "3400000", "hi" -> "4800000"),
       Bench.tweetLine, Bench.pooled, job)
 }

@@ -48,6 +48,6 @@ object SessionsJob {
   def main(args: Array[String]): Unit =
     Bench.main("sessions", "(user, 1) -> updateStateByKey(sessions, drop after 30 s idle) -> count",
       "events", args,
-      Map("reps" -> "3", "warmup" -> "35", "batches" -> "30", "lo" -> "850000", "hi" -> "1020000"),
+      Map("reps" -> "3", "warmup" -> "35", "batches" -> "30", "lo" -> "1300000", "hi" -> "2200000"),
       Bench.clickLine, Bench.bands, job)
 }
