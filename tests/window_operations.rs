@@ -122,3 +122,27 @@ fn the_incremental_window_reduce_equals_the_naive_one_once_filtered() {
         assert_eq!(a, b, "window {i} differs");
     }
 }
+
+#[test]
+fn union_and_transforms_of_streams_sliding_differently_are_refused_with_sparks_message() {
+    let tc = TestContext::new();
+    let s = tc.input_stream(vec![vec![1], vec![2]]);
+    let windowed = s.window(Seconds(2), Seconds(2));
+    let msg = "Some of the DStreams have different slide durations";
+    let err = s.union(&windowed).print().unwrap_err();
+    assert_eq!(err.to_string(), msg);
+    let err = tc.context().union(&[s.clone(), windowed.clone()]).print();
+    assert_eq!(err.unwrap_err().to_string(), msg);
+    let err = tc
+        .context()
+        .transform(&[s.clone(), windowed.clone()], |bs, _| {
+            dstream::Batch::union_all(bs)
+        })
+        .print();
+    assert_eq!(err.unwrap_err().to_string(), msg);
+    let err = s.transform_with(&windowed, |a, _| a).print().unwrap_err();
+    assert_eq!(err.to_string(), msg);
+    // Streams that slide together are fine.
+    let same = s.window(Seconds(2), Seconds(1));
+    assert!(s.union(&same).print().is_ok());
+}

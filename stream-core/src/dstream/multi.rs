@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{DStream, Owner};
 use crate::batch::{Batch, Data};
 use crate::context::StreamingContext;
-use crate::error::{Error, GraphError, Result};
+use crate::error::{ContextError, Error, GraphError, Result};
 use crate::time::{Duration, Time};
 
 /// What a transform function may return: a batch, `Option<Batch>` (where `None` is Spark's
@@ -32,6 +32,17 @@ impl<U, E: std::fmt::Display> TransformOutput<U> for std::result::Result<Batch<U
     fn into_batch(self, time: Time) -> Result<Batch<U>> {
         self.map_err(|e| Error::user(time, e))
     }
+}
+
+/// Spark's check of a union's or transform's parents: they must all slide together.
+fn slide_problem(slides: impl IntoIterator<Item = Duration>) -> Option<ContextError> {
+    let mut slides = slides.into_iter();
+    let first = slides.next()?;
+    slides.any(|s| s != first).then(|| {
+        ContextError::InvalidArgument(
+            "Some of the DStreams have different slide durations".to_string(),
+        )
+    })
 }
 
 fn require<T>(b: Option<Batch<T>>, t: Time) -> Result<Batch<T>> {
@@ -119,11 +130,13 @@ impl<T: Data> DStream<T> {
     ) -> DStream<V> {
         let (a, b) = (self.clone(), other.clone());
         let parents = vec![self.any(), other.any()];
-        DStream::new_node(
+        let problem = slide_problem([self.slide_duration(), other.slide_duration()]);
+        DStream::new_node_checked(
             &self.owner(),
             name,
             parents,
             self.slide_duration(),
+            problem,
             move |t| {
                 let left = require(a.get_or_compute(t)?, t)?;
                 let right = require(b.get_or_compute(t)?, t)?;
@@ -136,8 +149,9 @@ impl<T: Data> DStream<T> {
 /// A union node of `streams` (at least one), owned by `owner`.
 fn union_of<T: Data>(owner: &Owner, streams: &[DStream<T>], slide: Duration) -> DStream<T> {
     let parents = streams.iter().map(DStream::any).collect();
+    let problem = slide_problem(streams.iter().map(DStream::slide_duration));
     let streams = streams.to_vec();
-    DStream::new_node(owner, "union", parents, slide, move |t| {
+    DStream::new_node_checked(owner, "union", parents, slide, problem, move |t| {
         let mut batches = Vec::with_capacity(streams.len());
         for s in &streams {
             match s.get_or_compute(t)? {
@@ -157,8 +171,9 @@ fn transform_of<T: Data, U: Data, R: TransformOutput<U>>(
     f: impl Fn(Vec<Batch<T>>, Time) -> R + Send + Sync + 'static,
 ) -> DStream<U> {
     let parents = streams.iter().map(DStream::any).collect();
+    let problem = slide_problem(streams.iter().map(DStream::slide_duration));
     let streams = streams.to_vec();
-    DStream::new_node(owner, "transform", parents, slide, move |t| {
+    DStream::new_node_checked(owner, "transform", parents, slide, problem, move |t| {
         let mut batches = Vec::with_capacity(streams.len());
         for s in &streams {
             batches.push(require(s.get_or_compute(t)?, t)?);
