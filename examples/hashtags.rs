@@ -163,6 +163,15 @@ fn tweet(i: u64, rate: u64, cdf: &[f64], tags: &[String]) -> String {
     text
 }
 
+/// The hashtags of a tweet.
+fn get_tags(status: &str) -> Vec<String> {
+    status
+        .split(' ')
+        .filter(|w| w.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -191,39 +200,26 @@ fn run(args: &Args) -> Result<(), Error> {
         .rate_stream(rate)
         .map(move |i| tweet(i, rate, &cdf, &tags));
 
-    let hash_tags = tweets.flat_map(|status: String| {
-        status
-            .split(' ')
-            .filter(|w| w.starts_with('#'))
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    });
-    // Counts over the window, kept up to date incrementally; tags that left it are dropped.
-    let counts = hash_tags
-        .map(|tag| (tag, 1i64))
-        .reduce_by_key_and_window_inv_filtered(
-            |a, b| a + b,
-            |a, b| a - b,
-            Seconds(args.window_s),
-            Seconds(args.slide_s),
-            HashPartitioner::new(ssc.parallelism())?,
-            |(_, n)| *n > 0,
-        );
-    let top_counts = counts
-        .map(|(tag, n)| (n, tag))
-        .transform(|rdd| rdd.sort_by_key(false, 1));
-
-    let window_s = args.window_s;
-    top_counts.foreach_batch(move |rdd, _time| {
-        let top_list = rdd.take(10);
-        println!(
-            "\nPopular topics in last {window_s} seconds ({} total):",
-            rdd.count()
-        );
-        for (count, tag) in top_list {
-            println!("{tag} ({count} tweets)");
+    let (window_s, slide_s, parallelism) = (args.window_s, args.slide_s, ssc.parallelism());
+    // The pipeline, as the Spark Streaming talks write it in Scala.
+    stream! {
+        using tweets
+        val hashTags = tweets.flatMap(status => get_tags(&status))
+        // Counts over the window, kept up to date incrementally ("smart" window reduce: the
+        // previous counts, minus the batches that left, plus those that came in); tags whose
+        // count fell to 0 are dropped.
+        val counts = hashTags.map(tag => (tag, 1i64))
+            .reduceByKeyAndWindow(_ + _, _ - _, Seconds(window_s), Seconds(slide_s), parallelism, _._2 > 0)
+        val topCounts = counts.map { case (tag, n) => (n, tag) }
+            .transform(rdd => rdd.sort_by_key(false, 1))
+        topCounts.foreachRDD { rdd =>
+            let top_list = rdd.take(10);
+            println!("\nPopular topics in last {window_s} seconds ({} total):", rdd.count());
+            for (count, tag) in top_list {
+                println!("{tag} ({count} tweets)");
+            }
         }
-    })?;
+    }?;
 
     ssc.start()?;
     match args.seconds {

@@ -17,13 +17,33 @@
 //! ssc.run_to_completion().unwrap();
 //! ```
 //!
-//! This crate is the facade users depend on: it re-exports the runtime (`stream-core`).
+//! The same pipeline in the `stream!` DSL, as the Scala of a Spark Streaming talk reads:
+//!
+//! ```
+//! use dstream::prelude::*;
+//!
+//! let ssc = StreamingContext::new(Seconds(1)).unwrap();
+//! let lines = ssc.iterator_stream(vec!["to be #or not", "#or to #be"].into_iter(), 100);
+//! stream! {
+//!     using lines
+//!     val tags = lines.flatMap(_.split(' ').map(str::to_string).collect::<Vec<_>>())
+//!         .filter(_.starts_with('#'))
+//!     tags.map(t => (t, 1)).reduceByKey(_ + _).print()
+//! }
+//! .unwrap();
+//! ssc.run_to_completion().unwrap();
+//! ```
+//!
+//! This crate is the facade users depend on: it re-exports the runtime (`stream-core`) and
+//! the `stream!` macro (`stream-macros`; grammar in `docs/dsl.md`).
 
 pub use stream_core::*;
+pub use stream_macros::stream;
 
 /// Everything a pipeline usually needs: `use dstream::prelude::*;`.
 pub mod prelude {
     pub use stream_core::prelude::*;
+    pub use stream_macros::stream;
 }
 
 // The README's example is compiled as a doctest, so it cannot rot.

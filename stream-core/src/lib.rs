@@ -13,6 +13,7 @@ mod batch;
 mod checkpoint;
 mod clock;
 mod context;
+pub mod dsl;
 mod dstream;
 mod error;
 mod logger;

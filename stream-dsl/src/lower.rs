@@ -1,0 +1,934 @@
+//! Validation and lowering: walks the parsed program once, checking what Spark would only
+//! check at `start()` (and what the DSL adds), collecting every error, and emitting calls to
+//! the typed builder API of `stream-core` with the user's spans on them, so that rustc's type
+//! errors land on the user's operation or lambda.
+
+use std::collections::HashMap;
+
+use proc_macro2::{Ident, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned};
+
+use crate::lambda::{Func, func};
+use crate::ops::{self, On, Op, Role};
+use crate::parse::{Arg, Call, Chain, Expr, Program, Stmt, split_args};
+
+/// What a name stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The context declared in the macro.
+    Context,
+    /// A stream.
+    Stream,
+    /// A value built in Rust (`using`): a context or a stream, rustc knows which.
+    Rust,
+}
+
+#[derive(Debug)]
+struct Binding {
+    kind: Kind,
+    /// The slide duration in ms, when known from literals.
+    slide: Option<i64>,
+}
+
+/// The expansion's state: what is bound, what the context is, and the errors so far.
+pub struct Lowering {
+    bindings: HashMap<String, Binding>,
+    /// Names that failed to bind: their uses are not reported again.
+    poisoned: Vec<String>,
+    /// The context declared in the macro: its name and batch duration (ms, if literal).
+    context: Option<(Ident, Option<i64>)>,
+    /// A checkpoint directory is set on the declared context (anywhere in the program).
+    checkpoint: bool,
+    has_output: bool,
+    pub errors: Vec<syn::Error>,
+}
+
+/// Milliseconds of a literal duration: `Seconds(5)`, `Minutes(1)`, `Milliseconds(500)`,
+/// `Hours(1)`.
+pub fn literal_ms(tokens: &TokenStream) -> Option<i64> {
+    let toks: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    let [TokenTree::Ident(unit), TokenTree::Group(g)] = toks.as_slice() else {
+        return None;
+    };
+    let scale = match unit.to_string().as_str() {
+        "Milliseconds" => 1,
+        "Seconds" => 1000,
+        "Minutes" => 60_000,
+        "Hours" => 3_600_000,
+        _ => return None,
+    };
+    let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+    let [TokenTree::Literal(l)] = inner.as_slice() else {
+        return None;
+    };
+    let n: i64 = l.to_string().replace('_', "").parse().ok()?;
+    n.checked_mul(scale)
+}
+
+/// Whether an argument looks like a duration (a literal or a call of a duration unit).
+fn is_duration(a: &Arg) -> bool {
+    literal_ms(&a.tokens).is_some()
+        || matches!(a.tokens.clone().into_iter().next(), Some(TokenTree::Ident(i))
+            if ["Milliseconds", "Seconds", "Minutes", "Hours"].contains(&i.to_string().as_str()))
+}
+
+fn fmt_ms(ms: i64) -> String {
+    format!("{ms} ms")
+}
+
+impl Lowering {
+    fn new() -> Self {
+        Lowering {
+            bindings: HashMap::new(),
+            poisoned: Vec::new(),
+            context: None,
+            checkpoint: false,
+            has_output: false,
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, span: Span, msg: impl std::fmt::Display) {
+        self.errors.push(syn::Error::new(span, msg));
+    }
+
+    /// Lowers `program` to the statements of the expansion and the value it returns.
+    pub fn program(program: &Program) -> (Lowering, TokenStream) {
+        let mut l = Lowering::new();
+        l.find_context(program);
+        let mut body = TokenStream::new();
+        for stmt in &program.stmts {
+            body.extend(l.stmt(stmt));
+        }
+        if !l.has_output && l.errors.is_empty() {
+            l.error(
+                Span::call_site(),
+                "this pipeline has no output operation (print, foreachRDD, saveAsTextFiles, ...), so nothing would run (Spark: \"No output operations registered, so nothing to execute\")",
+            );
+        }
+        let ret = match &l.context {
+            Some((name, _)) => quote!(#name),
+            None => quote!(()),
+        };
+        (l, quote! { #body ::core::result::Result::Ok(#ret) })
+    }
+
+    /// The context declared in the macro, and whether a checkpoint directory is set on it.
+    fn find_context(&mut self, program: &Program) {
+        for stmt in &program.stmts {
+            if let Stmt::Val {
+                name,
+                value: Expr::NewContext { args, .. },
+            } = stmt
+                && self.context.is_none()
+            {
+                let batch = args.first().and_then(|a| literal_ms(&a.tokens));
+                self.context = Some((name.clone(), batch));
+                self.checkpoint |= args.len() == 2;
+            }
+        }
+        let Some((ctx, _)) = self.context.clone() else {
+            return;
+        };
+        for stmt in &program.stmts {
+            let chain = match stmt {
+                Stmt::Expr(Expr::Chain(c))
+                | Stmt::Val {
+                    value: Expr::Chain(c),
+                    ..
+                } => c,
+                _ => continue,
+            };
+            if chain.root == ctx && chain.calls.iter().any(|c| c.name == "checkpoint") {
+                self.checkpoint = true;
+            }
+        }
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) -> TokenStream {
+        match stmt {
+            Stmt::Using(names) => {
+                for n in names {
+                    self.bind(n, Kind::Rust, None);
+                }
+                TokenStream::new()
+            }
+            Stmt::Val { name, value } => {
+                let lowered = match value {
+                    Expr::NewContext { name: kw, args } => self.new_context(kw, args),
+                    Expr::Chain(c) => self.chain(c),
+                };
+                match lowered {
+                    Some((code, kind, slide)) => {
+                        self.bind(name, kind, slide);
+                        // Spark's names are camelCase: `val hashTags` must not warn.
+                        quote_spanned!(name.span()=> #[allow(non_snake_case)] let #name = #code;)
+                    }
+                    None => {
+                        self.poisoned.push(name.to_string());
+                        TokenStream::new()
+                    }
+                }
+            }
+            Stmt::Expr(Expr::Chain(c)) => match self.chain(c) {
+                Some((code, _, _)) => quote!(#[allow(non_snake_case)] let _ = #code;),
+                None => TokenStream::new(),
+            },
+            Stmt::Expr(Expr::NewContext { name, .. }) => {
+                self.error(
+                    name.span(),
+                    "bind the context to a name: `val ssc = StreamingContext(Seconds(1))`",
+                );
+                TokenStream::new()
+            }
+        }
+    }
+
+    fn bind(&mut self, name: &Ident, kind: Kind, slide: Option<i64>) {
+        let key = name.to_string();
+        if self.bindings.contains_key(&key) {
+            self.error(
+                name.span(),
+                format!("`{key}` is already defined: a `val` is bound once (use another name)"),
+            );
+            return;
+        }
+        self.bindings.insert(key, Binding { kind, slide });
+    }
+
+    fn new_context(
+        &mut self,
+        kw: &Ident,
+        args: &[Arg],
+    ) -> Option<(TokenStream, Kind, Option<i64>)> {
+        let span = kw.span();
+        match args {
+            [batch] if is_duration(batch) || args.len() == 1 => {
+                let b = &batch.tokens;
+                Some((
+                    quote_spanned!(span=> ::dstream::StreamingContext::new(#b)?),
+                    Kind::Context,
+                    None,
+                ))
+            }
+            [batch, dir] if is_duration(batch) => {
+                let (b, d) = (&batch.tokens, &dir.tokens);
+                Some((
+                    quote_spanned!(span=> ::dstream::StreamingContext::builder(#b).checkpoint(#d).build()?),
+                    Kind::Context,
+                    None,
+                ))
+            }
+            _ => {
+                self.error(
+                    span,
+                    format!(
+                        "`StreamingContext` takes (batchDuration) or (batchDuration, checkpointDirectory), found {} argument{}; there is no SparkConf or SparkContext to pass",
+                        args.len(),
+                        if args.len() == 1 { "" } else { "s" }
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Resolves a chain's root.
+    fn root(&mut self, root: &Ident) -> Option<(Kind, Option<i64>)> {
+        let key = root.to_string();
+        if let Some(b) = self.bindings.get(&key) {
+            return Some((b.kind, b.slide));
+        }
+        if self.poisoned.contains(&key) {
+            return None;
+        }
+        let mut known: Vec<&String> = self.bindings.keys().collect();
+        known.sort();
+        let close = known
+            .iter()
+            .map(|k| (ops::distance(&key.to_lowercase(), &k.to_lowercase()), *k))
+            .filter(|(d, _)| *d <= (key.len() / 3).clamp(1, 3))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, k)| k.clone());
+        let hint = match close {
+            Some(k) => format!("; did you mean `{k}`?"),
+            None => {
+                "; define it with `val`, or name a value built in Rust with `using".to_string()
+                    + &format!(" {key}`")
+            }
+        };
+        self.error(root.span(), format!("undefined val `{key}`{hint}"));
+        self.poisoned.push(key);
+        None
+    }
+
+    /// Lowers a chain; `None` when its root is undefined (already reported).
+    fn chain(&mut self, c: &Chain) -> Option<(TokenStream, Kind, Option<i64>)> {
+        let (mut kind, mut slide) = self.root(&c.root)?;
+        if kind == Kind::Context
+            && let Some((_, batch)) = &self.context
+        {
+            slide = *batch;
+        }
+        let root = &c.root;
+        let mut code = quote!(#root);
+        let mut i = 0;
+        while i < c.calls.len() {
+            // A run of fusable narrow operations on a stream becomes one closure.
+            let run = c.calls[i..]
+                .iter()
+                .take_while(|call| {
+                    kind != Kind::Context
+                        && ops::find(&call.name.to_string(), On::Stream)
+                            .is_some_and(|o| o.role == Role::Fusable)
+                        && call.args.len() == 1
+                })
+                .count();
+            if run >= 2 {
+                code = self.fused(code, &c.calls[i..i + run]);
+                i += run;
+                continue;
+            }
+            let call = &c.calls[i];
+            (code, kind, slide) = self.call(code, kind, slide, call);
+            i += 1;
+        }
+        Some((code, kind, slide))
+    }
+
+    /// `map`s and `filter`s in a row, as one `flat_map` whose closure returns an `Option`.
+    fn fused(&mut self, recv: TokenStream, calls: &[Call]) -> TokenStream {
+        let span = calls[0].name.span();
+        let mut steps = TokenStream::new();
+        let mut cur = Ident::new("__dsl_x0", span);
+        for (k, call) in calls.iter().enumerate() {
+            let f = match func(&call.args[0].tokens) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.errors.push(e);
+                    continue;
+                }
+            };
+            let s = call.name.span();
+            if call.name == "filter" {
+                let keep = f.applied(&[quote_spanned!(s=> &#cur)]);
+                steps.extend(
+                    quote_spanned!(s=> if !(#keep) { return ::core::option::Option::None; }),
+                );
+            } else {
+                let next = Ident::new(&format!("__dsl_x{}", k + 1), s);
+                let v = f.applied(&[quote!(#cur)]);
+                steps.extend(quote_spanned!(s=> let #next = #v;));
+                cur = next;
+            }
+        }
+        quote_spanned!(span=> #recv.flat_map(move |__dsl_x0| { #steps ::core::option::Option::Some(#cur) }))
+    }
+
+    fn func_arg(&mut self, a: &Arg) -> Option<Func> {
+        match func(&a.tokens) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
+    /// A stream argument (`union`, `join`, ...): a chain of the DSL, or a Rust expression.
+    fn stream_arg(&mut self, a: &Arg) -> (TokenStream, Option<i64>) {
+        let toks: Vec<TokenTree> = a.tokens.clone().into_iter().collect();
+        if let Some(TokenTree::Ident(first)) = toks.first()
+            && (self.bindings.contains_key(&first.to_string())
+                || self.poisoned.contains(&first.to_string()))
+        {
+            let (program, errors) = crate::parse::parse(a.tokens.clone());
+            if errors.is_empty()
+                && let [Stmt::Expr(Expr::Chain(c))] = program.stmts.as_slice()
+            {
+                return match self.chain(c) {
+                    Some((code, _, slide)) => (code, slide),
+                    None => (quote_spanned!(a.span=> ::core::unreachable!()), None),
+                };
+            }
+        }
+        (a.tokens.clone(), None)
+    }
+
+    /// Checks a window against its parent's slide (Spark's rules and messages); returns the
+    /// window's slide.
+    fn window_check(
+        &mut self,
+        parent: Option<i64>,
+        window: &Arg,
+        slide: Option<&Arg>,
+    ) -> Option<i64> {
+        let w = literal_ms(&window.tokens);
+        let s = match slide {
+            Some(a) => literal_ms(&a.tokens),
+            None => parent,
+        };
+        if let (Some(p), Some(w)) = (parent, w)
+            && p > 0
+            && w % p != 0
+        {
+            self.error(
+                window.span,
+                format!(
+                    "The window duration of windowed DStream ({}) must be a multiple of the slide duration of parent DStream ({})",
+                    fmt_ms(w),
+                    fmt_ms(p)
+                ),
+            );
+        }
+        if let (Some(p), Some(sa), Some(sv)) = (parent, slide, s)
+            && p > 0
+            && sv % p != 0
+        {
+            self.error(
+                sa.span,
+                format!(
+                    "The slide duration of windowed DStream ({}) must be a multiple of the slide duration of parent DStream ({})",
+                    fmt_ms(sv),
+                    fmt_ms(p)
+                ),
+            );
+        }
+        s
+    }
+
+    fn same_slides(&mut self, span: Span, a: Option<i64>, b: Option<i64>) {
+        if let (Some(a), Some(b)) = (a, b)
+            && a != b
+        {
+            self.error(
+                span,
+                format!(
+                    "Some of the DStreams have different slide durations ({} and {})",
+                    fmt_ms(a),
+                    fmt_ms(b)
+                ),
+            );
+        }
+    }
+
+    fn needs_checkpoint(&mut self, call: &Call, what: &str) {
+        if let Some((ctx, _)) = &self.context
+            && !self.checkpoint
+        {
+            let msg = format!(
+                "`{}` {what}, so it needs a checkpoint directory: add `{ctx}.checkpoint(\"dir\")` (Spark: \"The checkpoint directory has not been set. Please set it by StreamingContext.checkpoint().\")",
+                call.name
+            );
+            self.error(call.name.span(), msg);
+        }
+    }
+
+    /// One call: returns the new code, kind and slide.
+    fn call(
+        &mut self,
+        recv: TokenStream,
+        kind: Kind,
+        slide: Option<i64>,
+        call: &Call,
+    ) -> (TokenStream, Kind, Option<i64>) {
+        let name = call.name.to_string();
+        let on = match kind {
+            Kind::Context => Some(On::Context),
+            Kind::Stream => Some(On::Stream),
+            Kind::Rust => None,
+        };
+        // `ssc.union(Seq(a, b))` on a context built in Rust: the context's union.
+        let context_union = name == "union"
+            && matches!(call.args.first().and_then(|a| a.tokens.clone().into_iter().next()),
+                Some(TokenTree::Ident(i)) if ["Seq", "List", "Array"].contains(&i.to_string().as_str()));
+        let op = match on {
+            Some(on) => ops::find(&name, on),
+            None if context_union => ops::find(&name, On::Context),
+            None => ops::find_any(&name),
+        };
+        let Some(op) = op else {
+            let elsewhere = match on {
+                Some(On::Context) if ops::find(&name, On::Stream).is_some() => {
+                    Some("; it is an operation on streams: call it on a stream of the context")
+                }
+                Some(On::Stream) if ops::find(&name, On::Context).is_some() => {
+                    Some("; it is an operation on the context")
+                }
+                _ => None,
+            };
+            let hint = match (elsewhere, ops::suggest(&name, on)) {
+                (Some(e), _) => e.to_string(),
+                (None, Some(s)) => format!("; did you mean `{s}`?"),
+                (None, None) => String::new(),
+            };
+            let what = match kind {
+                Kind::Context => "on the context",
+                _ => "on a stream",
+            };
+            self.error(
+                call.name.span(),
+                format!("unknown operation `{name}` {what}{hint}"),
+            );
+            return (recv, kind, slide);
+        };
+        if !op.arities.contains(&call.args.len()) {
+            self.error(
+                call.args_span,
+                format!(
+                    "`{name}` takes {} argument{} ({}), found {}",
+                    ops::arities_text(op.arities),
+                    if op.arities == [1] { "" } else { "s" },
+                    if op.params.is_empty() {
+                        "none"
+                    } else {
+                        op.params
+                    },
+                    call.args.len()
+                ),
+            );
+            return (recv, kind, slide);
+        }
+        // A value built in Rust is a context if the operation is one of the context's.
+        let kind = match kind {
+            Kind::Rust if op.on == On::Context => Kind::Context,
+            Kind::Rust => Kind::Stream,
+            k => k,
+        };
+        if op.role == Role::Output {
+            self.has_output = true;
+        }
+        if op.role == Role::Stateful {
+            let what = if op.camel.contains("Window") {
+                "keeps its window's running counts"
+            } else {
+                "keeps state across batches"
+            };
+            self.needs_checkpoint(call, what);
+        }
+        match self.lower(op, recv.clone(), slide, call) {
+            Some((code, k, s)) => (code, k, s),
+            None => (recv, kind, slide),
+        }
+    }
+
+    /// The code of one known operation with a valid number of arguments.
+    #[allow(clippy::too_many_lines)]
+    fn lower(
+        &mut self,
+        op: &Op,
+        recv: TokenStream,
+        slide: Option<i64>,
+        call: &Call,
+    ) -> Option<(TokenStream, Kind, Option<i64>)> {
+        let s = call.name.span();
+        let a = &call.args;
+        let m = |name: &str| Ident::new(name, s);
+        let q = if op.fallible { quote!(?) } else { quote!() };
+        let stream = |code: TokenStream| Some((code, Kind::Stream, slide));
+        let part = |p: &Arg| {
+            let t = &p.tokens;
+            quote_spanned!(p.span=> ::dstream::dsl::partitioner(#t))
+        };
+        match op.camel {
+            "map" | "filter" | "flatMap" | "mapValues" | "flatMapValues" | "mapPartitions" => {
+                let f = self.func_arg(&a[0])?;
+                let meth = m(op.snake);
+                let cl = f.closure(1, 0, 0);
+                stream(quote_spanned!(s=> #recv.#meth(#cl)))
+            }
+            "glom" | "count" | "stateSnapshots" => {
+                let meth = m(op.snake);
+                stream(quote_spanned!(s=> #recv.#meth()))
+            }
+            "repartition" => {
+                let n = &a[0].tokens;
+                stream(quote_spanned!(s=> #recv.repartition(#n)))
+            }
+            "union" if op.on == On::Stream => {
+                let (other, other_slide) = self.stream_arg(&a[0]);
+                self.same_slides(a[0].span, slide, other_slide);
+                stream(quote_spanned!(s=> #recv.union(&#other)))
+            }
+            "union" => {
+                // Spark: ssc.union(Seq(a, b)); also a Rust slice or vector expression.
+                let toks: Vec<TokenTree> = a[0].tokens.clone().into_iter().collect();
+                let streams = match toks.as_slice() {
+                    [TokenTree::Ident(seq), TokenTree::Group(g)]
+                        if ["Seq", "List", "Array"].contains(&seq.to_string().as_str()) =>
+                    {
+                        let items: Vec<TokenStream> = split_args(g.stream())
+                            .iter()
+                            .map(|x| {
+                                let (code, _) = self.stream_arg(x);
+                                quote!((#code).clone())
+                            })
+                            .collect();
+                        quote!(&[#(#items),*])
+                    }
+                    _ => a[0].tokens.clone(),
+                };
+                Some((
+                    quote_spanned!(s=> #recv.union(#streams)),
+                    Kind::Stream,
+                    slide,
+                ))
+            }
+            "reduce" => {
+                let cl = self.func_arg(&a[0])?.closure(2, 0, 0);
+                stream(quote_spanned!(s=> #recv.reduce(#cl)))
+            }
+            "countByValue" => match a.len() {
+                0 => stream(quote_spanned!(s=> #recv.count_by_value())),
+                _ => {
+                    let n = &a[0].tokens;
+                    stream(quote_spanned!(s=> #recv.count_by_value_with_partitions(#n)))
+                }
+            },
+            "transform" => {
+                let f = self.func_arg(&a[0])?;
+                if f.arity() == Some(2) {
+                    let cl = f.closure(2, 0, 0);
+                    stream(quote_spanned!(s=> #recv.transform_with_time(#cl)))
+                } else {
+                    let cl = f.closure(1, 0, 0);
+                    stream(quote_spanned!(s=> #recv.transform(#cl)))
+                }
+            }
+            "transformWith" => {
+                let (other, other_slide) = self.stream_arg(&a[0]);
+                self.same_slides(a[0].span, slide, other_slide);
+                let f = self.func_arg(&a[1])?;
+                if f.arity() == Some(3) {
+                    let cl = f.closure(3, 0, 0);
+                    stream(quote_spanned!(s=> #recv.transform_with_time2(&#other, #cl)))
+                } else {
+                    let cl = f.closure(2, 0, 0);
+                    stream(quote_spanned!(s=> #recv.transform_with(&#other, #cl)))
+                }
+            }
+            "groupByKey" => match a.len() {
+                0 => stream(quote_spanned!(s=> #recv.group_by_key())),
+                _ => {
+                    let p = part(&a[0]);
+                    stream(quote_spanned!(s=> #recv.group_by_key_with_partitioner(#p)))
+                }
+            },
+            "reduceByKey" => {
+                let cl = self.func_arg(&a[0])?.closure(2, 0, 0);
+                match a.len() {
+                    1 => stream(quote_spanned!(s=> #recv.reduce_by_key(#cl))),
+                    _ => {
+                        let p = part(&a[1]);
+                        stream(quote_spanned!(s=> #recv.reduce_by_key_with_partitioner(#cl, #p)))
+                    }
+                }
+            }
+            "combineByKey" => {
+                let c1 = self.func_arg(&a[0])?.closure(1, 0, 0);
+                let c2 = self.func_arg(&a[1])?.closure(2, 0, 0);
+                let c3 = self.func_arg(&a[2])?.closure(2, 0, 0);
+                let p = match a.get(3) {
+                    Some(p) => part(p),
+                    None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(&__dsl_recv)),
+                };
+                stream(
+                    quote_spanned!(s=> { let __dsl_recv = #recv; __dsl_recv.combine_by_key(#c1, #c2, #c3, #p) }),
+                )
+            }
+            "join" | "leftOuterJoin" | "rightOuterJoin" | "fullOuterJoin" | "cogroup" => {
+                let (other, other_slide) = self.stream_arg(&a[0]);
+                self.same_slides(a[0].span, slide, other_slide);
+                match a.len() {
+                    1 => {
+                        let meth = m(op.snake);
+                        stream(quote_spanned!(s=> #recv.#meth(&#other)))
+                    }
+                    _ => {
+                        let meth = m(&format!("{}_with_partitioner", op.snake));
+                        let p = part(&a[1]);
+                        stream(quote_spanned!(s=> #recv.#meth(&#other, #p)))
+                    }
+                }
+            }
+            "window" => {
+                let new_slide = self.window_check(slide, &a[0], a.get(1));
+                let w = &a[0].tokens;
+                let code = match a.get(1) {
+                    Some(sl) => {
+                        let sl = &sl.tokens;
+                        quote_spanned!(s=> #recv.window(#w, #sl))
+                    }
+                    None => quote_spanned!(s=> #recv.window_of(#w)),
+                };
+                Some((code, Kind::Stream, new_slide))
+            }
+            "countByWindow" | "countByValueAndWindow" => {
+                let new_slide = self.window_check(slide, &a[0], a.get(1));
+                let (w, sl) = (&a[0].tokens, &a[1].tokens);
+                let meth = m(op.snake);
+                Some((
+                    quote_spanned!(s=> #recv.#meth(#w, #sl)),
+                    Kind::Stream,
+                    new_slide,
+                ))
+            }
+            "groupByKeyAndWindow" => {
+                let new_slide = self.window_check(slide, &a[0], a.get(1));
+                let w = &a[0].tokens;
+                let code = match a.get(1) {
+                    Some(sl) => {
+                        let sl = &sl.tokens;
+                        quote_spanned!(s=> #recv.group_by_key_and_window(#w, #sl))
+                    }
+                    None => {
+                        quote_spanned!(s=> { let __dsl_recv = #recv; let __dsl_slide = __dsl_recv.slide_duration(); __dsl_recv.group_by_key_and_window(#w, __dsl_slide) })
+                    }
+                };
+                Some((code, Kind::Stream, new_slide))
+            }
+            "reduceByWindow" => {
+                let f = self.func_arg(&a[0])?.closure(2, 0, 0);
+                if a.len() == 4 {
+                    self.needs_checkpoint(call, "keeps its window's running value");
+                    let inv = self.func_arg(&a[1])?.closure(2, 0, 0);
+                    let new_slide = self.window_check(slide, &a[2], Some(&a[3]));
+                    let (w, sl) = (&a[2].tokens, &a[3].tokens);
+                    Some((
+                        quote_spanned!(s=> #recv.reduce_by_window_inv(#f, #inv, #w, #sl)),
+                        Kind::Stream,
+                        new_slide,
+                    ))
+                } else {
+                    let new_slide = self.window_check(slide, &a[1], Some(&a[2]));
+                    let (w, sl) = (&a[1].tokens, &a[2].tokens);
+                    Some((
+                        quote_spanned!(s=> #recv.reduce_by_window(#f, #w, #sl)),
+                        Kind::Stream,
+                        new_slide,
+                    ))
+                }
+            }
+            "reduceByKeyAndWindow" => self.reduce_by_key_and_window(recv, slide, call),
+            "updateStateByKey" => {
+                let f = self.func_arg(&a[0])?;
+                let four = f.arity() == Some(4);
+                if a.len() == 1 && !four {
+                    let cl = f.closure(2, 0, 0);
+                    return stream(quote_spanned!(s=> #recv.update_state_by_key(#cl)));
+                }
+                let cl = if four {
+                    f.closure(4, 0, 0)
+                } else {
+                    f.closure(2, 2, 0)
+                };
+                let p = match a.get(1) {
+                    Some(p) => part(p),
+                    None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(&__dsl_recv)),
+                };
+                let init = match a.get(2) {
+                    Some(i) => {
+                        let i = &i.tokens;
+                        quote!(::core::option::Option::Some(#i))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                stream(
+                    quote_spanned!(s=> { let __dsl_recv = #recv; __dsl_recv.update_state_by_key_with(#cl, #p, #init) }),
+                )
+            }
+            "mapWithState" => {
+                let spec = self.state_spec(&a[0])?;
+                stream(quote_spanned!(s=> #recv.map_with_state(#spec)))
+            }
+            "print" => match a.len() {
+                0 => stream(quote_spanned!(s=> #recv.print()?)),
+                _ => {
+                    let n = &a[0].tokens;
+                    stream(quote_spanned!(s=> #recv.print_n(#n)?))
+                }
+            },
+            "foreachRDD" | "foreachBatch" => {
+                let f = self.func_arg(&a[0])?;
+                let cl = if f.arity() == Some(2) {
+                    f.closure(2, 0, 0)
+                } else {
+                    f.closure(1, 0, 1)
+                };
+                stream(quote_spanned!(s=> #recv.foreach_batch(#cl)?))
+            }
+            "saveAsTextFiles" => {
+                let prefix = &a[0].tokens;
+                let suffix = match a.get(1) {
+                    Some(x) => x.tokens.clone(),
+                    None => quote!(""),
+                };
+                stream(quote_spanned!(s=> #recv.save_as_text_files(#prefix, #suffix)?))
+            }
+            "queueStream" => {
+                let qv = &a[0].tokens;
+                let one = match a.get(1) {
+                    Some(x) => x.tokens.clone(),
+                    None => quote!(true),
+                };
+                Some((
+                    quote_spanned!(s=> #recv.queue_stream(&#qv, #one)),
+                    Kind::Stream,
+                    slide,
+                ))
+            }
+            _ => {
+                // Sources and control calls: the same arguments, snake_case name.
+                let meth = m(op.snake);
+                let args = a.iter().map(|x| &x.tokens);
+                let code = quote_spanned!(s=> #recv.#meth(#(#args),*)#q);
+                match op.role {
+                    Role::Source => Some((code, Kind::Stream, slide)),
+                    _ => Some((code, Kind::Context, slide)),
+                }
+            }
+        }
+    }
+
+    /// Spark's overloads of `reduceByKeyAndWindow`, told apart by where the durations are.
+    fn reduce_by_key_and_window(
+        &mut self,
+        recv: TokenStream,
+        slide: Option<i64>,
+        call: &Call,
+    ) -> Option<(TokenStream, Kind, Option<i64>)> {
+        let s = call.name.span();
+        let a = &call.args;
+        let f = self.func_arg(&a[0])?.closure(2, 0, 0);
+        // With an inverse function the second argument is a function, not a duration.
+        let inverse = a.len() >= 5 || (a.len() >= 3 && !is_duration(&a[1]));
+        if !inverse {
+            let new_slide = self.window_check(slide, &a[1], a.get(2));
+            let w = &a[1].tokens;
+            let code = match a.len() {
+                2 => {
+                    quote_spanned!(s=> { let __dsl_recv = #recv; let __dsl_slide = __dsl_recv.slide_duration(); __dsl_recv.reduce_by_key_and_window(#f, #w, __dsl_slide) })
+                }
+                3 => {
+                    let sl = &a[2].tokens;
+                    quote_spanned!(s=> #recv.reduce_by_key_and_window(#f, #w, #sl))
+                }
+                _ => {
+                    let sl = &a[2].tokens;
+                    let p = &a[3].tokens;
+                    quote_spanned!(s=> #recv.reduce_by_key_and_window_with_partitioner(#f, #w, #sl, ::dstream::dsl::partitioner(#p)))
+                }
+            };
+            return Some((code, Kind::Stream, new_slide));
+        }
+        self.needs_checkpoint(
+            call,
+            "with an inverse function keeps its window's running counts",
+        );
+        let inv = self.func_arg(&a[1])?.closure(2, 0, 0);
+        let new_slide = self.window_check(slide, &a[2], a.get(3));
+        let w = &a[2].tokens;
+        let slide_code = match a.get(3) {
+            Some(x) => x.tokens.clone(),
+            None => quote!(__dsl_recv.slide_duration()),
+        };
+        let code = match a.len() {
+            3 | 4 => {
+                quote_spanned!(s=> { let __dsl_recv = #recv; let __dsl_slide = #slide_code; __dsl_recv.reduce_by_key_and_window_inv(#f, #inv, #w, __dsl_slide) })
+            }
+            _ => {
+                let p = &a[4].tokens;
+                let filter = match a.get(5) {
+                    Some(x) => self.func_arg(x)?.closure(1, 0, 0),
+                    None => quote!(|_| true),
+                };
+                quote_spanned!(s=> { let __dsl_recv = #recv; let __dsl_slide = #slide_code; __dsl_recv.reduce_by_key_and_window_inv_filtered(#f, #inv, #w, __dsl_slide, ::dstream::dsl::partitioner(#p), #filter) })
+            }
+        };
+        Some((code, Kind::Stream, new_slide))
+    }
+
+    /// `StateSpec.function(f).timeout(d).numPartitions(n).initialState(rdd)`, or any Rust
+    /// expression of a `StateSpec`.
+    fn state_spec(&mut self, a: &Arg) -> Option<TokenStream> {
+        let toks: Vec<TokenTree> = a.tokens.clone().into_iter().collect();
+        let scala = matches!(toks.first(), Some(TokenTree::Ident(i)) if i == "StateSpec")
+            && matches!(toks.get(1), Some(TokenTree::Punct(p)) if p.as_char() == '.');
+        if !scala {
+            return Some(a.tokens.clone());
+        }
+        let (program, errors) = crate::parse::parse(a.tokens.clone());
+        let chain = match (errors.is_empty(), program.stmts.as_slice()) {
+            (true, [Stmt::Expr(Expr::Chain(c))]) => c.clone(),
+            _ => {
+                self.error(a.span, "expected `StateSpec.function(f)` followed by `.timeout(d)`, `.numPartitions(n)` or `.initialState(rdd)`");
+                return None;
+            }
+        };
+        let mut code = TokenStream::new();
+        for (k, c) in chain.calls.iter().enumerate() {
+            let s = c.name.span();
+            let name = c.name.to_string();
+            let one = |this: &mut Self| -> Option<TokenStream> {
+                if c.args.len() == 1 {
+                    Some(c.args[0].tokens.clone())
+                } else {
+                    this.error(
+                        c.args_span,
+                        format!("`{name}` takes 1 argument, found {}", c.args.len()),
+                    );
+                    None
+                }
+            };
+            match (k, name.as_str()) {
+                (0, "function") => {
+                    let arg = one(self)?;
+                    let f = self.func_arg(&Arg {
+                        tokens: arg,
+                        span: c.args_span,
+                    })?;
+                    code = if f.arity() == Some(4) {
+                        let cl = f.closure(4, 0, 0);
+                        quote_spanned!(s=> ::dstream::StateSpec::function(#cl))
+                    } else {
+                        let cl = f.closure(3, 0, 0);
+                        quote_spanned!(s=> ::dstream::StateSpec::simple(#cl))
+                    };
+                }
+                (0, _) => {
+                    self.error(
+                        s,
+                        "a `StateSpec` starts with `StateSpec.function(mappingFunction)`",
+                    );
+                    return None;
+                }
+                (
+                    _,
+                    "timeout" | "numPartitions" | "num_partitions" | "initialState"
+                    | "initial_state",
+                ) => {
+                    let arg = one(self)?;
+                    let meth = Ident::new(
+                        match name.as_str() {
+                            "timeout" => "timeout",
+                            "numPartitions" | "num_partitions" => "num_partitions",
+                            _ => "initial_state",
+                        },
+                        s,
+                    );
+                    code = quote_spanned!(s=> #code.#meth(#arg));
+                }
+                (_, other) => {
+                    let hint = ["timeout", "numPartitions", "initialState"]
+                        .iter()
+                        .find(|n| ops::distance(&other.to_lowercase(), &n.to_lowercase()) <= 3)
+                        .map(|n| format!("; did you mean `{n}`?"))
+                        .unwrap_or_default();
+                    self.error(s, format!("unknown `StateSpec` setting `{other}`{hint}"));
+                    return None;
+                }
+            }
+        }
+        Some(code)
+    }
+}

@@ -1,0 +1,218 @@
+//! The Scala lines of the Spark Streaming talks, in the `stream!` DSL with only Rust-level
+//! changes inside the lambdas, run on the testing harness with their outputs checked.
+
+// The talks' lines are kept as they are: `status => getTags(status)` is a redundant closure.
+#![allow(clippy::redundant_closure)]
+
+use dstream::prelude::*;
+use dstream::testing::TestContext;
+
+/// The talks' `getTags(status)`: the hashtags of a tweet.
+fn get_tags(status: &str) -> Vec<String> {
+    status
+        .split(' ')
+        .filter(|w| w.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The talks' `updateMood(tweet)`: a user's mood is the running sum of their tweets' moods.
+fn update_mood(moods: Vec<i32>, mood: Option<i32>) -> Option<i32> {
+    Some(mood.unwrap_or(0) + moods.iter().sum::<i32>())
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+#[test]
+fn hashtags_of_tweets_counted_over_a_window() {
+    let tc = TestContext::new();
+    let input: Vec<Vec<&'static str>> = (0..10)
+        .map(|i| {
+            if i < 5 {
+                vec!["hi #spark", "#rust #spark"]
+            } else {
+                vec!["#rust"]
+            }
+        })
+        .collect();
+    let tweets = tc.input_stream(input);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using tweets
+        val hashTags = tweets.flatMap(status => get_tags(status))
+        val counts = hashTags.window(Minutes(1), Seconds(5)).countByValue()
+        counts.print()
+        counts.foreachRDD(rdd => sink.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    tc.run(10).unwrap();
+    let kv = |k: &str, n: i64| (k.to_string(), n);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            vec![kv("#rust", 5), kv("#spark", 10)],
+            vec![kv("#rust", 10), kv("#spark", 10)],
+        ]
+    );
+}
+
+#[test]
+fn reduce_by_key_and_window_with_an_inverse_function() {
+    let tc = TestContext::new();
+    let tags = tc.input_stream(vec![vec!["#a", "#b"], vec!["#a"], vec![], vec![]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using tags
+        val hashTags = tags.map(t => (t.to_string(), 1))
+        val counts = hashTags.reduceByKeyAndWindow(_ + _, _ - _, Seconds(2), Seconds(1))
+        counts.foreachRDD(rdd => sink.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    tc.run(4).unwrap();
+    let got = seen.lock().unwrap().clone();
+    let kv = |k: &str, n: i32| (k.to_string(), n);
+    assert_eq!(got[0], vec![kv("#a", 1), kv("#b", 1)]);
+    assert_eq!(got[1], vec![kv("#a", 2), kv("#b", 1)]);
+    // Spark's inverse reduce keeps keys at 0 unless a filter drops them.
+    assert_eq!(got[2], vec![kv("#a", 1), kv("#b", 0)]);
+    assert_eq!(got[3], vec![kv("#a", 0), kv("#b", 0)]);
+}
+
+#[test]
+fn update_state_by_key_with_a_typed_update_function() {
+    let tc = TestContext::new();
+    let tweets = tc.input_stream(vec![
+        vec![("ann", 1), ("bob", -1)],
+        vec![("ann", 2)],
+        vec![],
+    ]);
+    // State keys are stored in the checkpoint, so they are owned: `String`, not `&str`.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using tweets
+        val moods = tweets.map { case (user, mood) => (user.to_string(), mood) }
+            .updateStateByKey((moods: Vec<i32>, mood: Option<i32>) => update_mood(moods, mood))
+        moods.foreachRDD(rdd => sink.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    tc.run(3).unwrap();
+    let got = seen.lock().unwrap().clone();
+    let owned = |v: Vec<(&str, i32)>| -> Vec<(String, i32)> {
+        v.into_iter().map(|(k, n)| (k.to_string(), n)).collect()
+    };
+    assert_eq!(got[1], owned(vec![("ann", 3), ("bob", -1)]));
+    assert_eq!(got[2], owned(vec![("ann", 3), ("bob", -1)]));
+}
+
+#[test]
+fn transform_joins_with_a_static_dataset_and_filters() {
+    let tc = TestContext::new();
+    let tweets = tc.input_stream(vec![vec![("spammer", "buy now"), ("ann", "#rust")]]);
+    let spam_file = Batch::from_vec(vec![("spammer", true)], 1);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using tweets
+        val clean = tweets.transform(tweetsRDD =>
+            tweetsRDD.left_outer_join(spam_file.clone(), HashPartitioner::new(2).unwrap())
+                .filter(|(_, (_, spam))| spam.is_none())
+                .map(|(user, (text, _))| (user, text)))
+        clean.foreachRDD(rdd => sink.lock().unwrap().extend(rdd.collect()))
+    }
+    .unwrap();
+    tc.run(1).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![("ann", "#rust")]);
+}
+
+#[test]
+fn page_views_by_url_per_batch_and_over_a_window() {
+    let tc = TestContext::new();
+    let events = tc.input_stream(
+        (0..6)
+            .map(|_| vec![("v1", "/home"), ("v2", "/home"), ("v1", "/cart")])
+            .collect(),
+    );
+    let per_batch = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let windowed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (a, b) = (per_batch.clone(), windowed.clone());
+    stream! {
+        using events
+        val pageViews = events.map { case (visitorId, url) => url.to_string() }
+        pageViews.countByValue().foreachRDD(rdd => a.lock().unwrap().push(sorted(rdd.collect())))
+        val views = pageViews.countByValueAndWindow(Seconds(30), Seconds(5))
+        views.foreachRDD(rdd => b.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    tc.run(6).unwrap();
+    let kv = |k: &str, n: i64| (k.to_string(), n);
+    assert_eq!(
+        per_batch.lock().unwrap()[0],
+        vec![kv("/cart", 1), kv("/home", 2)]
+    );
+    // One window output at 5 s, over the first five batches.
+    assert_eq!(
+        *windowed.lock().unwrap(),
+        vec![vec![kv("/cart", 5), kv("/home", 10)]]
+    );
+}
+
+#[test]
+fn top_pages_through_transform_with_a_sort() {
+    let tc = TestContext::new();
+    let pages = tc.input_stream(vec![vec!["/a", "/b", "/b", "/c", "/c", "/c"]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using pages
+        val counts = pages.map(p => (p, 1)).reduceByKey(_ + _)
+        val top = counts.map { case (page, n) => (n, page) }
+            .transform(rdd => rdd.sort_by_key(false, 1))
+        top.foreachRDD(rdd => sink.lock().unwrap().extend(rdd.collect().into_iter().take(2)))
+    }
+    .unwrap();
+    tc.run(1).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![(3, "/c"), (2, "/b")]);
+}
+
+#[test]
+fn current_sessions_joined_with_historical_sessions() {
+    let tc = TestContext::new();
+    let current = tc.input_stream(vec![vec![("v1", 3), ("v2", 1)]]);
+    let historical = tc.input_stream(vec![vec![("v1", 10)]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using current, historical
+        val currentSessions = current.map(s => s)
+        val historicalSessions = historical.map(s => s)
+        val joined = currentSessions.join(historicalSessions)
+        joined.foreachRDD(rdd => sink.lock().unwrap().extend(rdd.collect()))
+    }
+    .unwrap();
+    tc.run(1).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![("v1", (3, 10))]);
+}
+
+#[test]
+fn a_context_declared_in_the_macro_runs_a_queue_stream() {
+    let queue = Queue::finite(vec![vec!["to be", "or not"], vec!["to be"]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let ssc = stream! {
+        val ssc = StreamingContext(Milliseconds(50))
+        using queue
+        val words = ssc.queueStream(queue).flatMap(_.split(' ').collect::<Vec<_>>())
+        words.map(w => (w, 1)).reduceByKey(_ + _).foreachRDD(rdd => sink.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    ssc.run_to_completion().unwrap();
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got[0], vec![("be", 1), ("not", 1), ("or", 1), ("to", 1)]);
+    assert_eq!(got[1], vec![("be", 1), ("to", 1)]);
+}

@@ -1,0 +1,14 @@
+#![deny(unused_variables)]
+use dstream::prelude::*;
+#[allow(unused_imports)]
+use dstream::{State, StateSpec};
+
+fn main() {
+    let ssc = StreamingContext::new(Seconds(1)).unwrap();
+    let lines = ssc.socket_text_stream("localhost", 9999);
+    let _ = stream! {
+        using ssc, lines
+        val unused = lines.count()
+        lines.print()
+    };
+}

@@ -1,0 +1,11 @@
+use dstream::prelude::*;
+#[allow(unused_imports)]
+use dstream::{State, StateSpec};
+
+fn main() {
+    let _ = stream! {
+        val ssc = StreamingContext(Seconds(1))
+        val lines = ssc.socketTextStream("localhost", 9999)
+        lines.window(Milliseconds(1500), Seconds(1)).print()
+    };
+}

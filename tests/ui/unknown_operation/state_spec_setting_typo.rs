@@ -1,0 +1,12 @@
+use dstream::prelude::*;
+#[allow(unused_imports)]
+use dstream::{State, StateSpec};
+
+fn main() {
+    let _ = stream! {
+        val ssc = StreamingContext(Seconds(1))
+        val lines = ssc.socketTextStream("localhost", 9999)
+        ssc.checkpoint("/tmp/x")
+        lines.map(l => (l, 1)).mapWithState(StateSpec.function((k: &String, v: Option<i32>, s: &mut State<i32>) => v).timout(Seconds(30))).print()
+    };
+}
