@@ -216,3 +216,30 @@ fn a_context_declared_in_the_macro_runs_a_queue_stream() {
     assert_eq!(got[0], vec![("be", 1), ("not", 1), ("or", 1), ("to", 1)]);
     assert_eq!(got[1], vec![("be", 1), ("to", 1)]);
 }
+
+#[test]
+fn a_context_declared_with_its_checkpoint_directory_keeps_state() {
+    let dir = std::env::temp_dir().join(format!("dstream-dsl-cp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let queue = Queue::finite(vec![vec!["a", "b"], vec!["a"], vec!["a"]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let ssc = stream! {
+        val ssc = StreamingContext(Milliseconds(50), dir.clone())
+        using queue
+        val counts = ssc.queueStream(queue).map(w => (w.to_string(), 1))
+            .updateStateByKey((new: Vec<i32>, total: Option<i32>) => Some(total.unwrap_or(0) + new.iter().sum::<i32>()))
+        counts.foreachRDD(rdd => sink.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    ssc.run_to_completion().unwrap();
+    drop(ssc);
+    let got = seen.lock().unwrap().clone();
+    let kv = |k: &str, n: i32| (k.to_string(), n);
+    assert_eq!(got[2], vec![kv("a", 3), kv("b", 1)]);
+    assert!(
+        dir.join("dstream-checkpoint").is_file(),
+        "the checkpoint is in the directory given"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
