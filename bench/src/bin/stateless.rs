@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use dstream::prelude::*;
-use dstream_bench::{Probe, Replay, click_pool, judge, peak_rss_mib, recorder, replay_batches};
+use dstream_bench::{Probe, click_pool, max_sustained, peak_rss_mib, replay_batches, run_probe};
 
 struct Opts {
     rate: Option<u64>,
@@ -83,57 +83,28 @@ fn estimate(pool: &[&'static str], n: usize, parallelism: usize) -> f64 {
 }
 
 fn probe(pool: &[&'static str], rate: u64, o: &Opts) -> Probe {
-    let batch = Seconds(1);
-    let ssc = StreamingContext::builder(batch)
-        .parallelism(o.parallelism)
-        .build()
-        .unwrap();
-    let rec = recorder();
-    ssc.add_streaming_listener(rec.clone());
     let batches = replay_batches(pool, rate as usize, o.parallelism, 2);
-    let lines = ssc.input_stream(Replay {
+    run_probe(
         batches,
-        next: 0,
-        run: 1,
-    });
-    job(&lines)
-        .foreach_batch(|b, _| {
-            std::hint::black_box(b.count());
-        })
-        .unwrap();
-    ssc.start().unwrap();
-    let total = (o.warmup + o.batches) as u64;
-    while ssc.completed_batches() < total {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    ssc.stop();
-    let infos = rec.0.lock().unwrap().clone();
-    let p = judge(rate, &infos[o.warmup..total as usize], batch);
-    p.log();
-    p
+        1,
+        rate,
+        o.warmup,
+        o.batches,
+        o.parallelism,
+        |lines| {
+            job(lines).foreach_batch(|b, _| {
+                std::hint::black_box(b.count());
+            })
+        },
+    )
 }
 
-/// Binary search for the highest sustained rate, to within 3%.
-fn max_sustained(pool: &[&'static str], est: f64, o: &Opts) -> Probe {
-    let mut lo = (est * 0.5) as u64;
-    let mut hi = (est * 1.1) as u64;
-    let mut best = probe(pool, lo, o);
-    while !best.sustained && lo > 1000 {
-        hi = lo;
-        lo /= 2;
-        best = probe(pool, lo, o);
-    }
-    while (hi - lo) as f64 > lo as f64 * 0.03 {
-        let mid = lo + (hi - lo) / 2;
-        let p = probe(pool, mid, o);
-        if p.sustained {
-            lo = mid;
-            best = p;
-        } else {
-            hi = mid;
-        }
-    }
-    best
+/// The shared search (`dstream_bench::max_sustained`), between half and 1.1 times the rate
+/// estimated from one batch.
+fn search(pool: &[&'static str], est: f64, o: &Opts) -> Probe {
+    max_sustained((est * 0.5) as u64, (est * 1.1) as u64, |r| {
+        probe(pool, r, o)
+    })
 }
 
 fn main() {
@@ -150,7 +121,7 @@ fn main() {
         None => (0..o.reps)
             .map(|i| {
                 eprintln!("repetition {}/{}", i + 1, o.reps);
-                max_sustained(&pool, est, &o)
+                search(&pool, est, &o)
             })
             .collect(),
     };
