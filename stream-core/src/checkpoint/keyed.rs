@@ -272,45 +272,25 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
                 slot.dirty = false;
                 kb.clear();
                 encode_into(what, k, &mut kb)?;
+                let old = slot.stored();
+                let new = slot.value.as_ref().map(|_| slot.at);
                 match &slot.value {
-                    Some(v) => {
-                        w.add(what, prefix(tag, p), None, &kb, Val::State(slot.at, v))?;
-                        if timed && slot.stored() != Some(slot.at) {
-                            if let Some(old) = slot.stored() {
-                                w.add(
-                                    what,
-                                    prefix(TAG_TIMER, p),
-                                    Some(old),
-                                    &kb,
-                                    Val::<S>::Delete,
-                                )?;
-                            }
-                            w.add(
-                                what,
-                                prefix(TAG_TIMER, p),
-                                Some(slot.at),
-                                &kb,
-                                Val::<S>::Empty,
-                            )?;
-                        }
-                        slot.stored_at = slot.at;
+                    Some(v) => w.add(what, prefix(tag, p), None, &kb, Val::State(slot.at, v))?,
+                    None if old.is_some() => {
+                        w.add(what, prefix(tag, p), None, &kb, Val::<S>::Delete)?;
                     }
-                    None => {
-                        if let Some(old) = slot.stored() {
-                            w.add(what, prefix(tag, p), None, &kb, Val::<S>::Delete)?;
-                            if timed {
-                                w.add(
-                                    what,
-                                    prefix(TAG_TIMER, p),
-                                    Some(old),
-                                    &kb,
-                                    Val::<S>::Delete,
-                                )?;
-                            }
-                        }
-                        slot.stored_at = ABSENT;
+                    None => {}
+                }
+                // The timer index follows the key's time: out at the old one, in at the new.
+                if timed && old != new {
+                    if let Some(old) = old {
+                        w.add(what, prefix(TAG_TIMER, p), Some(old), &kb, Val::<S>::Delete)?;
+                    }
+                    if let Some(new) = new {
+                        w.add(what, prefix(TAG_TIMER, p), Some(new), &kb, Val::<S>::Empty)?;
                     }
                 }
+                slot.stored_at = new.unwrap_or(ABSENT);
             }
             w.sort();
             for e in &w.entries {
