@@ -50,13 +50,7 @@ pub fn literal_ms(tokens: &TokenStream) -> Option<i64> {
     let [TokenTree::Ident(unit), TokenTree::Group(g)] = toks.as_slice() else {
         return None;
     };
-    let scale = match unit.to_string().as_str() {
-        "Milliseconds" => 1,
-        "Seconds" => 1000,
-        "Minutes" => 60_000,
-        "Hours" => 3_600_000,
-        _ => return None,
-    };
+    let scale = unit_ms(unit)?;
     let inner: Vec<TokenTree> = g.stream().into_iter().collect();
     let [TokenTree::Literal(l)] = inner.as_slice() else {
         return None;
@@ -65,11 +59,36 @@ pub fn literal_ms(tokens: &TokenStream) -> Option<i64> {
     n.checked_mul(scale)
 }
 
-/// Whether an argument looks like a duration (a literal or a call of a duration unit).
+/// Scala's sequence constructors, as in `ssc.union(Seq(a, b))`.
+const SEQUENCES: [&str; 3] = ["Seq", "List", "Array"];
+
+/// Milliseconds in one `unit` of duration (`Seconds`: 1000).
+fn unit_ms(unit: &Ident) -> Option<i64> {
+    match unit.to_string().as_str() {
+        "Milliseconds" => Some(1),
+        "Seconds" => Some(1000),
+        "Minutes" => Some(60_000),
+        "Hours" => Some(3_600_000),
+        _ => None,
+    }
+}
+
+/// Whether an argument looks like a duration: a call of a duration unit.
 fn is_duration(a: &Arg) -> bool {
-    literal_ms(&a.tokens).is_some()
-        || matches!(a.tokens.clone().into_iter().next(), Some(TokenTree::Ident(i))
-            if ["Milliseconds", "Seconds", "Minutes", "Hours"].contains(&i.to_string().as_str()))
+    matches!(a.tokens.clone().into_iter().next(), Some(TokenTree::Ident(i)) if unit_ms(&i).is_some())
+}
+
+/// `{ let __dsl_recv = recv; body }`: for a `body` that uses the receiver more than once.
+fn on_recv(s: Span, recv: &TokenStream, body: TokenStream) -> TokenStream {
+    quote_spanned!(s=> { let __dsl_recv = #recv; #body })
+}
+
+/// A slide argument, or Spark's default: the receiver's own slide (inside `on_recv`).
+fn slide_or_parent(a: Option<&Arg>) -> TokenStream {
+    match a {
+        Some(a) => a.tokens.clone(),
+        None => quote!(__dsl_recv.slide_duration()),
+    }
 }
 
 fn fmt_ms(ms: i64) -> String {
@@ -441,7 +460,7 @@ impl Lowering {
         // `ssc.union(Seq(a, b))` on a context built in Rust: the context's union.
         let context_union = name == "union"
             && matches!(call.args.first().and_then(|a| a.tokens.clone().into_iter().next()),
-                Some(TokenTree::Ident(i)) if ["Seq", "List", "Array"].contains(&i.to_string().as_str()));
+                Some(TokenTree::Ident(i)) if SEQUENCES.contains(&i.to_string().as_str()));
         let op = match on {
             Some(on) => ops::find(&name, on),
             None if context_union => ops::find(&name, On::Context),
@@ -555,7 +574,7 @@ impl Lowering {
                 let toks: Vec<TokenTree> = a[0].tokens.clone().into_iter().collect();
                 let streams = match toks.as_slice() {
                     [TokenTree::Ident(seq), TokenTree::Group(g)]
-                        if ["Seq", "List", "Array"].contains(&seq.to_string().as_str()) =>
+                        if SEQUENCES.contains(&seq.to_string().as_str()) =>
                     {
                         let items: Vec<TokenStream> = split_args(g.stream())
                             .iter()
@@ -632,9 +651,11 @@ impl Lowering {
                     Some(p) => part(p),
                     None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(&__dsl_recv)),
                 };
-                stream(
-                    quote_spanned!(s=> { let __dsl_recv = #recv; __dsl_recv.combine_by_key(#c1, #c2, #c3, #p) }),
-                )
+                stream(on_recv(
+                    s,
+                    &recv,
+                    quote_spanned!(s=> __dsl_recv.combine_by_key(#c1, #c2, #c3, #p)),
+                ))
             }
             "join" | "leftOuterJoin" | "rightOuterJoin" | "fullOuterJoin" | "cogroup" => {
                 let (other, other_slide) = self.stream_arg(&a[0]);
@@ -675,16 +696,12 @@ impl Lowering {
             }
             "groupByKeyAndWindow" => {
                 let new_slide = self.window_check(slide, &a[0], a.get(1));
-                let w = &a[0].tokens;
-                let code = match a.get(1) {
-                    Some(sl) => {
-                        let sl = &sl.tokens;
-                        quote_spanned!(s=> #recv.group_by_key_and_window(#w, #sl))
-                    }
-                    None => {
-                        quote_spanned!(s=> { let __dsl_recv = #recv; let __dsl_slide = __dsl_recv.slide_duration(); __dsl_recv.group_by_key_and_window(#w, __dsl_slide) })
-                    }
-                };
+                let (w, sl) = (&a[0].tokens, slide_or_parent(a.get(1)));
+                let code = on_recv(
+                    s,
+                    &recv,
+                    quote_spanned!(s=> __dsl_recv.group_by_key_and_window(#w, #sl)),
+                );
                 Some((code, Kind::Stream, new_slide))
             }
             "reduceByWindow" => {
@@ -733,9 +750,11 @@ impl Lowering {
                     }
                     None => quote!(::core::option::Option::None),
                 };
-                stream(
-                    quote_spanned!(s=> { let __dsl_recv = #recv; __dsl_recv.update_state_by_key_with(#cl, #p, #init) }),
-                )
+                stream(on_recv(
+                    s,
+                    &recv,
+                    quote_spanned!(s=> __dsl_recv.update_state_by_key_with(#cl, #p, #init)),
+                ))
             }
             "mapWithState" => {
                 let spec = self.state_spec(&a[0])?;
@@ -804,21 +823,15 @@ impl Lowering {
         let inverse = a.len() >= 5 || (a.len() >= 3 && !is_duration(&a[1]));
         if !inverse {
             let new_slide = self.window_check(slide, &a[1], a.get(2));
-            let w = &a[1].tokens;
-            let code = match a.len() {
-                2 => {
-                    quote_spanned!(s=> { let __dsl_recv = #recv; let __dsl_slide = __dsl_recv.slide_duration(); __dsl_recv.reduce_by_key_and_window(#f, #w, __dsl_slide) })
-                }
-                3 => {
-                    let sl = &a[2].tokens;
-                    quote_spanned!(s=> #recv.reduce_by_key_and_window(#f, #w, #sl))
-                }
-                _ => {
-                    let sl = &a[2].tokens;
-                    let p = &a[3].tokens;
-                    quote_spanned!(s=> #recv.reduce_by_key_and_window_with_partitioner(#f, #w, #sl, ::dstream::dsl::partitioner(#p)))
+            let (w, sl) = (&a[1].tokens, slide_or_parent(a.get(2)));
+            let body = match a.get(3) {
+                None => quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window(#f, #w, #sl)),
+                Some(p) => {
+                    let p = &p.tokens;
+                    quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_with_partitioner(#f, #w, #sl, ::dstream::dsl::partitioner(#p)))
                 }
             };
+            let code = on_recv(s, &recv, body);
             return Some((code, Kind::Stream, new_slide));
         }
         self.needs_checkpoint(
@@ -827,24 +840,19 @@ impl Lowering {
         );
         let inv = self.func_arg(&a[1])?.closure(2, 0, 0);
         let new_slide = self.window_check(slide, &a[2], a.get(3));
-        let w = &a[2].tokens;
-        let slide_code = match a.get(3) {
-            Some(x) => x.tokens.clone(),
-            None => quote!(__dsl_recv.slide_duration()),
-        };
-        let code = match a.len() {
-            3 | 4 => {
-                quote_spanned!(s=> { let __dsl_recv = #recv; let __dsl_slide = #slide_code; __dsl_recv.reduce_by_key_and_window_inv(#f, #inv, #w, __dsl_slide) })
-            }
-            _ => {
-                let p = &a[4].tokens;
+        let (w, sl) = (&a[2].tokens, slide_or_parent(a.get(3)));
+        let body = match a.get(4) {
+            None => quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_inv(#f, #inv, #w, #sl)),
+            Some(p) => {
+                let p = &p.tokens;
                 let filter = match a.get(5) {
                     Some(x) => self.func_arg(x)?.closure(1, 0, 0),
                     None => quote!(|_| true),
                 };
-                quote_spanned!(s=> { let __dsl_recv = #recv; let __dsl_slide = #slide_code; __dsl_recv.reduce_by_key_and_window_inv_filtered(#f, #inv, #w, __dsl_slide, ::dstream::dsl::partitioner(#p), #filter) })
+                quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_inv_filtered(#f, #inv, #w, #sl, ::dstream::dsl::partitioner(#p), #filter))
             }
         };
+        let code = on_recv(s, &recv, body);
         Some((code, Kind::Stream, new_slide))
     }
 
