@@ -23,7 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::dstream::{DStream, clear_through};
 use crate::error::{CheckpointError, ContextError, Error, Result, panic_message};
 use crate::metrics::{BatchInfo, StreamingListener};
-use crate::sink::OutputOp;
+use crate::sink::{OutputOp, SinkControl};
 use crate::source::InputControl;
 use crate::time::{Duration, Time};
 
@@ -215,6 +215,8 @@ struct RunState {
 pub(crate) struct Graph {
     pub(crate) inputs: Vec<Arc<dyn InputControl>>,
     pub(crate) outputs: Vec<Arc<dyn OutputOp>>,
+    /// The outputs that are [`Sink`](crate::Sink)s, in the order they were added.
+    pub(crate) sinks: Vec<Arc<dyn SinkControl>>,
 }
 
 #[derive(Default)]
@@ -482,6 +484,7 @@ impl ContextInner {
         &self,
         time: Time,
         inputs: &[Arc<dyn InputControl>],
+        sinks: &[Arc<dyn SinkControl>],
         ok: bool,
     ) -> Result<()> {
         let Some(store) = self.store() else {
@@ -496,7 +499,12 @@ impl ContextInner {
                 .max()
                 .unwrap_or_default();
             let keep = crate::checkpoint::keep_from(time, remember, self.batch);
-            match store.commit(time, zero, &durables, inputs.len(), keep) {
+            let positions: Vec<(usize, Vec<u8>)> = sinks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.position().map(|p| (i, p)))
+                .collect();
+            match store.commit(time, zero, &durables, inputs.len(), keep, &positions) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     store.abort(time, &durables);
@@ -509,9 +517,9 @@ impl ContextInner {
     }
 
     fn run_batch(&self, time: Time, records: u64, submitted: Time, setup: Option<Error>) {
-        let (inputs, outputs) = {
+        let (inputs, outputs, sinks) = {
             let g = lock(&self.graph);
-            (g.inputs.clone(), g.outputs.clone())
+            (g.inputs.clone(), g.outputs.clone(), g.sinks.clone())
         };
         let mut info = BatchInfo {
             batch_time: time,
@@ -552,8 +560,16 @@ impl ContextInner {
                 }
             }
         }
-        if let Err(e) = self.checkpoint_batch(time, &inputs, errors.is_empty()) {
+        if let Err(e) = self.checkpoint_batch(time, &inputs, &sinks, errors.is_empty()) {
             errors.push(e);
+        }
+        if errors.is_empty() && self.store().is_none_or(|s| s.check_healthy().is_ok()) {
+            for i in &inputs {
+                i.committed(time);
+            }
+            for s in &sinks {
+                s.committed(time);
+            }
         }
         for o in &outputs {
             clear_through(o.node().as_ref(), time);
@@ -726,6 +742,10 @@ impl StreamingContext {
         lock(&self.inner.progress).failures.clone()
     }
 
+    pub(crate) fn register_sink(&self, sink: Arc<dyn SinkControl>) {
+        lock(&self.inner.graph).sinks.push(sink);
+    }
+
     pub(crate) fn register_input(&self, input: Arc<dyn InputControl>) {
         if self.inner.check_can_add().is_ok() {
             lock(&self.inner.graph).inputs.push(input);
@@ -811,12 +831,12 @@ impl StreamingContext {
 
     /// Starts the inputs and the scheduler threads; on failure stops what it started.
     fn launch(&self, run: &mut RunState, fast: bool) -> Result<Time> {
-        let inputs = {
+        let (inputs, sinks) = {
             let g = lock(&self.inner.graph);
             if g.outputs.is_empty() {
                 return Err(ContextError::NoOutputOperations.into());
             }
-            g.inputs.clone()
+            (g.inputs.clone(), g.sinks.clone())
         };
         let store = self.inner.open_checkpoint()?;
         let recovery = store.as_ref().and_then(|s| s.recovery());
@@ -844,6 +864,30 @@ impl StreamingContext {
                 });
             if let Err(e) = started {
                 inputs[..=i].iter().for_each(|started| started.stop());
+                return Err(e);
+            }
+        }
+        let own_dir = {
+            let c = lock(&self.inner.checkpoint);
+            c.dir.clone().filter(|_| !c.temporary && store.is_some())
+        };
+        for (i, sink) in sinks.iter().enumerate() {
+            let opened = match &store {
+                Some(s) => s.sink_position(i),
+                None => Ok(None),
+            }
+            .and_then(|position| {
+                sink.open(&crate::sink::SinkContext {
+                    batch_duration: self.inner.batch,
+                    checkpoint_dir: own_dir.clone(),
+                    index: i,
+                    last_committed: recovery.map(|r| r.last),
+                    position,
+                })
+            });
+            if let Err(e) = opened {
+                sinks[..i].iter().for_each(|s| s.close());
+                inputs.iter().for_each(|i| i.stop());
                 return Err(e);
             }
         }
@@ -949,6 +993,9 @@ impl StreamingContext {
         }
         for i in &inputs {
             i.stop();
+        }
+        for s in lock(&self.inner.graph).sinks.clone() {
+            s.close();
         }
         if let Some(store) = self.inner.store() {
             store.close();

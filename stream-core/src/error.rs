@@ -144,6 +144,14 @@ pub enum OutputError {
     /// Writing to standard output failed.
     #[error("cannot write to standard output: {0}")]
     Stdout(Arc<std::io::Error>),
+    /// A sink failed.
+    #[error("output {name} failed: {message}")]
+    Custom {
+        /// The sink's name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Errors of checkpoints and state; each names the directory or file involved.

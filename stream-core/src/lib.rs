@@ -40,7 +40,7 @@ pub use error::{
 pub use metrics::{BatchInfo, StreamingListener};
 pub use partitioner::{HashPartitioner, Partitioner};
 pub use show::Show;
-pub use sink::OutputResult;
+pub use sink::{OutputResult, Sink, SinkContext};
 pub use source::{FileStreamOptions, Queue, ReceiverHandle, Source, SourceContext};
 pub use time::{Duration, Hours, Milliseconds, Minutes, Seconds, Time};
 

@@ -34,6 +34,14 @@ const KEY_ZERO: &[u8] = b"zero";
 const KEY_LAST: &[u8] = b"last";
 /// `wal/<input>/<time>`: an input's position right after it captured the batch of `time`.
 const WAL: u8 = b'w';
+/// `s<sink>`: a sink's position after the last completed batch.
+const SINK: u8 = b's';
+
+fn sink_key(sink: usize) -> Vec<u8> {
+    let mut k = vec![SINK];
+    k.extend_from_slice(&(sink as u32).to_be_bytes());
+    k
+}
 
 /// An operator whose state lives in the checkpoint.
 pub(crate) trait Durable: Send + Sync {
@@ -359,8 +367,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Commits the batch of `t`: every operator's changes, the marker, and the inputs' write-ahead
-    /// positions older than `keep_from` dropped, in one write.
+    /// A sink's position as committed with the last completed batch.
+    pub(crate) fn sink_position(&self, sink: usize) -> Result<Option<Vec<u8>>> {
+        if self.recovery.is_none() {
+            return Ok(None);
+        }
+        self.db
+            .get_cf(self.meta(), sink_key(sink))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Commits the batch of `t`: every operator's changes, the sinks' positions, the marker, and
+    /// the inputs' write-ahead positions older than `keep_from` dropped, in one write.
     pub(crate) fn commit(
         &self,
         t: Time,
@@ -368,12 +386,16 @@ impl Store {
         durables: &[Arc<dyn Durable>],
         inputs: usize,
         keep_from: Time,
+        sinks: &[(usize, Vec<u8>)],
     ) -> Result<()> {
         let mut wb = WriteBatch::default();
         for d in durables {
             d.commit(self, t, &mut wb)?;
         }
         let meta = self.meta();
+        for (i, position) in sinks {
+            wb.put_cf(meta, sink_key(*i), position);
+        }
         for i in 0..inputs {
             wb.delete_range_cf(
                 meta,

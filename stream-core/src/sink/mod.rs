@@ -6,7 +6,11 @@
 //! run again); `save_as_text_files` is exactly-once, because each batch's directory appears
 //! atomically under a name fixed by its batch time, and a replayed batch that finds it keeps it.
 
+mod custom;
 mod text_files;
+
+pub(crate) use custom::SinkControl;
+pub use custom::{Sink, SinkContext};
 
 use std::io::Write;
 use std::sync::Arc;

@@ -176,6 +176,7 @@ impl Source<String> for FileSource {
     /// Reads again the files the batch read: those in `to` and not in `from`.
     fn replay(
         &mut self,
+        _: Time,
         from: &[u8],
         to: &[u8],
         _: &SourceContext,

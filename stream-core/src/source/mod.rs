@@ -93,10 +93,12 @@ pub trait Source<T>: Send + 'static {
         Ok(())
     }
 
-    /// The records captured between two positions, captured again (a batch replayed after a
-    /// recovery); must not move the source. Only called on sources that have positions.
+    /// The records of the batch at `time`, captured between two positions, captured again (a
+    /// batch replayed after a recovery); must not move the source. Only called on sources that
+    /// have positions.
     fn replay(
         &mut self,
+        _time: Time,
         _from: &[u8],
         _to: &[u8],
         _ctx: &SourceContext,
@@ -107,6 +109,12 @@ pub trait Source<T>: Send + 'static {
         }
         .into())
     }
+
+    /// The batch that ended at `position` (a value `position()` returned) is complete and
+    /// durable: committed to the checkpoint, if there is one. A source may now acknowledge its
+    /// records upstream (Kafka's group offsets, for lag tools). Not called for sources without
+    /// positions.
+    fn committed(&mut self, _position: &[u8]) {}
 
     /// Stop taking in new records (graceful stop: what is buffered is still captured).
     fn stop_receiving(&mut self) {}
@@ -129,6 +137,8 @@ pub(crate) trait InputControl: Send + Sync {
     /// Captures the batch of `t`; returns how many records it holds, when known.
     fn capture(&self, t: Time) -> usize;
     fn is_finished(&self) -> bool;
+    /// The batch of `t` is complete and durable.
+    fn committed(&self, t: Time);
     fn stop_receiving(&self);
     fn stop(&self);
     fn clear_through(&self, t: Time);
@@ -212,7 +222,7 @@ impl<T: Data> InputControl for InputNode<T> {
                 replays.insert(*t, (from.clone(), to.clone()));
             } else if *t > last - remember {
                 // A remembered batch, for windows that read it again.
-                captured.insert(*t, source.replay(from, to, &ctx));
+                captured.insert(*t, source.replay(*t, from, to, &ctx));
             }
             kept.insert(*t, to.clone());
         }
@@ -228,7 +238,7 @@ impl<T: Data> InputControl for InputNode<T> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &replay {
             // Written ahead before a crash: the same records again, and the source moves on.
             Some((from, to)) => {
-                let b = source.replay(from, to, &ctx)?;
+                let b = source.replay(t, from, to, &ctx)?;
                 source.restore(to)?;
                 Ok(b)
             }
@@ -260,6 +270,12 @@ impl<T: Data> InputControl for InputNode<T> {
 
     fn is_finished(&self) -> bool {
         lock(&self.source).is_finished()
+    }
+
+    fn committed(&self, t: Time) {
+        if let Some(p) = self.position_at(t) {
+            lock(&self.source).committed(&p)
+        }
     }
 
     fn stop_receiving(&self) {
