@@ -1,0 +1,36 @@
+//! Kafka for dstream: a direct source whose offsets live in the checkpoint, and a sink with
+//! at-least-once, idempotent and exactly-once delivery. See `docs/kafka.md`.
+//!
+//! ```no_run
+//! use stream_core::prelude::*;
+//! use stream_kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams};
+//!
+//! # fn main() -> Result<(), Error> {
+//! let ssc = StreamingContext::new(Seconds(1))?;
+//! ssc.checkpoint("/tmp/hashtags-checkpoint")?;
+//! let tweets = ssc.kafka_stream(KafkaSource::strings("127.0.0.1:9092").topics(["tweets"]).build()?);
+//! let counts = tweets
+//!     .flat_map(|t| t.split(' ').filter(|w| w.starts_with('#')).map(str::to_string).collect::<Vec<_>>())
+//!     .map(|tag| (tag, 1i64))
+//!     .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, Seconds(60), Seconds(1));
+//! counts.save_to(KafkaSink::json("127.0.0.1:9092", "tag-counts").delivery(Delivery::ExactlyOnce).build())?;
+//! ssc.start()?;
+//! ssc.await_termination()
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod produce;
+mod rate;
+mod record;
+mod sink;
+mod source;
+
+pub use rate::PidRateEstimator;
+pub use record::{KafkaRecord, OutRecord, RawRecord};
+pub use sink::{Delivery, KafkaSink, KafkaSinkBuilder};
+pub use source::{
+    KafkaSource, KafkaSourceBuilder, KafkaSourceHandle, KafkaSourceStatus, KafkaStreams,
+    OffsetRange, PartitionStatus, StartingOffsets, Subscription,
+};

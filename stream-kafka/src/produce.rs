@@ -1,0 +1,96 @@
+//! A producer that tracks its deliveries: which records failed, and where the delivered ones
+//! landed (the next offset after ours in each partition).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+
+/// Per partition, the offset after the last record delivered there.
+pub(crate) type Offsets = HashMap<(String, i32), i64>;
+
+#[derive(Default)]
+pub(crate) struct Tracker {
+    failures: Mutex<Vec<String>>,
+    delivered: Mutex<Offsets>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ClientContext for Tracker {}
+
+impl ProducerContext for Tracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                let mut d = lock(&self.delivered);
+                let next = d.entry((m.topic().to_string(), m.partition())).or_insert(0);
+                *next = (*next).max(m.offset() + 1);
+            }
+            Err((e, m)) => {
+                let mut f = lock(&self.failures);
+                if f.len() < 10 {
+                    f.push(format!("{}[{}]: {e}", m.topic(), m.partition()));
+                }
+            }
+        }
+    }
+}
+
+pub(crate) type TrackedProducer = BaseProducer<Tracker>;
+
+/// Sends one record, waiting while the local queue is full (so a large batch is never refused).
+pub(crate) fn send(
+    producer: &TrackedProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: OwnedHeaders,
+) -> Result<(), String> {
+    let mut record = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(v) = value {
+        record = record.payload(v);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                if Instant::now() < deadline =>
+            {
+                producer.poll(Duration::from_millis(10));
+                record = r;
+            }
+            Err((e, _)) => return Err(format!("cannot produce to {topic}: {e}")),
+        }
+    }
+}
+
+/// Waits for every record sent so far; the delivery failures since the last call, if any.
+pub(crate) fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<(), String> {
+    producer
+        .flush(timeout)
+        .map_err(|e| format!("records not delivered within {timeout:?}: {e}"))?;
+    let failures = std::mem::take(&mut *lock(&producer.context().failures));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("records not delivered: {}", failures.join("; ")))
+    }
+}
+
+/// Where the delivered records landed so far.
+pub(crate) fn delivered(producer: &TrackedProducer) -> Offsets {
+    lock(&producer.context().delivered).clone()
+}

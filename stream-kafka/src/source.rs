@@ -1,0 +1,1157 @@
+//! The Kafka direct source: Spark's `KafkaUtils.createDirectStream`, with the offsets in the
+//! checkpoint.
+//!
+//! Each batch takes, from every assigned partition, the records after the partition's last
+//! offset, up to the rate limit: the batch's offset range `[from, until)` per partition, one
+//! Kafka partition per batch partition. The offsets after each batch are the source's position:
+//! written ahead of processing and committed with the batch's state (stream-core's checkpoint),
+//! so a recovery resumes, and replays a cut batch, from the checkpoint, never from Kafka's group
+//! offsets. Group offsets are committed too after each durable batch, for lag tools.
+//!
+//! The offset range is what was read, not what the broker's high watermark said: records are
+//! fetched ahead by librdkafka's consumer and taken at each batch time, so a broker whose
+//! watermark is wrong (tansu) still gives exact ranges.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
+use stream_core::{
+    Batch, DStream, Data, Error, SourceContext, SourceError, StreamingContext, Time,
+};
+
+use crate::produce::{self, TrackedProducer, Tracker};
+use crate::rate::PidRateEstimator;
+use crate::record::{KafkaRecord, RawRecord, decode_json, decode_text};
+
+/// Which partitions a source reads.
+#[derive(Debug, Clone)]
+pub enum Subscription {
+    /// Every partition of these topics, and partitions added to them later.
+    Topics(Vec<String>),
+    /// Every partition of every topic whose whole name matches this regular expression, and
+    /// topics created later that match.
+    Pattern(String),
+    /// Exactly these partitions.
+    Assign(Vec<(String, i32)>),
+}
+
+/// Where a partition is read from when the checkpoint does not say.
+#[derive(Debug, Clone, Default)]
+pub enum StartingOffsets {
+    /// The oldest record still in the partition (the default).
+    #[default]
+    Earliest,
+    /// The end: only records produced after the start.
+    Latest,
+    /// These offsets; partitions not listed start at the earliest.
+    Explicit(BTreeMap<(String, i32), i64>),
+}
+
+/// The records of one partition in one batch (Spark's `OffsetRange`): offsets `from` (included)
+/// to `until` (excluded).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct OffsetRange {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The first offset of the batch.
+    pub from: i64,
+    /// The offset after the batch's last record.
+    pub until: i64,
+}
+
+impl OffsetRange {
+    /// How many offsets the range spans.
+    pub fn count(&self) -> i64 {
+        self.until - self.from
+    }
+}
+
+/// One partition, as the source sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStatus {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The next offset a batch takes.
+    pub next_offset: i64,
+    /// Records fetched and waiting for a batch.
+    pub buffered: usize,
+    /// Records in the partition after `next_offset`, by the broker's last reported high
+    /// watermark (when it reported one).
+    pub lag: Option<i64>,
+}
+
+/// What a source has done so far: for metrics and dashboards.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KafkaSourceStatus {
+    /// Records delivered to batches.
+    pub records: u64,
+    /// Records whose value failed to decode.
+    pub decode_failures: u64,
+    /// Of those, records written to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// The current limit of the input rate (records/s, all partitions), with a rate limit or
+    /// backpressure; `None` when unlimited.
+    pub rate_limit: Option<f64>,
+    /// Every assigned partition.
+    pub partitions: Vec<PartitionStatus>,
+    /// The last error the consumer reported (cleared once records flow again).
+    pub last_error: Option<String>,
+}
+
+/// The consumer's context: keeps the high watermarks librdkafka's statistics report.
+#[derive(Default)]
+pub(crate) struct Watermarks(Mutex<HashMap<(String, i32), i64>>);
+
+impl rdkafka::ClientContext for Watermarks {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut w = lock(&self.0);
+        for (name, topic) in statistics.topics {
+            for (id, p) in topic.partitions {
+                if id >= 0 && p.hi_offset >= 0 {
+                    w.insert((name.clone(), id), p.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Watermarks {}
+
+type KafkaConsumer = BaseConsumer<Watermarks>;
+
+/// Shared between the source (moved into the context) and its handle.
+#[derive(Default)]
+struct Shared {
+    ranges: Mutex<BTreeMap<Time, Vec<OffsetRange>>>,
+    status: Mutex<KafkaSourceStatus>,
+    /// The backpressure estimate, records/s.
+    estimate: Mutex<Option<f64>>,
+    estimator: Mutex<Option<PidRateEstimator>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many batches' offset ranges a handle keeps.
+const KEEP_RANGES: usize = 1000;
+/// A partition with this many records fetched and not yet taken stops fetching until drained.
+const PAUSE_AT: usize = 200_000;
+
+/// The offset ranges and status of a running source (Spark's `HasOffsetRanges`, plus metrics).
+#[derive(Clone)]
+pub struct KafkaSourceHandle {
+    shared: Arc<Shared>,
+    group_id: String,
+}
+
+impl std::fmt::Debug for KafkaSourceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSourceHandle")
+            .field("group_id", &self.group_id)
+            .finish()
+    }
+}
+
+impl KafkaSourceHandle {
+    /// The offset ranges of the batch at `time` (of the last 1000 batches).
+    pub fn offset_ranges(&self, time: Time) -> Option<Vec<OffsetRange>> {
+        lock(&self.shared.ranges).get(&time).cloned()
+    }
+
+    /// What the source has done so far.
+    pub fn status(&self) -> KafkaSourceStatus {
+        lock(&self.shared.status).clone()
+    }
+
+    /// The consumer group the source commits its offsets to.
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+}
+
+type Decoder<T> = Arc<dyn Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync>;
+
+/// Settings of a [`KafkaSource`]; made by [`KafkaSource::strings`], [`KafkaSource::json`],
+/// [`KafkaSource::bytes`] or [`KafkaSource::with_decoder`].
+pub struct KafkaSourceBuilder<T> {
+    brokers: String,
+    subscription: Option<Subscription>,
+    group_id: Option<String>,
+    starting: StartingOffsets,
+    max_rate_per_partition: Option<f64>,
+    backpressure: bool,
+    initial_rate: Option<f64>,
+    dead_letter_topic: String,
+    decode: Decoder<T>,
+    properties: Vec<(String, String)>,
+    metadata_refresh: StdDuration,
+    broker_timeout: StdDuration,
+}
+
+impl<T> std::fmt::Debug for KafkaSourceBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSourceBuilder")
+            .field("brokers", &self.brokers)
+            .field("subscription", &self.subscription)
+            .finish()
+    }
+}
+
+impl<T: Data> KafkaSourceBuilder<T> {
+    /// Reads these topics (all their partitions, and partitions added later).
+    pub fn topics<S: Into<String>>(mut self, topics: impl IntoIterator<Item = S>) -> Self {
+        self.subscription = Some(Subscription::Topics(
+            topics.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
+    /// Reads every topic whose name matches `regex` (whole name), including topics created
+    /// while the pipeline runs.
+    pub fn pattern(mut self, regex: impl Into<String>) -> Self {
+        self.subscription = Some(Subscription::Pattern(regex.into()));
+        self
+    }
+
+    /// Reads exactly these partitions.
+    pub fn assign<S: Into<String>>(
+        mut self,
+        partitions: impl IntoIterator<Item = (S, i32)>,
+    ) -> Self {
+        self.subscription = Some(Subscription::Assign(
+            partitions.into_iter().map(|(t, p)| (t.into(), p)).collect(),
+        ));
+        self
+    }
+
+    /// The consumer group offsets are committed to (default: `dstream-` and the topics).
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+
+    /// Where partitions start when the checkpoint has no position for them.
+    pub fn starting_offsets(mut self, starting: StartingOffsets) -> Self {
+        self.starting = starting;
+        self
+    }
+
+    /// At most this many records per second per partition (Spark's
+    /// `spark.streaming.kafka.maxRatePerPartition`): a batch takes at most rate × interval
+    /// records from each partition.
+    pub fn max_rate_per_partition(mut self, records_per_second: f64) -> Self {
+        self.max_rate_per_partition = Some(records_per_second.max(0.0));
+        self
+    }
+
+    /// Adapts the input rate to processing speed with Spark's PID estimator
+    /// (`spark.streaming.backpressure.enabled`); `initial_rate` (records/s) applies until the
+    /// first estimate. Needs the stream made by [`KafkaStreams::kafka_stream`].
+    pub fn backpressure(mut self, initial_rate: Option<f64>) -> Self {
+        self.backpressure = true;
+        self.initial_rate = initial_rate;
+        self
+    }
+
+    /// The topic records that fail to decode go to (default `dstream-dead-letters`); it must
+    /// exist (or the broker create topics on demand).
+    pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letter_topic = topic.into();
+        self
+    }
+
+    /// A librdkafka consumer property (`security.protocol`, `sasl.*`, `isolation.level`, ...).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// How often new partitions and topics are looked for (default 5 s).
+    pub fn metadata_refresh(mut self, every: StdDuration) -> Self {
+        self.metadata_refresh = every;
+        self
+    }
+
+    /// How long the brokers may be unreachable before batches fail with an error (default 30 s;
+    /// until then batches are empty and nothing is skipped).
+    pub fn broker_timeout(mut self, timeout: StdDuration) -> Self {
+        self.broker_timeout = timeout;
+        self
+    }
+
+    /// Records with their topic, partition, offset, timestamp and key (Spark's
+    /// `ConsumerRecord`), instead of values alone.
+    pub fn with_metadata(self) -> KafkaSourceBuilder<KafkaRecord<T>> {
+        let decode = self.decode.clone();
+        KafkaSourceBuilder {
+            brokers: self.brokers,
+            subscription: self.subscription,
+            group_id: self.group_id,
+            starting: self.starting,
+            max_rate_per_partition: self.max_rate_per_partition,
+            backpressure: self.backpressure,
+            initial_rate: self.initial_rate,
+            dead_letter_topic: self.dead_letter_topic,
+            decode: Arc::new(move |r: &RawRecord<'_>| {
+                Ok(KafkaRecord {
+                    topic: r.topic.to_string(),
+                    partition: r.partition,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.map(<[u8]>::to_vec),
+                    value: decode(r)?,
+                })
+            }),
+            properties: self.properties,
+            metadata_refresh: self.metadata_refresh,
+            broker_timeout: self.broker_timeout,
+        }
+    }
+
+    /// The source; fails on settings that cannot work (no subscription, a bad pattern).
+    pub fn build(self) -> Result<KafkaSource<T>, Error> {
+        let invalid = |m: String| SourceError::Custom {
+            name: "kafka".into(),
+            message: m,
+        };
+        let subscription = self.subscription.clone().ok_or_else(|| {
+            invalid("no topics: call .topics([...]), .pattern(regex) or .assign([...])".into())
+        })?;
+        let pattern = match &subscription {
+            Subscription::Pattern(p) => Some(
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| invalid(format!("the topic pattern {p:?} is invalid: {e}")))?,
+            ),
+            Subscription::Topics(t) if t.is_empty() => {
+                return Err(invalid("the list of topics is empty".into()).into());
+            }
+            _ => None,
+        };
+        let described = match &subscription {
+            Subscription::Topics(t) => t.join(","),
+            Subscription::Pattern(p) => format!("pattern {p}"),
+            Subscription::Assign(a) => a
+                .iter()
+                .map(|(t, p)| format!("{t}-{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let group_id = self
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("dstream-{described}"));
+        let shared = Arc::new(Shared::default());
+        if self.backpressure {
+            *lock(&shared.estimate) = self.initial_rate;
+        }
+        Ok(KafkaSource {
+            name: format!("kafka[{described}]"),
+            group_id,
+            subscription,
+            pattern,
+            settings: self,
+            shared,
+            consumer: None,
+            dead_letters: None,
+            next: BTreeMap::new(),
+            pending: HashMap::new(),
+            paused: HashSet::new(),
+            last_refresh: None,
+            unreachable_since: None,
+        })
+    }
+}
+
+/// A record fetched and not yet in a batch.
+struct Fetched {
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+type Tp = (String, i32);
+
+/// The Kafka direct source. Build one, then `ssc.kafka_stream(source)`.
+pub struct KafkaSource<T> {
+    name: String,
+    group_id: String,
+    subscription: Subscription,
+    pattern: Option<regex::Regex>,
+    settings: KafkaSourceBuilder<T>,
+    shared: Arc<Shared>,
+    consumer: Option<KafkaConsumer>,
+    dead_letters: Option<TrackedProducer>,
+    /// The next offset a batch takes, per assigned partition.
+    next: BTreeMap<Tp, i64>,
+    pending: HashMap<Tp, VecDeque<Fetched>>,
+    paused: HashSet<Tp>,
+    last_refresh: Option<Instant>,
+    unreachable_since: Option<(Instant, String)>,
+}
+
+impl<T> std::fmt::Debug for KafkaSource<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+fn builder<T>(brokers: &str, decode: Decoder<T>) -> KafkaSourceBuilder<T> {
+    KafkaSourceBuilder {
+        brokers: brokers.to_string(),
+        subscription: None,
+        group_id: None,
+        starting: StartingOffsets::Earliest,
+        max_rate_per_partition: None,
+        backpressure: false,
+        initial_rate: None,
+        dead_letter_topic: "dstream-dead-letters".into(),
+        decode,
+        properties: Vec::new(),
+        metadata_refresh: StdDuration::from_secs(5),
+        broker_timeout: StdDuration::from_secs(30),
+    }
+}
+
+impl KafkaSource<String> {
+    /// Values as UTF-8 text (a value that is not is a decode failure).
+    pub fn strings(brokers: &str) -> KafkaSourceBuilder<String> {
+        builder(brokers, Arc::new(decode_text))
+    }
+}
+
+impl KafkaSource<Vec<u8>> {
+    /// Values as bytes (a record without a value is a decode failure).
+    pub fn bytes(brokers: &str) -> KafkaSourceBuilder<Vec<u8>> {
+        builder(
+            brokers,
+            Arc::new(|r: &RawRecord<'_>| {
+                r.value
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| "the record has no value (a tombstone)".to_string())
+            }),
+        )
+    }
+}
+
+impl<T: Data> KafkaSource<T> {
+    /// Values decoded from JSON into `T`.
+    pub fn json(brokers: &str) -> KafkaSourceBuilder<T>
+    where
+        T: DeserializeOwned,
+    {
+        builder(brokers, Arc::new(decode_json::<T>))
+    }
+
+    /// Records decoded by `decode`; an `Err` is a decode failure (to the dead-letter topic).
+    pub fn with_decoder(
+        brokers: &str,
+        decode: impl Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync + 'static,
+    ) -> KafkaSourceBuilder<T> {
+        builder(brokers, Arc::new(decode))
+    }
+
+    /// The handle to the source's offset ranges and status, usable while it runs.
+    pub fn handle(&self) -> KafkaSourceHandle {
+        KafkaSourceHandle {
+            shared: self.shared.clone(),
+            group_id: self.group_id.clone(),
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> Error {
+        SourceError::Custom {
+            name: self.name.clone(),
+            message: message.into(),
+        }
+        .into()
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.settings.brokers)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_committed")
+            // A position the broker no longer has is an error, never a silent jump.
+            .set("auto.offset.reset", "error")
+            .set("socket.timeout.ms", "10000");
+        for (k, v) in &self.settings.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    fn timeout(&self) -> StdDuration {
+        self.settings.broker_timeout.min(StdDuration::from_secs(10))
+    }
+
+    /// The partitions the subscription covers now.
+    fn discover(&self, consumer: &KafkaConsumer) -> Result<Vec<Tp>, Error> {
+        if let Subscription::Assign(a) = &self.subscription {
+            return Ok(a.clone());
+        }
+        let metadata = consumer.fetch_metadata(None, self.timeout()).map_err(|e| {
+            self.error(format!(
+                "cannot read the topics from {}: {e}",
+                self.settings.brokers
+            ))
+        })?;
+        let mut found = Vec::new();
+        let mut seen = HashSet::new();
+        for t in metadata.topics() {
+            let wanted = match (&self.subscription, &self.pattern) {
+                (Subscription::Topics(names), _) => names.iter().any(|n| n == t.name()),
+                (_, Some(re)) => re.is_match(t.name()),
+                _ => false,
+            };
+            if wanted && t.error().is_none() {
+                seen.insert(t.name().to_string());
+                found.extend(
+                    t.partitions()
+                        .iter()
+                        .map(|p| (t.name().to_string(), p.id())),
+                );
+            }
+        }
+        if let Subscription::Topics(names) = &self.subscription
+            && let Some(missing) = names.iter().find(|n| !seen.contains(*n))
+        {
+            let was = self.next.keys().any(|(t, _)| t == missing);
+            return Err(self.error(if was {
+                format!(
+                    "topic {missing} no longer exists on {} (deleted?); its unread records cannot be read",
+                    self.settings.brokers
+                )
+            } else {
+                format!("topic {missing} does not exist on {}", self.settings.brokers)
+            }));
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The offset a partition starts at when nothing says otherwise.
+    fn initial_offset(
+        &self,
+        consumer: &KafkaConsumer,
+        tp: &Tp,
+        at_start: bool,
+    ) -> Result<i64, Error> {
+        if let StartingOffsets::Explicit(map) = &self.settings.starting
+            && let Some(o) = map.get(tp)
+        {
+            return Ok(*o);
+        }
+        let (low, high) = consumer
+            .fetch_watermarks(&tp.0, tp.1, self.timeout())
+            .map_err(|e| {
+                self.error(format!(
+                    "cannot read the offsets of {}-{} from {}: {e}",
+                    tp.0, tp.1, self.settings.brokers
+                ))
+            })?;
+        // Partitions found later (new ones) start at the earliest, as Spark's.
+        Ok(match self.settings.starting {
+            StartingOffsets::Latest if at_start => high,
+            _ => low,
+        })
+    }
+
+    /// Assigns the consumer every partition at its next offset.
+    fn assign_all(&mut self) -> Result<(), Error> {
+        let Some(consumer) = &self.consumer else {
+            return Ok(());
+        };
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &self.next {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                .map_err(|e| self.error(format!("cannot assign {t}-{p}: {e}")))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| self.error(format!("cannot assign the partitions: {e}")))?;
+        self.pending.clear();
+        self.paused.clear();
+        Ok(())
+    }
+
+    /// Adds partitions the subscription covers and the source does not read yet.
+    fn refresh(&mut self, at_start: bool) -> Result<(), Error> {
+        let Some(consumer) = self.consumer.take() else {
+            return Ok(());
+        };
+        let result = self.discover(&consumer).and_then(|found| {
+            let mut added = Vec::new();
+            for tp in found {
+                if !self.next.contains_key(&tp) {
+                    let o = self.initial_offset(&consumer, &tp, at_start)?;
+                    added.push((tp, o));
+                }
+            }
+            Ok(added)
+        });
+        self.consumer = Some(consumer);
+        self.last_refresh = Some(Instant::now());
+        let added = result?;
+        if added.is_empty() {
+            return Ok(());
+        }
+        if !at_start {
+            for ((t, p), o) in &added {
+                log::info!(
+                    "{}: reading new partition {t}-{p} from offset {o}",
+                    self.name
+                );
+            }
+        }
+        self.next.extend(added);
+        // Re-assigning restarts fetching at the next offsets: what was fetched is dropped
+        // first, so that nothing is taken twice.
+        self.assign_all()
+    }
+
+    /// Takes what the consumer fetched into `pending`; fails on errors that lose records.
+    fn drain(&mut self, wait: StdDuration) -> Result<(), Error> {
+        let Some(consumer) = &self.consumer else {
+            return Ok(());
+        };
+        let mut first = true;
+        let mut got = 0usize;
+        loop {
+            let timeout = if first { wait } else { StdDuration::ZERO };
+            first = false;
+            let Some(result) = consumer.poll(timeout) else {
+                break;
+            };
+            match result {
+                Ok(m) => {
+                    got += 1;
+                    let tp = (m.topic().to_string(), m.partition());
+                    let Some(next) = self.next.get(&tp) else {
+                        continue;
+                    };
+                    let q = self.pending.entry(tp).or_default();
+                    let expected = q.back().map_or(*next, |f| f.offset + 1);
+                    if m.offset() < expected {
+                        // Fetched again after a re-assignment: already pending or taken.
+                        continue;
+                    }
+                    q.push_back(Fetched {
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                    });
+                }
+                Err(KafkaError::PartitionEOF(_)) => {}
+                Err(KafkaError::MessageConsumption(code))
+                    if matches!(
+                        code,
+                        RDKafkaErrorCode::OffsetOutOfRange
+                            | RDKafkaErrorCode::AutoOffsetReset
+                            | RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                            | RDKafkaErrorCode::UnknownPartition
+                    ) =>
+                {
+                    return Err(self.error(format!(
+                        "{code}: the next records of a partition cannot be read (deleted by retention, or the topic deleted); positions: {:?}",
+                        self.next
+                    )));
+                }
+                Err(e) => {
+                    if self.unreachable_since.is_none() {
+                        log::warn!("{}: {e}; retrying", self.name);
+                        self.unreachable_since = Some((Instant::now(), e.to_string()));
+                    }
+                    lock(&self.shared.status).last_error = Some(e.to_string());
+                }
+            }
+            if got >= 1_000_000 {
+                break;
+            }
+        }
+        if got > 0 {
+            self.unreachable_since = None;
+            lock(&self.shared.status).last_error = None;
+        }
+        // Partitions with a large backlog stop fetching until batches drain it.
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for (tp, q) in &self.pending {
+            if q.len() >= PAUSE_AT && !self.paused.contains(tp) {
+                let _ = pause.add_partition(&tp.0, tp.1);
+            } else if q.len() < PAUSE_AT / 2 && self.paused.contains(tp) {
+                let _ = resume.add_partition(&tp.0, tp.1);
+            }
+        }
+        if pause.count() > 0 && consumer.pause(&pause).is_ok() {
+            for e in pause.elements() {
+                self.paused.insert((e.topic().to_string(), e.partition()));
+            }
+        }
+        if resume.count() > 0 && consumer.resume(&resume).is_ok() {
+            for e in resume.elements() {
+                self.paused.remove(&(e.topic().to_string(), e.partition()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The most records a partition gives one batch, if limited.
+    fn quotas(&self, batch: StdDuration) -> (BTreeMap<Tp, usize>, Option<f64>) {
+        let secs = batch.as_secs_f64();
+        let estimate = if self.settings.backpressure {
+            *lock(&self.shared.estimate)
+        } else {
+            None
+        };
+        let total_pending: usize = self.pending.values().map(VecDeque::len).sum();
+        let mut quotas = BTreeMap::new();
+        let mut limit = None::<f64>;
+        for tp in self.next.keys() {
+            let pending = self.pending.get(tp).map_or(0, VecDeque::len);
+            let mut rate = self.settings.max_rate_per_partition;
+            if let Some(est) = estimate {
+                // As Spark's: the estimate shared out by each partition's backlog.
+                let share = if total_pending > 0 {
+                    est * pending as f64 / total_pending as f64
+                } else {
+                    est / self.next.len().max(1) as f64
+                };
+                rate = Some(rate.map_or(share, |r| r.min(share)));
+            }
+            let quota = match rate {
+                Some(r) => {
+                    *limit.get_or_insert(0.0) += r;
+                    ((r * secs).floor() as usize).max(1)
+                }
+                None => usize::MAX,
+            };
+            quotas.insert(tp.clone(), quota);
+        }
+        (quotas, limit)
+    }
+
+    fn update_status(&self, records: usize, failures: u64, dead_lettered: u64, limit: Option<f64>) {
+        let consumer = self.consumer.as_ref();
+        let partitions = self
+            .next
+            .iter()
+            .map(|((t, p), o)| PartitionStatus {
+                topic: t.clone(),
+                partition: *p,
+                next_offset: *o,
+                buffered: self.pending.get(&(t.clone(), *p)).map_or(0, VecDeque::len),
+                lag: consumer
+                    .and_then(|c| lock(&c.context().0).get(&(t.clone(), *p)).copied())
+                    .map(|high| (high - o).max(0)),
+            })
+            .collect();
+        let mut s = lock(&self.shared.status);
+        s.records += records as u64;
+        s.decode_failures += failures;
+        s.dead_lettered += dead_lettered;
+        s.rate_limit = limit;
+        s.partitions = partitions;
+    }
+
+    fn record_ranges(&self, time: Time, ranges: Vec<OffsetRange>) {
+        let mut r = lock(&self.shared.ranges);
+        r.insert(time, ranges);
+        while r.len() > KEEP_RANGES {
+            r.pop_first();
+        }
+    }
+
+    /// Sends the records that failed to decode to the dead-letter topic, and waits for them.
+    fn dead_letter(&mut self, failed: &[(Tp, Fetched, String)]) -> Result<(), Error> {
+        if failed.is_empty() {
+            return Ok(());
+        }
+        if self.dead_letters.is_none() {
+            let p: TrackedProducer = self
+                .client_config()
+                .set("enable.idempotence", "true")
+                .create_with_context(Tracker::default())
+                .map_err(|e| self.error(format!("cannot create the dead-letter producer: {e}")))?;
+            self.dead_letters = Some(p);
+        }
+        let topic = self.settings.dead_letter_topic.clone();
+        let producer = self.dead_letters.as_ref().expect("created above");
+        for ((t, p), f, error) in failed {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "dstream.error",
+                    value: Some(error.as_bytes()),
+                })
+                .insert(Header {
+                    key: "dstream.source.topic",
+                    value: Some(t.as_bytes()),
+                })
+                .insert(Header {
+                    key: "dstream.source.partition",
+                    value: Some(p.to_string().as_bytes()),
+                })
+                .insert(Header {
+                    key: "dstream.source.offset",
+                    value: Some(f.offset.to_string().as_bytes()),
+                });
+            produce::send(
+                producer,
+                &topic,
+                f.key.as_deref(),
+                f.value.as_deref(),
+                headers,
+            )
+            .map_err(|e| self.error(format!("dead-letter topic: {e}")))?;
+        }
+        produce::flush(producer, self.settings.broker_timeout).map_err(|e| {
+            self.error(format!(
+                "the dead-letter topic {topic} did not take {} records that failed to decode ({e}); they stay unread and are tried again next batch",
+                failed.len()
+            ))
+        })
+    }
+
+    fn decode_position(&self, bytes: &[u8]) -> Result<BTreeMap<Tp, i64>, Error> {
+        let list: Vec<(String, i32, i64)> = postcard::from_bytes(bytes)
+            .map_err(|e| self.error(format!("its checkpointed position does not decode: {e}")))?;
+        Ok(list.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+    }
+
+    /// Reads the records `[from, until)` of each partition again, with a consumer of its own.
+    fn read_ranges(&self, ranges: &[OffsetRange]) -> Result<Vec<Vec<Fetched>>, Error> {
+        let mut out: Vec<Vec<Fetched>> = ranges.iter().map(|_| Vec::new()).collect();
+        let todo: Vec<usize> = (0..ranges.len())
+            .filter(|i| ranges[*i].count() > 0)
+            .collect();
+        if todo.is_empty() {
+            return Ok(out);
+        }
+        let consumer: BaseConsumer = self
+            .client_config()
+            .create()
+            .map_err(|e| self.error(format!("cannot create a consumer: {e}")))?;
+        let mut tpl = TopicPartitionList::new();
+        for i in &todo {
+            let r = &ranges[*i];
+            tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.from))
+                .map_err(|e| {
+                    self.error(format!("cannot assign {}-{}: {e}", r.topic, r.partition))
+                })?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| self.error(format!("cannot assign the partitions: {e}")))?;
+        let index: HashMap<(String, i32), usize> = todo
+            .iter()
+            .map(|i| ((ranges[*i].topic.clone(), ranges[*i].partition), *i))
+            .collect();
+        let mut done: HashSet<usize> = HashSet::new();
+        let deadline = Instant::now() + self.settings.broker_timeout;
+        while done.len() < todo.len() {
+            if Instant::now() > deadline {
+                return Err(self.error(format!(
+                    "replaying a batch: the records of {:?} were not all read back within {:?}",
+                    ranges, self.settings.broker_timeout
+                )));
+            }
+            match consumer.poll(StdDuration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => {
+                    let Some(&i) = index.get(&(m.topic().to_string(), m.partition())) else {
+                        continue;
+                    };
+                    let r = &ranges[i];
+                    if m.offset() < r.until && !done.contains(&i) {
+                        out[i].push(Fetched {
+                            offset: m.offset(),
+                            timestamp: m.timestamp().to_millis(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().map(<[u8]>::to_vec),
+                        });
+                    }
+                    if m.offset() + 1 >= r.until {
+                        done.insert(i);
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => log::warn!("{}: replaying a batch: {e}; retrying", self.name),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn start(&mut self, _ctx: &SourceContext) -> Result<(), Error> {
+        let consumer: KafkaConsumer = self
+            .client_config()
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(Watermarks::default())
+            .map_err(|e| self.error(format!("cannot create the consumer: {e}")))?;
+        self.consumer = Some(consumer);
+        self.refresh(true)
+    }
+
+    fn capture(&mut self, time: Time, ctx: &SourceContext) -> Result<Option<Batch<T>>, Error> {
+        let batch_std = ctx.batch_duration.to_std();
+
+        let nothing_pending = self.pending.values().all(VecDeque::is_empty);
+        let wait = if nothing_pending {
+            (batch_std / 10).min(StdDuration::from_millis(20))
+        } else {
+            StdDuration::ZERO
+        };
+        self.drain(wait)?;
+        if let Some((since, e)) = &self.unreachable_since
+            && since.elapsed() > self.settings.broker_timeout
+        {
+            return Err(self.error(format!(
+                "the brokers {} have been unreachable for {:?} ({e}); no records are lost: the next batches read from the same offsets once they are back",
+                self.settings.brokers,
+                since.elapsed()
+            )));
+        }
+        let (quotas, limit) = self.quotas(batch_std);
+        let decode = self.settings.decode.clone();
+        let mut parts: Vec<Vec<T>> = Vec::with_capacity(self.next.len());
+        let mut ranges = Vec::with_capacity(self.next.len());
+        let mut failed = Vec::new();
+        let mut taken: Vec<(Tp, usize, i64)> = Vec::new();
+        for (tp, from) in &self.next {
+            let quota = quotas.get(tp).copied().unwrap_or(usize::MAX);
+            let mut part = Vec::new();
+            let mut n = 0;
+            let mut until = *from;
+            if let Some(q) = self.pending.get(tp) {
+                for f in q.iter().take(quota) {
+                    n += 1;
+                    until = f.offset + 1;
+                    let raw = RawRecord {
+                        topic: &tp.0,
+                        partition: tp.1,
+                        offset: f.offset,
+                        timestamp: f.timestamp,
+                        key: f.key.as_deref(),
+                        value: f.value.as_deref(),
+                    };
+                    match decode(&raw) {
+                        Ok(v) => part.push(v),
+                        Err(e) => failed.push((
+                            tp.clone(),
+                            Fetched {
+                                offset: f.offset,
+                                timestamp: f.timestamp,
+                                key: f.key.clone(),
+                                value: f.value.clone(),
+                            },
+                            e,
+                        )),
+                    }
+                }
+            }
+            ranges.push(OffsetRange {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                from: *from,
+                until,
+            });
+            taken.push((tp.clone(), n, until));
+            parts.push(part);
+        }
+        let failures = failed.len() as u64;
+        // Only once the dead letters are safe does the source move past them.
+        self.dead_letter(&failed)?;
+        let mut records = 0;
+        for (tp, n, until) in taken {
+            if let Some(q) = self.pending.get_mut(&tp) {
+                q.drain(..n);
+            }
+            self.next.insert(tp, until);
+            records += n;
+        }
+        self.update_status(records - failures as usize, failures, failures, limit);
+        self.record_ranges(time, ranges);
+        // (Not while the brokers are unreachable: librdkafka's metadata request can then block
+        // far beyond its timeout.)
+        if self.unreachable_since.is_none()
+            && self
+                .last_refresh
+                .is_none_or(|r| r.elapsed() >= self.settings.metadata_refresh)
+        {
+            // After the batch's records are taken: a partition found now starts in the next
+            // batch, with its start in this batch's position.
+            if let Err(e) = self.refresh(false) {
+                log::warn!("{}: looking for new partitions: {e}", self.name);
+                if matches!(self.subscription, Subscription::Topics(_)) {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(Batch::from_partitions(parts)))
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        let list: Vec<(&str, i32, i64)> = self
+            .next
+            .iter()
+            .map(|((t, p), o)| (t.as_str(), *p, *o))
+            .collect();
+        postcard::to_stdvec(&list).ok()
+    }
+
+    fn restore(&mut self, position: &[u8]) -> Result<(), Error> {
+        let next = self.decode_position(position)?;
+        if next == self.next {
+            return Ok(());
+        }
+        self.next = next;
+        self.assign_all()
+    }
+
+    fn replay(
+        &mut self,
+        time: Time,
+        from: &[u8],
+        to: &[u8],
+        _ctx: &SourceContext,
+    ) -> Result<Option<Batch<T>>, Error> {
+        let from = self.decode_position(from)?;
+        let to = self.decode_position(to)?;
+        let ranges: Vec<OffsetRange> = to
+            .iter()
+            .map(|((t, p), until)| OffsetRange {
+                topic: t.clone(),
+                partition: *p,
+                from: from.get(&(t.clone(), *p)).copied().unwrap_or(*until),
+                until: *until,
+            })
+            .collect();
+        let fetched = self.read_ranges(&ranges)?;
+        let decode = self.settings.decode.clone();
+        let mut failures = 0u64;
+        let mut records = 0usize;
+        let parts: Vec<Vec<T>> = ranges
+            .iter()
+            .zip(fetched)
+            .map(|(r, records_of)| {
+                records_of
+                    .iter()
+                    .filter_map(|f| {
+                        records += 1;
+                        let raw = RawRecord {
+                            topic: &r.topic,
+                            partition: r.partition,
+                            offset: f.offset,
+                            timestamp: f.timestamp,
+                            key: f.key.as_deref(),
+                            value: f.value.as_deref(),
+                        };
+                        // Failures went to the dead-letter topic when the batch was first read.
+                        decode(&raw).map_err(|_| failures += 1).ok()
+                    })
+                    .collect()
+            })
+            .collect();
+        self.update_status(records - failures as usize, failures, 0, None);
+        self.record_ranges(time, ranges);
+        Ok(Some(Batch::from_partitions(parts)))
+    }
+
+    fn committed(&mut self, position: &[u8]) {
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        let Ok(next) = self.decode_position(position) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &next {
+            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            log::warn!("{}: committing group offsets: {e}", self.name);
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(p) = &self.dead_letters {
+            let _ = produce::flush(p, StdDuration::from_secs(5));
+        }
+        let consumer = self.consumer.take();
+        if self.unreachable_since.is_some() {
+            // Closing a consumer whose brokers are gone waits for them (tens of seconds): let
+            // it close in the background instead of holding up the context's stop.
+            std::thread::spawn(move || drop(consumer));
+        } else {
+            drop(consumer);
+        }
+        self.dead_letters = None;
+    }
+}
+
+/// Kafka streams on a [`StreamingContext`].
+pub trait KafkaStreams {
+    /// A DStream of the source's records (with backpressure wired to the context's batches,
+    /// when the source has it on).
+    fn kafka_stream<T: Data>(&self, source: KafkaSource<T>) -> DStream<T>;
+}
+
+impl KafkaStreams for StreamingContext {
+    fn kafka_stream<T: Data>(&self, source: KafkaSource<T>) -> DStream<T> {
+        if source.settings.backpressure {
+            *lock(&source.shared.estimator) =
+                Some(PidRateEstimator::new(self.batch_duration().millis()));
+            self.add_streaming_listener(Arc::new(Backpressure(source.shared.clone())));
+        }
+        self.input_stream(source)
+    }
+}
+
+/// Feeds each completed batch to the source's rate estimator.
+struct Backpressure(Arc<Shared>);
+
+impl stream_core::StreamingListener for Backpressure {
+    fn on_batch_completed(&self, info: &stream_core::BatchInfo) {
+        let (Some(processing), Some(delay)) = (info.processing_time, info.scheduling_delay())
+        else {
+            return;
+        };
+        let mut estimator = lock(&self.0.estimator);
+        let Some(e) = estimator.as_mut() else {
+            return;
+        };
+        if let Some(rate) = e.compute(
+            info.batch_time.millis(),
+            info.num_records,
+            processing.as_millis() as i64,
+            delay.millis(),
+        ) {
+            log::debug!("backpressure: input rate limit {rate:.0} records/s");
+            *lock(&self.0.estimate) = Some(rate);
+        }
+    }
+}

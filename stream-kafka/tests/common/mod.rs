@@ -1,0 +1,351 @@
+//! A Kafka-protocol broker for the tests, and helpers to create topics, produce and read back.
+//!
+//! `KAFKA_BROKERS` (set by `.ci/run`, or `eval $(scripts/kafka-broker.sh env)`) names a running
+//! broker; without it each test binary starts its own tansu (fetched by
+//! `scripts/kafka-broker.sh install`) on a free 127.0.0.1 port, which stops when the test
+//! process ends.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The tansu binary (installed by the repository's script on first use).
+pub fn tansu_binary() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/kafka-broker.sh"))
+        .arg("install")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/kafka-broker.sh install");
+    assert!(
+        out.status.success(),
+        "scripts/kafka-broker.sh install failed"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A broker of this test process: stops when the process ends (a watchdog shell waits for it)
+/// or when dropped.
+pub struct OwnBroker {
+    pub brokers: String,
+    child: Child,
+}
+
+impl OwnBroker {
+    pub fn start() -> OwnBroker {
+        let bin = tansu_binary();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let script = format!(
+            "{bin} broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/ >/dev/null 2>&1 & t=$!; \
+             trap 'kill -9 $t 2>/dev/null; exit 0' TERM; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $t 2>/dev/null; do sleep 0.5; done; kill -9 $t 2>/dev/null",
+            bin = bin.display(),
+            parent = std::process::id()
+        );
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OwnBroker {
+            brokers: format!("127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The broker for this test process.
+pub fn brokers() -> String {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER
+        .get_or_init(|| match std::env::var("KAFKA_BROKERS") {
+            Ok(b) if !b.is_empty() => b,
+            _ => {
+                let b = OwnBroker::start();
+                let addr = b.brokers.clone();
+                // Lives as long as the process; the watchdog stops tansu after it.
+                std::mem::forget(b);
+                addr
+            }
+        })
+        .clone()
+}
+
+/// A topic name no other test (or earlier run against the same broker) uses.
+pub fn unique(name: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{name}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client")
+}
+
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let r = block_on(admin(brokers).create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))
+    .expect("create topic");
+    for x in r {
+        x.unwrap_or_else(|e| panic!("create topic {topic}: {e:?}"));
+    }
+}
+
+pub fn add_partitions(brokers: &str, topic: &str, total: usize) -> Result<(), String> {
+    let r = block_on(
+        admin(brokers).create_partitions(&[NewPartitions::new(topic, total)], &AdminOptions::new()),
+    )
+    .map_err(|e| e.to_string())?;
+    for x in r {
+        x.map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(())
+}
+
+pub fn delete_topic(brokers: &str, topic: &str) {
+    let r = block_on(admin(brokers).delete_topics(&[topic], &AdminOptions::new()))
+        .expect("delete topic");
+    for x in r {
+        x.unwrap_or_else(|e| panic!("delete topic {topic}: {e:?}"));
+    }
+}
+
+/// A record to produce: partition, key, value.
+pub type In<'a> = (i32, Option<&'a str>, Option<&'a [u8]>);
+
+/// Produces records and waits for them.
+pub fn produce(brokers: &str, topic: &str, records: &[In<'_>]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (part, key, value) in records {
+        let mut r = BaseRecord::<str, [u8]>::to(topic).partition(*part);
+        if let Some(k) = key {
+            r = r.key(*k);
+        }
+        if let Some(v) = value {
+            r = r.payload(*v);
+        }
+        let mut r = r;
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    p.poll(Duration::from_millis(10));
+                    r = back;
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+pub fn produce_lines(brokers: &str, topic: &str, partitions: i32, lines: &[String]) {
+    let records: Vec<In<'_>> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as i32 % partitions, None, Some(l.as_bytes())))
+        .collect();
+    produce(brokers, topic, &records);
+}
+
+/// A record read back.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Read {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.value).into_owned()
+    }
+}
+
+/// Everything in `topic` now, as a `read_committed` reader sees it (to the end of every
+/// partition).
+pub fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    drop(md);
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    drop(tpl);
+    let mut out = Vec::new();
+    let mut eof = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while eof.len() < parts.len() && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                eof.remove(&m.partition());
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_string(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Read {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => eprintln!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    assert_eq!(eof.len(), parts.len(), "did not reach the end of {topic}");
+    out
+}
+
+/// The offsets committed for `group` on `topic`'s partitions.
+pub fn group_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    // The returned list is dropped before the consumer (a known librdkafka hang otherwise).
+    {
+        let committed = c
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
+            .collect()
+    }
+}
+
+/// Sets `group`'s committed offsets (to show a restart does not use them).
+pub fn set_group_offsets(brokers: &str, group: &str, topic: &str, offsets: &[i64]) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets.iter().enumerate() {
+        tpl.add_partition_offset(topic, p as i32, Offset::Offset(*o))
+            .unwrap();
+    }
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    drop(tpl);
+}
+
+/// Waits until `cond` holds (polling), or panics with `what` after `secs`.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
