@@ -34,11 +34,17 @@
 //! ssc.run_to_completion().unwrap();
 //! ```
 //!
-//! This crate is the facade users depend on: it re-exports the runtime (`stream-core`) and
-//! the `stream!` macro (`stream-macros`; grammar in `docs/dsl.md`).
+//! This crate is the facade users depend on: it re-exports the runtime (`stream-core`), the
+//! `stream!` macro (`stream-macros`; grammar in `docs/dsl.md`) and, with the default `kafka`
+//! feature, the Kafka connector as [`kafka`] (`stream-kafka`; see `docs/kafka.md`).
 
 pub use stream_core::*;
 pub use stream_macros::stream;
+
+/// Kafka: the direct source (offsets in the checkpoint) and the exactly-once sink
+/// (`stream-kafka`; see `docs/kafka.md`).
+#[cfg(feature = "kafka")]
+pub use stream_kafka as kafka;
 
 /// Everything a pipeline usually needs: `use dstream::prelude::*;`.
 pub mod prelude {

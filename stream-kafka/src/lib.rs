@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use stream_core::prelude::*;
-//! use stream_kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams};
+//! use stream_kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, SaveToKafka};
 //!
 //! # fn main() -> Result<(), Error> {
 //! let ssc = StreamingContext::new(Seconds(1))?;
@@ -13,7 +13,7 @@
 //!     .flat_map(|t| t.split(' ').filter(|w| w.starts_with('#')).map(str::to_string).collect::<Vec<_>>())
 //!     .map(|tag| (tag, 1i64))
 //!     .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, Seconds(60), Seconds(1));
-//! counts.save_to(KafkaSink::json("127.0.0.1:9092", "tag-counts").delivery(Delivery::ExactlyOnce).build())?;
+//! counts.save_to_kafka(KafkaSink::json("127.0.0.1:9092", "tag-counts").delivery(Delivery::ExactlyOnce))?;
 //! ssc.start()?;
 //! ssc.await_termination()
 //! # }
@@ -29,7 +29,7 @@ mod source;
 
 pub use rate::PidRateEstimator;
 pub use record::{KafkaRecord, OutRecord, RawRecord};
-pub use sink::{Delivery, KafkaSink, KafkaSinkBuilder};
+pub use sink::{BATCH_HEADER, Delivery, KafkaSink, KafkaSinkBuilder, SINK_HEADER, SaveToKafka};
 pub use source::{
     KafkaSource, KafkaSourceBuilder, KafkaSourceHandle, KafkaSourceStatus, KafkaStreams,
     OffsetRange, PartitionStatus, StartingOffsets, Subscription,

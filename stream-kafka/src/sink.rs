@@ -362,6 +362,18 @@ impl<T: Data> KafkaSink<T> {
     }
 }
 
+/// `stream.save_to_kafka(KafkaSink::json(brokers, topic))`: Kafka output for any DStream.
+pub trait SaveToKafka<T> {
+    /// Writes every batch to Kafka with `sink`'s settings (as `save_to(sink.build())`).
+    fn save_to_kafka(&self, sink: KafkaSinkBuilder<T>) -> Result<(), Error>;
+}
+
+impl<T: Data> SaveToKafka<T> for stream_core::DStream<T> {
+    fn save_to_kafka(&self, sink: KafkaSinkBuilder<T>) -> Result<(), Error> {
+        self.save_to(sink.build())
+    }
+}
+
 /// A stable, short name for a checkpoint directory.
 fn fingerprint(path: &std::path::Path) -> String {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());

@@ -365,16 +365,17 @@ impl<T: Data> KafkaSourceBuilder<T> {
             shared,
             consumer: None,
             dead_letters: None,
-            next: BTreeMap::new(),
-            pending: HashMap::new(),
-            paused: HashSet::new(),
+            fetch: Arc::new(Mutex::new(Fetch::default())),
+            poll_gate: Arc::new(Mutex::new(())),
+            fetcher: None,
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             last_refresh: None,
-            unreachable_since: None,
         })
     }
 }
 
 /// A record fetched and not yet in a batch.
+#[derive(Clone)]
 struct Fetched {
     offset: i64,
     timestamp: Option<i64>,
@@ -392,14 +393,113 @@ pub struct KafkaSource<T> {
     pattern: Option<regex::Regex>,
     settings: KafkaSourceBuilder<T>,
     shared: Arc<Shared>,
-    consumer: Option<KafkaConsumer>,
+    consumer: Option<Arc<KafkaConsumer>>,
     dead_letters: Option<TrackedProducer>,
+    /// What the fetcher thread took from the consumer, and where batches stand.
+    fetch: Arc<Mutex<Fetch>>,
+    /// Held by the fetcher while it polls and stores, and by a re-assignment: so that no record
+    /// polled under one assignment is stored under the next.
+    poll_gate: Arc<Mutex<()>>,
+    fetcher: Option<std::thread::JoinHandle<()>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    last_refresh: Option<Instant>,
+}
+
+/// Shared by the source and its fetcher thread.
+#[derive(Default)]
+struct Fetch {
     /// The next offset a batch takes, per assigned partition.
     next: BTreeMap<Tp, i64>,
+    /// Records fetched and not yet taken, per partition, in offset order.
     pending: HashMap<Tp, VecDeque<Fetched>>,
     paused: HashSet<Tp>,
-    last_refresh: Option<Instant>,
+    /// Bumped at each re-assignment (records taken before it are not put back after it).
+    generation: u64,
+    /// Since when the consumer has reported errors without records (and the last error).
     unreachable_since: Option<(Instant, String)>,
+    /// An error that loses records if ignored (an offset out of range, a deleted topic).
+    fatal: Option<String>,
+}
+
+impl Fetch {
+    /// Takes a polled message (fetcher thread).
+    fn push(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let tp = (m.topic().to_string(), m.partition());
+        let Some(next) = self.next.get(&tp) else {
+            return;
+        };
+        let q = self.pending.entry(tp).or_default();
+        let expected = q.back().map_or(*next, |f| f.offset + 1);
+        if m.offset() < expected {
+            // Fetched again after a re-assignment: already pending or taken.
+            return;
+        }
+        q.push_back(Fetched {
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+        });
+    }
+}
+
+/// The fetcher thread: moves what the consumer fetched into `fetch`, so that fetching never
+/// waits for batches (librdkafka fetches far less ahead when not polled).
+fn fetch_loop(
+    consumer: Arc<KafkaConsumer>,
+    fetch: Arc<Mutex<Fetch>>,
+    poll_gate: Arc<Mutex<()>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    name: String,
+) {
+    while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        let _gate = lock(&poll_gate);
+        let Some(first) = consumer.poll(StdDuration::from_millis(50)) else {
+            continue;
+        };
+        let mut f = lock(&fetch);
+        let mut got = 0usize;
+        let mut result = Some(first);
+        while let Some(r) = result.take() {
+            match r {
+                Ok(m) => {
+                    got += 1;
+                    f.push(&m);
+                }
+                Err(KafkaError::PartitionEOF(_)) => {}
+                Err(KafkaError::MessageConsumption(code))
+                    if matches!(
+                        code,
+                        RDKafkaErrorCode::OffsetOutOfRange
+                            | RDKafkaErrorCode::AutoOffsetReset
+                            | RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                            | RDKafkaErrorCode::UnknownPartition
+                    ) =>
+                {
+                    if f.fatal.is_none() {
+                        f.fatal = Some(format!(
+                            "{code}: the next records of a partition cannot be read (deleted by retention, or the topic deleted); positions: {:?}",
+                            f.next
+                        ));
+                    }
+                }
+                Err(e) => {
+                    if f.unreachable_since.is_none() {
+                        log::warn!("{name}: {e}; retrying");
+                        f.unreachable_since = Some((Instant::now(), e.to_string()));
+                    }
+                }
+            }
+            // Whatever else is ready, under the same lock.
+            if got < 10_000 {
+                result = consumer.poll(StdDuration::ZERO);
+            }
+        }
+        if got > 0 {
+            f.unreachable_since = None;
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for KafkaSource<T> {
@@ -533,7 +633,7 @@ impl<T: Data> KafkaSource<T> {
         if let Subscription::Topics(names) = &self.subscription
             && let Some(missing) = names.iter().find(|n| !seen.contains(*n))
         {
-            let was = self.next.keys().any(|(t, _)| t == missing);
+            let was = lock(&self.fetch).next.keys().any(|(t, _)| t == missing);
             return Err(self.error(if was {
                 format!(
                     "topic {missing} no longer exists on {} (deleted?); its unread records cannot be read",
@@ -574,167 +674,105 @@ impl<T: Data> KafkaSource<T> {
         })
     }
 
-    /// Assigns the consumer every partition at its next offset.
-    fn assign_all(&mut self) -> Result<(), Error> {
+    /// Reads these partitions from these offsets on: assigns them to the consumer, and drops
+    /// what was fetched before.
+    fn assign_all(&self, next: BTreeMap<Tp, i64>) -> Result<(), Error> {
+        let _gate = lock(&self.poll_gate);
+        let mut f = lock(&self.fetch);
+        f.next = next;
         let Some(consumer) = &self.consumer else {
             return Ok(());
         };
         let mut tpl = TopicPartitionList::new();
-        for ((t, p), o) in &self.next {
+        for ((t, p), o) in &f.next {
             tpl.add_partition_offset(t, *p, Offset::Offset(*o))
                 .map_err(|e| self.error(format!("cannot assign {t}-{p}: {e}")))?;
         }
         consumer
             .assign(&tpl)
             .map_err(|e| self.error(format!("cannot assign the partitions: {e}")))?;
-        self.pending.clear();
-        self.paused.clear();
+        f.generation += 1;
+        f.pending.clear();
+        f.paused.clear();
         Ok(())
     }
 
     /// Adds partitions the subscription covers and the source does not read yet.
     fn refresh(&mut self, at_start: bool) -> Result<(), Error> {
-        let Some(consumer) = self.consumer.take() else {
+        let Some(consumer) = self.consumer.clone() else {
             return Ok(());
         };
-        let result = self.discover(&consumer).and_then(|found| {
-            let mut added = Vec::new();
-            for tp in found {
-                if !self.next.contains_key(&tp) {
-                    let o = self.initial_offset(&consumer, &tp, at_start)?;
-                    added.push((tp, o));
-                }
-            }
-            Ok(added)
-        });
-        self.consumer = Some(consumer);
         self.last_refresh = Some(Instant::now());
-        let added = result?;
+        let found = self.discover(&consumer)?;
+        let known: HashSet<Tp> = lock(&self.fetch).next.keys().cloned().collect();
+        let mut added = Vec::new();
+        for tp in found {
+            if !known.contains(&tp) {
+                let o = self.initial_offset(&consumer, &tp, at_start)?;
+                added.push((tp, o));
+            }
+        }
         if added.is_empty() {
             return Ok(());
         }
         if !at_start {
             for ((t, p), o) in &added {
-                log::info!(
-                    "{}: reading new partition {t}-{p} from offset {o}",
-                    self.name
-                );
+                log::info!("{}: reading new partition {t}-{p} from offset {o}", self.name);
             }
         }
-        self.next.extend(added);
-        // Re-assigning restarts fetching at the next offsets: what was fetched is dropped
-        // first, so that nothing is taken twice.
-        self.assign_all()
+        // Re-assigning restarts fetching at the next offsets: what was fetched is dropped, so
+        // that nothing is taken twice.
+        let mut next = lock(&self.fetch).next.clone();
+        next.extend(added);
+        self.assign_all(next)
     }
 
-    /// Takes what the consumer fetched into `pending`; fails on errors that lose records.
-    fn drain(&mut self, wait: StdDuration) -> Result<(), Error> {
+    /// Pauses partitions with a large backlog and resumes drained ones.
+    fn flow_control(&self, f: &mut Fetch) {
         let Some(consumer) = &self.consumer else {
-            return Ok(());
+            return;
         };
-        let mut first = true;
-        let mut got = 0usize;
-        loop {
-            let timeout = if first { wait } else { StdDuration::ZERO };
-            first = false;
-            let Some(result) = consumer.poll(timeout) else {
-                break;
-            };
-            match result {
-                Ok(m) => {
-                    got += 1;
-                    let tp = (m.topic().to_string(), m.partition());
-                    let Some(next) = self.next.get(&tp) else {
-                        continue;
-                    };
-                    let q = self.pending.entry(tp).or_default();
-                    let expected = q.back().map_or(*next, |f| f.offset + 1);
-                    if m.offset() < expected {
-                        // Fetched again after a re-assignment: already pending or taken.
-                        continue;
-                    }
-                    q.push_back(Fetched {
-                        offset: m.offset(),
-                        timestamp: m.timestamp().to_millis(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                    });
-                }
-                Err(KafkaError::PartitionEOF(_)) => {}
-                Err(KafkaError::MessageConsumption(code))
-                    if matches!(
-                        code,
-                        RDKafkaErrorCode::OffsetOutOfRange
-                            | RDKafkaErrorCode::AutoOffsetReset
-                            | RDKafkaErrorCode::UnknownTopicOrPartition
-                            | RDKafkaErrorCode::UnknownTopic
-                            | RDKafkaErrorCode::UnknownPartition
-                    ) =>
-                {
-                    return Err(self.error(format!(
-                        "{code}: the next records of a partition cannot be read (deleted by retention, or the topic deleted); positions: {:?}",
-                        self.next
-                    )));
-                }
-                Err(e) => {
-                    if self.unreachable_since.is_none() {
-                        log::warn!("{}: {e}; retrying", self.name);
-                        self.unreachable_since = Some((Instant::now(), e.to_string()));
-                    }
-                    lock(&self.shared.status).last_error = Some(e.to_string());
-                }
-            }
-            if got >= 1_000_000 {
-                break;
-            }
-        }
-        if got > 0 {
-            self.unreachable_since = None;
-            lock(&self.shared.status).last_error = None;
-        }
-        // Partitions with a large backlog stop fetching until batches drain it.
         let mut pause = TopicPartitionList::new();
         let mut resume = TopicPartitionList::new();
-        for (tp, q) in &self.pending {
-            if q.len() >= PAUSE_AT && !self.paused.contains(tp) {
+        for (tp, q) in &f.pending {
+            if q.len() >= PAUSE_AT && !f.paused.contains(tp) {
                 let _ = pause.add_partition(&tp.0, tp.1);
-            } else if q.len() < PAUSE_AT / 2 && self.paused.contains(tp) {
+            } else if q.len() < PAUSE_AT / 2 && f.paused.contains(tp) {
                 let _ = resume.add_partition(&tp.0, tp.1);
             }
         }
         if pause.count() > 0 && consumer.pause(&pause).is_ok() {
             for e in pause.elements() {
-                self.paused.insert((e.topic().to_string(), e.partition()));
+                f.paused.insert((e.topic().to_string(), e.partition()));
             }
         }
         if resume.count() > 0 && consumer.resume(&resume).is_ok() {
             for e in resume.elements() {
-                self.paused.remove(&(e.topic().to_string(), e.partition()));
+                f.paused.remove(&(e.topic().to_string(), e.partition()));
             }
         }
-        Ok(())
     }
 
     /// The most records a partition gives one batch, if limited.
-    fn quotas(&self, batch: StdDuration) -> (BTreeMap<Tp, usize>, Option<f64>) {
+    fn quotas(&self, f: &Fetch, batch: StdDuration) -> (BTreeMap<Tp, usize>, Option<f64>) {
         let secs = batch.as_secs_f64();
         let estimate = if self.settings.backpressure {
             *lock(&self.shared.estimate)
         } else {
             None
         };
-        let total_pending: usize = self.pending.values().map(VecDeque::len).sum();
+        let total_pending: usize = f.pending.values().map(VecDeque::len).sum();
         let mut quotas = BTreeMap::new();
         let mut limit = None::<f64>;
-        for tp in self.next.keys() {
-            let pending = self.pending.get(tp).map_or(0, VecDeque::len);
+        for tp in f.next.keys() {
+            let pending = f.pending.get(tp).map_or(0, VecDeque::len);
             let mut rate = self.settings.max_rate_per_partition;
             if let Some(est) = estimate {
                 // As Spark's: the estimate shared out by each partition's backlog.
                 let share = if total_pending > 0 {
                     est * pending as f64 / total_pending as f64
                 } else {
-                    est / self.next.len().max(1) as f64
+                    est / f.next.len().max(1) as f64
                 };
                 rate = Some(rate.map_or(share, |r| r.min(share)));
             }
@@ -750,16 +788,23 @@ impl<T: Data> KafkaSource<T> {
         (quotas, limit)
     }
 
-    fn update_status(&self, records: usize, failures: u64, dead_lettered: u64, limit: Option<f64>) {
+    fn update_status(
+        &self,
+        f: &Fetch,
+        records: usize,
+        failures: u64,
+        dead_lettered: u64,
+        limit: Option<f64>,
+    ) {
         let consumer = self.consumer.as_ref();
-        let partitions = self
+        let partitions = f
             .next
             .iter()
             .map(|((t, p), o)| PartitionStatus {
                 topic: t.clone(),
                 partition: *p,
                 next_offset: *o,
-                buffered: self.pending.get(&(t.clone(), *p)).map_or(0, VecDeque::len),
+                buffered: f.pending.get(&(t.clone(), *p)).map_or(0, VecDeque::len),
                 lag: consumer
                     .and_then(|c| lock(&c.context().0).get(&(t.clone(), *p)).copied())
                     .map(|high| (high - o).max(0)),
@@ -912,92 +957,108 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
             .set("statistics.interval.ms", "1000")
             .create_with_context(Watermarks::default())
             .map_err(|e| self.error(format!("cannot create the consumer: {e}")))?;
-        self.consumer = Some(consumer);
-        self.refresh(true)
+        let consumer = Arc::new(consumer);
+        self.consumer = Some(consumer.clone());
+        self.refresh(true)?;
+        let (fetch, gate) = (self.fetch.clone(), self.poll_gate.clone());
+        let (stopping, name) = (self.stopping.clone(), self.name.clone());
+        let thread = std::thread::Builder::new()
+            .name("dstream-kafka-fetch".into())
+            .spawn(move || fetch_loop(consumer, fetch, gate, stopping, name))
+            .map_err(|e| self.error(format!("cannot start the fetcher thread: {e}")))?;
+        self.fetcher = Some(thread);
+        Ok(())
     }
 
     fn capture(&mut self, time: Time, ctx: &SourceContext) -> Result<Option<Batch<T>>, Error> {
         let batch_std = ctx.batch_duration.to_std();
-
-        let nothing_pending = self.pending.values().all(VecDeque::is_empty);
-        let wait = if nothing_pending {
-            (batch_std / 10).min(StdDuration::from_millis(20))
-        } else {
-            StdDuration::ZERO
-        };
-        self.drain(wait)?;
-        if let Some((since, e)) = &self.unreachable_since
-            && since.elapsed() > self.settings.broker_timeout
-        {
-            return Err(self.error(format!(
-                "the brokers {} have been unreachable for {:?} ({e}); no records are lost: the next batches read from the same offsets once they are back",
-                self.settings.brokers,
-                since.elapsed()
-            )));
-        }
-        let (quotas, limit) = self.quotas(batch_std);
-        let decode = self.settings.decode.clone();
-        let mut parts: Vec<Vec<T>> = Vec::with_capacity(self.next.len());
-        let mut ranges = Vec::with_capacity(self.next.len());
-        let mut failed = Vec::new();
-        let mut taken: Vec<(Tp, usize, i64)> = Vec::new();
-        for (tp, from) in &self.next {
-            let quota = quotas.get(tp).copied().unwrap_or(usize::MAX);
-            let mut part = Vec::new();
-            let mut n = 0;
-            let mut until = *from;
-            if let Some(q) = self.pending.get(tp) {
-                for f in q.iter().take(quota) {
-                    n += 1;
-                    until = f.offset + 1;
-                    let raw = RawRecord {
-                        topic: &tp.0,
-                        partition: tp.1,
-                        offset: f.offset,
-                        timestamp: f.timestamp,
-                        key: f.key.as_deref(),
-                        value: f.value.as_deref(),
-                    };
-                    match decode(&raw) {
-                        Ok(v) => part.push(v),
-                        Err(e) => failed.push((
-                            tp.clone(),
-                            Fetched {
-                                offset: f.offset,
-                                timestamp: f.timestamp,
-                                key: f.key.clone(),
-                                value: f.value.clone(),
-                            },
-                            e,
-                        )),
+        // Take each partition's share of what was fetched (moved out, decoded unlocked).
+        let (generation, taken, limit, unreachable) = {
+            let mut f = lock(&self.fetch);
+            if let Some(fatal) = f.fatal.clone() {
+                return Err(self.error(fatal));
+            }
+            if let Some((since, e)) = &f.unreachable_since
+                && since.elapsed() > self.settings.broker_timeout
+            {
+                return Err(self.error(format!(
+                    "the brokers {} have been unreachable for {:?} ({e}); no records are lost: the next batches read from the same offsets once they are back",
+                    self.settings.brokers,
+                    since.elapsed()
+                )));
+            }
+            let (quotas, limit) = self.quotas(&f, batch_std);
+            let mut taken: Vec<(Tp, i64, Vec<Fetched>)> = Vec::with_capacity(f.next.len());
+            let next: Vec<(Tp, i64)> = f.next.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            for (tp, from) in next {
+                let quota = quotas.get(&tp).copied().unwrap_or(usize::MAX);
+                let records: Vec<Fetched> = match f.pending.get_mut(&tp) {
+                    Some(q) => {
+                        let n = quota.min(q.len());
+                        q.drain(..n).collect()
                     }
+                    None => Vec::new(),
+                };
+                taken.push((tp, from, records));
+            }
+            self.flow_control(&mut f);
+            (f.generation, taken, limit, f.unreachable_since.is_some())
+        };
+        let decode = self.settings.decode.clone();
+        let mut parts: Vec<Vec<T>> = Vec::with_capacity(taken.len());
+        let mut ranges = Vec::with_capacity(taken.len());
+        let mut failed = Vec::new();
+        let mut records = 0usize;
+        for (tp, from, fetched) in &taken {
+            let mut part = Vec::with_capacity(fetched.len());
+            for f in fetched {
+                let raw = RawRecord {
+                    topic: &tp.0,
+                    partition: tp.1,
+                    offset: f.offset,
+                    timestamp: f.timestamp,
+                    key: f.key.as_deref(),
+                    value: f.value.as_deref(),
+                };
+                match decode(&raw) {
+                    Ok(v) => part.push(v),
+                    Err(e) => failed.push((tp.clone(), f.clone(), e)),
                 }
             }
+            records += fetched.len();
             ranges.push(OffsetRange {
                 topic: tp.0.clone(),
                 partition: tp.1,
                 from: *from,
-                until,
+                until: fetched.last().map_or(*from, |f| f.offset + 1),
             });
-            taken.push((tp.clone(), n, until));
             parts.push(part);
         }
         let failures = failed.len() as u64;
         // Only once the dead letters are safe does the source move past them.
-        self.dead_letter(&failed)?;
-        let mut records = 0;
-        for (tp, n, until) in taken {
-            if let Some(q) = self.pending.get_mut(&tp) {
-                q.drain(..n);
+        if let Err(e) = self.dead_letter(&failed) {
+            let mut f = lock(&self.fetch);
+            if f.generation == generation {
+                for (tp, _, fetched) in taken {
+                    let q = f.pending.entry(tp).or_default();
+                    for r in fetched.into_iter().rev() {
+                        q.push_front(r);
+                    }
+                }
             }
-            self.next.insert(tp, until);
-            records += n;
+            return Err(e);
         }
-        self.update_status(records - failures as usize, failures, failures, limit);
+        {
+            let mut f = lock(&self.fetch);
+            for r in &ranges {
+                f.next.insert((r.topic.clone(), r.partition), r.until);
+            }
+            self.update_status(&f, records - failures as usize, failures, failures, limit);
+        }
         self.record_ranges(time, ranges);
         // (Not while the brokers are unreachable: librdkafka's metadata request can then block
         // far beyond its timeout.)
-        if self.unreachable_since.is_none()
+        if !unreachable
             && self
                 .last_refresh
                 .is_none_or(|r| r.elapsed() >= self.settings.metadata_refresh)
@@ -1015,7 +1076,8 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
     }
 
     fn position(&self) -> Option<Vec<u8>> {
-        let list: Vec<(&str, i32, i64)> = self
+        let f = lock(&self.fetch);
+        let list: Vec<(&str, i32, i64)> = f
             .next
             .iter()
             .map(|((t, p), o)| (t.as_str(), *p, *o))
@@ -1025,11 +1087,10 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
 
     fn restore(&mut self, position: &[u8]) -> Result<(), Error> {
         let next = self.decode_position(position)?;
-        if next == self.next {
+        if next == lock(&self.fetch).next {
             return Ok(());
         }
-        self.next = next;
-        self.assign_all()
+        self.assign_all(next)
     }
 
     fn replay(
@@ -1076,7 +1137,7 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
                     .collect()
             })
             .collect();
-        self.update_status(records - failures as usize, failures, 0, None);
+        self.update_status(&lock(&self.fetch), records - failures as usize, failures, 0, None);
         self.record_ranges(time, ranges);
         Ok(Some(Batch::from_partitions(parts)))
     }
@@ -1101,8 +1162,13 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
         if let Some(p) = &self.dead_letters {
             let _ = produce::flush(p, StdDuration::from_secs(5));
         }
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.fetcher.take() {
+            let _ = t.join();
+        }
         let consumer = self.consumer.take();
-        if self.unreachable_since.is_some() {
+        if lock(&self.fetch).unreachable_since.is_some() {
             // Closing a consumer whose brokers are gone waits for them (tens of seconds): let
             // it close in the background instead of holding up the context's stop.
             std::thread::spawn(move || drop(consumer));

@@ -93,7 +93,7 @@ fn windowed_hashtag_count_from_topic_to_topic() {
     });
     // Two more seconds: the window slides past every record.
     std::thread::sleep(StdDuration::from_millis(2600));
-    ssc.stop();
+    ssc.stop_gracefully();
     assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
 
     let out = read_all(&b, &output);
@@ -237,7 +237,7 @@ fn decode_failures_go_to_the_dead_letter_topic_with_their_origin() {
     wait_for(30, "every record", || {
         handle.status().records + handle.status().decode_failures == 12
     });
-    ssc.stop();
+    ssc.stop_gracefully();
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 10);
     assert_eq!(
@@ -298,7 +298,7 @@ fn the_rate_limit_holds_per_partition_and_batch() {
         .unwrap();
     ssc.start().unwrap();
     wait_for(60, "every record", || handle.status().records == 400);
-    ssc.stop();
+    ssc.stop_gracefully();
     assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
     let sizes = sizes.lock().unwrap().clone();
     let max = sizes.iter().flatten().max().copied().unwrap();
@@ -344,7 +344,7 @@ fn backpressure_sets_and_adapts_the_rate_limit() {
     wait_for(10, "the first batches", || sizes.lock().unwrap().len() >= 3);
     let first = handle.status().rate_limit;
     wait_for(60, "every record", || handle.status().records == 3000);
-    ssc.stop();
+    ssc.stop_gracefully();
     let sizes = sizes.lock().unwrap().clone();
     eprintln!("initial limit {first:?}, batch sizes {sizes:?}");
     // The initial rate: 1000 records/s, 100 per 100 ms batch.
@@ -397,7 +397,7 @@ fn topics_created_later_that_match_the_pattern_are_read() {
             eprintln!("the broker cannot add partitions ({e}); that part is not checked here")
         }
     }
-    ssc.stop();
+    ssc.stop_gracefully();
     let mut got = got.lock().unwrap().clone();
     got.sort();
     assert!(

@@ -1,0 +1,267 @@
+//! End to end through Kafka: tweet lines in a topic -> the Kafka direct source -> hashtags ->
+//! `reduce_by_key_and_window` (+, -, 30 s, 1 s, zeros dropped) -> the Kafka sink (one record per
+//! tag and batch) -> an output topic; 1 s batches, the broker on this machine.
+//!
+//! The input topic is filled first (`--lines`, default 4M, over `--partitions` partitions); the
+//! pipeline then starts at the earliest offsets with no rate limit, and the figure is the input
+//! lines over the time from the start until the batch holding the last line has completed (its
+//! output delivered, and committed with the exactly-once sink). Per-batch processing times are
+//! printed too, and first the rate at which a bare librdkafka consumer reads the same topic (what
+//! the broker can deliver). Both delivery modes run, alternately, `--reps` times each.
+//!
+//! ```text
+//! scripts/kafka-broker.sh start && eval "$(scripts/kafka-broker.sh env)"
+//! cargo run --release -p dstream-bench --bin kafka -- [--lines 4000000] [--partitions 2] [--reps 3]
+//! ```
+
+use std::time::{Duration as StdDuration, Instant};
+
+use dstream::kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, OutRecord};
+use dstream::prelude::*;
+use dstream_bench::{peak_rss_mib, tweet_line};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(StdDuration::from_millis(5));
+    }
+}
+
+fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let r = block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))
+    .expect("create topic");
+    for x in r {
+        x.unwrap_or_else(|e| panic!("create topic {topic}: {e:?}"));
+    }
+}
+
+/// Fills `topic` with tweet lines `0..n`, round robin over the partitions; returns lines/s.
+fn fill(brokers: &str, topic: &str, partitions: i32, n: u64) -> f64 {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    for i in 0..n {
+        let line = tweet_line(i);
+        let mut r = BaseRecord::<(), str>::to(topic)
+            .partition((i % partitions as u64) as i32)
+            .payload(line.as_str());
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    p.poll(StdDuration::from_millis(5));
+                    r = back;
+                }
+            }
+        }
+    }
+    p.flush(StdDuration::from_secs(300)).expect("flush");
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A bare librdkafka consumer reading the whole input topic: what the broker can deliver, the
+/// ceiling of any pipeline on it.
+fn raw_consume(brokers: &str, topic: &str, partitions: i32, n: u64) -> f64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-raw"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    c.assign(&tpl).expect("assign");
+    drop(tpl);
+    let started = Instant::now();
+    let mut got = 0;
+    while got < n && started.elapsed() < StdDuration::from_secs(600) {
+        if let Some(Ok(_)) = c.poll(StdDuration::from_millis(100)) {
+            got += 1;
+        }
+    }
+    got as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Run {
+    rate: f64,
+    batches: Vec<f64>,
+    rss: f64,
+}
+
+fn run(brokers: &str, input: &str, output: &str, n: u64, delivery: Delivery) -> Run {
+    let dir = std::env::temp_dir().join(format!("dstream-bench-kafka-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ssc = StreamingContext::builder(Seconds(1))
+        .parallelism(2)
+        .stop_gracefully_on_signal(false)
+        .default_logger(false)
+        .checkpoint(&dir)
+        .build()
+        .expect("context");
+    let source = KafkaSource::strings(brokers)
+        .topics([input])
+        .group_id(format!("bench-{output}"))
+        .build()
+        .expect("source");
+    let handle = source.handle();
+    let counts = ssc
+        .kafka_stream(source)
+        .flat_map(|line: String| {
+            line.split(' ')
+                .filter(|w| w.starts_with('#'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .map(|tag| (tag, 1i64))
+        .reduce_by_key_and_window_inv_filtered(
+            |a, b| a + b,
+            |a, b| a - b,
+            Seconds(30),
+            Seconds(1),
+            HashPartitioner::new(2).expect("partitions"),
+            |kv| kv.1 > 0,
+        );
+    counts
+        .save_to(
+            KafkaSink::with_encoder(brokers, output, |(tag, n): &(String, i64)| {
+                Ok(OutRecord::new(n.to_string()).key(tag.as_bytes()))
+            })
+            .delivery(delivery)
+            .build(),
+        )
+        .expect("sink");
+    let started = Instant::now();
+    ssc.start().expect("start");
+    let total = n as i64;
+    let mut last_batch = None;
+    loop {
+        std::thread::sleep(StdDuration::from_millis(5));
+        if let Some((_, e)) = ssc.failures().first() {
+            panic!("the pipeline failed: {e}");
+        }
+        let read: i64 = handle.status().partitions.iter().map(|p| p.next_offset).sum();
+        let completed = ssc.completed_batches();
+        match last_batch {
+            None if read == total => last_batch = Some(completed + 1),
+            Some(b) if completed >= b => break,
+            _ => {}
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let batches: Vec<f64> = ssc
+        .recent_batches()
+        .iter()
+        .filter(|b| b.num_records > 0)
+        .filter_map(|b| b.processing_time.map(|d| d.as_secs_f64() * 1000.0))
+        .collect();
+    ssc.stop();
+    drop(ssc);
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        rate: n as f64 / elapsed,
+        batches,
+        rss: peak_rss_mib(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut lines: u64 = 4_000_000;
+    let mut partitions: i32 = 2;
+    let mut reps = 3;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        let v = pair.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| {
+            eprintln!("usage: kafka [--lines N] [--partitions N] [--reps N]");
+            std::process::exit(2)
+        });
+        match pair[0].as_str() {
+            "--lines" => lines = v,
+            "--partitions" => partitions = v as i32,
+            "--reps" => reps = v as usize,
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2)
+            }
+        }
+    }
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| {
+        eprintln!("set KAFKA_BROKERS (scripts/kafka-broker.sh start; eval \"$(scripts/kafka-broker.sh env)\")");
+        std::process::exit(2)
+    });
+    let tag = std::process::id();
+    let input = format!("bench-tweets-{tag}");
+    create_topic(&brokers, &input, partitions);
+    let produced = fill(&brokers, &input, partitions, lines);
+    println!(
+        "input: {lines} tweet lines in {partitions} partitions, produced at {:.2}M lines/s",
+        produced / 1e6
+    );
+    let raw = raw_consume(&brokers, &input, partitions, lines);
+    println!(
+        "a bare librdkafka consumer reads it at {:.2}M lines/s (the broker's ceiling for any pipeline)",
+        raw / 1e6
+    );
+    let mut results: Vec<(Delivery, Vec<f64>, Vec<f64>)> = vec![
+        (Delivery::AtLeastOnce, Vec::new(), Vec::new()),
+        (Delivery::ExactlyOnce, Vec::new(), Vec::new()),
+    ];
+    for rep in 0..reps {
+        for (i, (delivery, rates, times)) in results.iter_mut().enumerate() {
+            let output = format!("bench-counts-{tag}-{rep}-{i}");
+            create_topic(&brokers, &output, 2);
+            let r = run(&brokers, &input, &output, lines, *delivery);
+            let p50 = median(r.batches.clone());
+            let max = r.batches.iter().copied().fold(0.0, f64::max);
+            println!(
+                "{delivery:?} rep {rep}: {:.2}M lines/s end to end; batch processing p50 {p50:.0} ms, max {max:.0} ms over {} batches; peak RSS so far {:.0} MiB",
+                r.rate / 1e6,
+                r.batches.len(),
+                r.rss
+            );
+            rates.push(r.rate);
+            times.extend(r.batches);
+        }
+    }
+    for (delivery, rates, times) in results {
+        println!(
+            "{delivery:?}: median {:.2}M lines/s end to end ({} reps: {}); batch p50 {:.0} ms",
+            median(rates.clone()) / 1e6,
+            rates.len(),
+            rates
+                .iter()
+                .map(|r| format!("{:.2}M", r / 1e6))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median(times)
+        );
+    }
+}

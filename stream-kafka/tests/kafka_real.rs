@@ -1,0 +1,129 @@
+//! Against a real Apache Kafka cluster given by address: `DSTREAM_REAL_KAFKA=host:port`.
+//! Skipped, with the reason printed, when none is given (this machine has no Kafka; tansu, the
+//! test broker, does not honour aborted transactions and crashes librdkafka on topic deletion).
+//! The crash test runs against the cluster too: `kafka_crash::crash_test_on_a_real_kafka_cluster`.
+
+mod common;
+
+use std::time::Duration as StdDuration;
+
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use stream_core::prelude::*;
+use stream_kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, OutRecord};
+
+fn real_kafka(test: &str) -> Option<String> {
+    match std::env::var("DSTREAM_REAL_KAFKA") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            eprintln!(
+                "{test}: skipped: set DSTREAM_REAL_KAFKA=host:port to run it against a real Apache Kafka cluster"
+            );
+            None
+        }
+    }
+}
+
+/// The cluster honours aborts: what the exactly-once sink's transactions rely on there.
+#[test]
+fn aborted_transactions_are_invisible_and_committed_ones_visible() {
+    let Some(b) = real_kafka("aborted_transactions_are_invisible_and_committed_ones_visible") else {
+        return;
+    };
+    let topic = unique("txn");
+    create_topic(&b, &topic, 1);
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("transactional.id", unique("txn-id"))
+        .create()
+        .unwrap();
+    let t = StdDuration::from_secs(30);
+    p.init_transactions(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<(), _>::to(&topic).payload("aborted")).unwrap();
+    p.flush(t).unwrap();
+    p.abort_transaction(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<(), _>::to(&topic).payload("committed")).unwrap();
+    p.commit_transaction(t).unwrap();
+    let seen: Vec<String> = read_all(&b, &topic).iter().map(|r| r.text()).collect();
+    assert_eq!(seen, vec!["committed".to_string()]);
+}
+
+/// The exactly-once sink's transactional path end to end, with the source's offsets committed
+/// in each batch's transaction.
+#[test]
+fn exactly_once_sink_commits_outputs_and_offsets_in_transactions() {
+    let Some(b) = real_kafka("exactly_once_sink_commits_outputs_and_offsets_in_transactions") else {
+        return;
+    };
+    let (input, output, group) = (unique("in"), unique("out"), unique("group"));
+    create_topic(&b, &input, 2);
+    create_topic(&b, &output, 2);
+    let lines: Vec<String> = (0..200).map(|i| format!("l{i}")).collect();
+    produce_lines(&b, &input, 2, &lines);
+    let dir = std::env::temp_dir().join(unique("real-ckpt"));
+    let ssc = StreamingContext::builder(Milliseconds(200))
+        .stop_gracefully_on_signal(false)
+        .checkpoint(&dir)
+        .build()
+        .unwrap();
+    let source = KafkaSource::strings(&b)
+        .topics([input.as_str()])
+        .group_id(&group)
+        .build()
+        .unwrap();
+    let handle = source.handle();
+    ssc.kafka_stream(source)
+        .save_to(
+            KafkaSink::with_encoder(&b, &output, |l: &String| Ok(OutRecord::new(l.as_bytes())))
+                .delivery(Delivery::ExactlyOnce)
+                .commit_offsets_of(&handle)
+                .build(),
+        )
+        .unwrap();
+    ssc.start().unwrap();
+    wait_for(60, "every record", || handle.status().records == 200);
+    std::thread::sleep(StdDuration::from_millis(600));
+    ssc.stop_gracefully();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    let mut seen: Vec<String> = read_all(&b, &output).iter().map(|r| r.text()).collect();
+    seen.sort();
+    let mut want = lines.clone();
+    want.sort();
+    assert_eq!(seen, want);
+    assert_eq!(group_offsets(&b, &group, &input, 2), vec![100, 100]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// (On tansu, deleting a topic a consumer is assigned to crashes librdkafka, so this runs here.)
+#[test]
+fn a_deleted_topic_is_a_clear_error() {
+    let Some(b) = real_kafka("a_deleted_topic_is_a_clear_error") else {
+        return;
+    };
+    let input = unique("doomed");
+    create_topic(&b, &input, 1);
+    produce_lines(&b, &input, 1, &["x".to_string()]);
+    let ssc = StreamingContext::builder(Milliseconds(100))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let source = KafkaSource::strings(&b)
+        .topics([input.as_str()])
+        .metadata_refresh(StdDuration::from_millis(200))
+        .build()
+        .unwrap();
+    let handle = source.handle();
+    ssc.kafka_stream(source).foreach_batch(|_, _| {}).unwrap();
+    ssc.start().unwrap();
+    wait_for(30, "the record", || handle.status().records == 1);
+    delete_topic(&b, &input);
+    let err = ssc
+        .await_termination_or_timeout(Seconds(60))
+        .expect_err("the deleted topic must fail the batches");
+    ssc.stop();
+    let msg = err.to_string();
+    assert!(msg.contains(&input), "{msg}");
+}
