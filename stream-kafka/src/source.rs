@@ -717,7 +717,10 @@ impl<T: Data> KafkaSource<T> {
         }
         if !at_start {
             for ((t, p), o) in &added {
-                log::info!("{}: reading new partition {t}-{p} from offset {o}", self.name);
+                log::info!(
+                    "{}: reading new partition {t}-{p} from offset {o}",
+                    self.name
+                );
             }
         }
         // Re-assigning restarts fetching at the next offsets: what was fetched is dropped, so
@@ -1137,7 +1140,13 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
                     .collect()
             })
             .collect();
-        self.update_status(&lock(&self.fetch), records - failures as usize, failures, 0, None);
+        self.update_status(
+            &lock(&self.fetch),
+            records - failures as usize,
+            failures,
+            0,
+            None,
+        );
         self.record_ranges(time, ranges);
         Ok(Some(Batch::from_partitions(parts)))
     }

@@ -247,7 +247,10 @@ fn run_crash_test(brokers: &str, kills: usize) {
                 assert!(status.success(), "child failed: {err}");
                 // The run completed before all kills: that is fine, the input is consumed.
                 restarts_without_progress += 1;
-                assert!(restarts_without_progress < 5, "the run keeps completing early");
+                assert!(
+                    restarts_without_progress < 5,
+                    "the run keeps completing early"
+                );
                 break;
             }
             None => {

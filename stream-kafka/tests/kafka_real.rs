@@ -28,7 +28,8 @@ fn real_kafka(test: &str) -> Option<String> {
 /// The cluster honours aborts: what the exactly-once sink's transactions rely on there.
 #[test]
 fn aborted_transactions_are_invisible_and_committed_ones_visible() {
-    let Some(b) = real_kafka("aborted_transactions_are_invisible_and_committed_ones_visible") else {
+    let Some(b) = real_kafka("aborted_transactions_are_invisible_and_committed_ones_visible")
+    else {
         return;
     };
     let topic = unique("txn");
@@ -41,11 +42,13 @@ fn aborted_transactions_are_invisible_and_committed_ones_visible() {
     let t = StdDuration::from_secs(30);
     p.init_transactions(t).unwrap();
     p.begin_transaction().unwrap();
-    p.send(BaseRecord::<(), _>::to(&topic).payload("aborted")).unwrap();
+    p.send(BaseRecord::<(), _>::to(&topic).payload("aborted"))
+        .unwrap();
     p.flush(t).unwrap();
     p.abort_transaction(t).unwrap();
     p.begin_transaction().unwrap();
-    p.send(BaseRecord::<(), _>::to(&topic).payload("committed")).unwrap();
+    p.send(BaseRecord::<(), _>::to(&topic).payload("committed"))
+        .unwrap();
     p.commit_transaction(t).unwrap();
     let seen: Vec<String> = read_all(&b, &topic).iter().map(|r| r.text()).collect();
     assert_eq!(seen, vec!["committed".to_string()]);
@@ -55,7 +58,8 @@ fn aborted_transactions_are_invisible_and_committed_ones_visible() {
 /// in each batch's transaction.
 #[test]
 fn exactly_once_sink_commits_outputs_and_offsets_in_transactions() {
-    let Some(b) = real_kafka("exactly_once_sink_commits_outputs_and_offsets_in_transactions") else {
+    let Some(b) = real_kafka("exactly_once_sink_commits_outputs_and_offsets_in_transactions")
+    else {
         return;
     };
     let (input, output, group) = (unique("in"), unique("out"), unique("group"));

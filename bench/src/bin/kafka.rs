@@ -163,7 +163,12 @@ fn run(brokers: &str, input: &str, output: &str, n: u64, delivery: Delivery) -> 
         if let Some((_, e)) = ssc.failures().first() {
             panic!("the pipeline failed: {e}");
         }
-        let read: i64 = handle.status().partitions.iter().map(|p| p.next_offset).sum();
+        let read: i64 = handle
+            .status()
+            .partitions
+            .iter()
+            .map(|p| p.next_offset)
+            .sum();
         let completed = ssc.completed_batches();
         match last_batch {
             None if read == total => last_batch = Some(completed + 1),
@@ -199,10 +204,13 @@ fn main() {
     let mut reps = 3;
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
-        let v = pair.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| {
-            eprintln!("usage: kafka [--lines N] [--partitions N] [--reps N]");
-            std::process::exit(2)
-        });
+        let v = pair
+            .get(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                eprintln!("usage: kafka [--lines N] [--partitions N] [--reps N]");
+                std::process::exit(2)
+            });
         match pair[0].as_str() {
             "--lines" => lines = v,
             "--partitions" => partitions = v as i32,
