@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod produce;
 mod rate;
 mod record;

@@ -273,10 +273,7 @@ fn decode_failures_go_to_the_dead_letter_topic_with_their_origin() {
 #[test]
 fn the_rate_limit_holds_per_partition_and_batch() {
     let b = brokers();
-    let input = unique("rated");
-    create_topic(&b, &input, 2);
-    let lines: Vec<String> = (0..400).map(|i| format!("r{i}")).collect();
-    produce_lines(&b, &input, 2, &lines);
+    let (input, _) = topic_with_lines(&b, "rated", 2, 400);
 
     let ssc = context(200, None);
     // 100 records/s per partition, 200 ms batches: at most 20 per partition per batch.
@@ -318,10 +315,7 @@ fn the_rate_limit_holds_per_partition_and_batch() {
 #[test]
 fn backpressure_sets_and_adapts_the_rate_limit() {
     let b = brokers();
-    let input = unique("pressure");
-    create_topic(&b, &input, 2);
-    let lines: Vec<String> = (0..3000).map(|i| format!("p{i}")).collect();
-    produce_lines(&b, &input, 2, &lines);
+    let (input, _) = topic_with_lines(&b, "pressure", 2, 3000);
     let ssc = context(100, None);
     let source = KafkaSource::strings(&b)
         .topics([input.as_str()])
@@ -388,7 +382,7 @@ fn topics_created_later_that_match_the_pattern_are_read() {
         handle.status().records == 5
     });
     // A partition added to a topic is read too (when the broker can add partitions).
-    match add_partitions(&b, &a, 2) {
+    match stream_kafka::admin::add_partitions(&b, &a, 2) {
         Ok(()) => {
             produce(&b, &a, &[(1, None, Some(&b"a3"[..]))]);
             wait_for(30, "the added partition", || handle.status().records == 6);

@@ -19,34 +19,13 @@ use std::time::{Duration as StdDuration, Instant};
 use dstream::kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, OutRecord};
 use dstream::prelude::*;
 use dstream_bench::{peak_rss_mib, tweet_line};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::sleep(StdDuration::from_millis(5));
-    }
-}
-
 fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let r = block_on(admin.create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))
-    .expect("create topic");
-    for x in r {
-        x.unwrap_or_else(|e| panic!("create topic {topic}: {e:?}"));
+    if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, partitions) {
+        eprintln!("{e}");
+        std::process::exit(1);
     }
 }
 

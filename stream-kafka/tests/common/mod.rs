@@ -12,8 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -129,52 +127,27 @@ pub fn unique(name: &str) -> String {
     )
 }
 
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client")
-}
-
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let r = block_on(admin(brokers).create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))
-    .expect("create topic");
-    for x in r {
-        x.unwrap_or_else(|e| panic!("create topic {topic}: {e:?}"));
-    }
-}
-
-pub fn add_partitions(brokers: &str, topic: &str, total: usize) -> Result<(), String> {
-    let r = block_on(
-        admin(brokers).create_partitions(&[NewPartitions::new(topic, total)], &AdminOptions::new()),
-    )
-    .map_err(|e| e.to_string())?;
-    for x in r {
-        x.map_err(|e| format!("{e:?}"))?;
-    }
-    Ok(())
+    stream_kafka::admin::create_topic(brokers, topic, partitions).unwrap()
 }
 
 pub fn delete_topic(brokers: &str, topic: &str) {
-    let r = block_on(admin(brokers).delete_topics(&[topic], &AdminOptions::new()))
-        .expect("delete topic");
-    for x in r {
-        x.unwrap_or_else(|e| panic!("delete topic {topic}: {e:?}"));
-    }
+    stream_kafka::admin::delete_topic(brokers, topic).unwrap()
+}
+
+/// A new topic of `partitions` holding lines `{prefix}0..{prefix}{n}`, round robin; returns its
+/// name and the lines.
+pub fn topic_with_lines(
+    brokers: &str,
+    prefix: &str,
+    partitions: i32,
+    n: usize,
+) -> (String, Vec<String>) {
+    let topic = unique(prefix);
+    create_topic(brokers, &topic, partitions);
+    let lines: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    produce_lines(brokers, &topic, partitions, &lines);
+    (topic, lines)
 }
 
 /// A record to produce: partition, key, value.

@@ -1,0 +1,68 @@
+//! Blocking topic administration, for set-up code, examples and tests (librdkafka's admin
+//! client, waited on without an async runtime).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+/// Waits for a future by polling it (the admin client's futures complete on librdkafka's
+/// threads, so no runtime is needed).
+fn wait<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn client(brokers: &str) -> Result<AdminClient<DefaultClientContext>, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("cannot create an admin client for {brokers}: {e}"))
+}
+
+fn each<T, E: std::fmt::Debug>(
+    what: &str,
+    results: Result<Vec<Result<T, E>>, rdkafka::error::KafkaError>,
+) -> Result<(), String> {
+    for r in results.map_err(|e| format!("{what}: {e}"))? {
+        r.map_err(|e| format!("{what}: {e:?}"))?;
+    }
+    Ok(())
+}
+
+/// Creates `topic` with `partitions` partitions (replication factor 1).
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), String> {
+    let admin = client(brokers)?;
+    each(
+        &format!("creating topic {topic}"),
+        wait(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )),
+    )
+}
+
+/// Grows `topic` to `total` partitions.
+pub fn add_partitions(brokers: &str, topic: &str, total: usize) -> Result<(), String> {
+    let admin = client(brokers)?;
+    each(
+        &format!("adding partitions to {topic}"),
+        wait(admin.create_partitions(&[NewPartitions::new(topic, total)], &AdminOptions::new())),
+    )
+}
+
+/// Deletes `topic`.
+pub fn delete_topic(brokers: &str, topic: &str) -> Result<(), String> {
+    let admin = client(brokers)?;
+    each(
+        &format!("deleting topic {topic}"),
+        wait(admin.delete_topics(&[topic], &AdminOptions::new())),
+    )
+}
