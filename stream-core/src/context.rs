@@ -411,7 +411,7 @@ impl ContextInner {
 
     fn submit(&self, tx: &JobSender, inputs: &[Arc<dyn InputControl>], t: Time) -> bool {
         let records: u64 = inputs.iter().map(|i| i.capture(t) as u64).sum();
-        let setup = self.write_ahead(inputs, t).err();
+        let setup = self.write_ahead(inputs, t, false).err();
         let submitted = self.clock.now();
         let info = BatchInfo {
             batch_time: t,
@@ -466,7 +466,7 @@ impl ContextInner {
 
     /// Writes the inputs' positions after capturing `t` ahead of processing it, so that a
     /// recovery replays exactly this batch.
-    fn write_ahead(&self, inputs: &[Arc<dyn InputControl>], t: Time) -> Result<()> {
+    fn write_ahead(&self, inputs: &[Arc<dyn InputControl>], t: Time, start: bool) -> Result<()> {
         let Some(store) = self.store() else {
             return Ok(());
         };
@@ -475,7 +475,7 @@ impl ContextInner {
             .enumerate()
             .filter_map(|(i, input)| input.position_at(t).map(|p| (i, p)))
             .collect();
-        store.write_ahead(&positions, t)
+        store.write_ahead(&positions, t, start)
     }
 
     /// Commits the batch to the checkpoint if it succeeded (and every batch before it did);
@@ -694,6 +694,7 @@ impl StreamingContext {
         self.inner
             .store()
             .and_then(|s| s.recovery())
+            .filter(|r| r.completed)
             .map(|r| r.last)
     }
 
@@ -892,8 +893,9 @@ impl StreamingContext {
             }
         }
         if let (Some(_), None) = (&store, recovery) {
-            // A new checkpoint: the inputs' positions before the first batch.
-            if let Err(e) = self.inner.write_ahead(&inputs, zero) {
+            // A new checkpoint: the zero time and the inputs' positions before the first batch,
+            // so that a run that completes no batch is still replayed at the same batch times.
+            if let Err(e) = self.inner.write_ahead(&inputs, zero, true) {
                 inputs.iter().for_each(|i| i.stop());
                 return Err(e);
             }

@@ -54,7 +54,8 @@ impl Job {
         }
     }
 
-    fn spawn(&self) -> std::process::Child {
+    fn spawn(&self, log: &Path) -> std::process::Child {
+        let log = std::fs::File::create(log).unwrap();
         Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
             .env("DSTREAM_KAFKA_CRASH_CHILD", "1")
@@ -65,7 +66,7 @@ impl Job {
             .env("KC_CHECKPOINT", &self.checkpoint)
             .env("KC_STATE", &self.state_file)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .unwrap()
     }
@@ -76,7 +77,6 @@ fn child(job: &Job) -> Result<(), Error> {
     let ssc = StreamingContext::builder(Milliseconds(BATCH_MS))
         .parallelism(2)
         .stop_gracefully_on_signal(false)
-        .default_logger(false)
         .checkpoint(&job.checkpoint)
         .build()?;
     let source = KafkaSource::strings(&job.brokers)
@@ -228,7 +228,7 @@ fn run_crash_test(brokers: &str, kills: usize) {
     let started = Instant::now();
     let mut restarts_without_progress = 0;
     while killed < kills {
-        let mut c = job.spawn();
+        let mut c = job.spawn(&root.join(format!("child-{killed}.log")));
         let wait = StdDuration::from_millis(150 + rng.next() % 600);
         let deadline = Instant::now() + wait;
         let mut exited = None;
@@ -241,9 +241,8 @@ fn run_crash_test(brokers: &str, kills: usize) {
         }
         match exited {
             Some(status) => {
-                let mut err = String::new();
-                use std::io::Read;
-                c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                let err = std::fs::read_to_string(root.join(format!("child-{killed}.log")))
+                    .unwrap_or_default();
                 assert!(status.success(), "child failed: {err}");
                 // The run completed before all kills: that is fine, the input is consumed.
                 restarts_without_progress += 1;
@@ -261,11 +260,12 @@ fn run_crash_test(brokers: &str, kills: usize) {
         }
     }
     // The last run, to the end of the input.
-    let last = job.spawn().wait_with_output().unwrap();
+    let last_log = root.join(format!("child-{}.log", killed + 1));
+    let last = job.spawn(&last_log).wait().unwrap();
     assert!(
-        last.status.success(),
+        last.success(),
         "the final run failed: {}",
-        String::from_utf8_lossy(&last.stderr)
+        std::fs::read_to_string(&last_log).unwrap_or_default()
     );
     eprintln!("{killed} kills in {:.1?}", started.elapsed());
 
@@ -285,6 +285,28 @@ fn run_crash_test(brokers: &str, kills: usize) {
         seen.len(),
         expected.len()
     );
+    if duplicated > 0 {
+        // Where the copies are, and what the sink said about its recoveries.
+        let mut copies: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in &out {
+            copies.entry(r.text()).or_default().push(format!(
+                "p{} o{} batch {}",
+                r.partition,
+                r.offset,
+                r.headers.get("dstream.batch").cloned().unwrap_or_default()
+            ));
+        }
+        for (text, at) in copies.iter().filter(|(_, v)| v.len() > 1).take(3) {
+            eprintln!("twice: {text:?} at {at:?}");
+        }
+        for i in 0..=killed {
+            let log =
+                std::fs::read_to_string(root.join(format!("child-{i}.log"))).unwrap_or_default();
+            for l in log.lines().filter(|l| l.contains("kafka sink")) {
+                eprintln!("child {i}: {l}");
+            }
+        }
+    }
     assert_eq!(duplicated, 0, "records output twice");
     assert!(missing.is_empty(), "records lost");
     assert_eq!(seen, expected);

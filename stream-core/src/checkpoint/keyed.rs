@@ -244,7 +244,7 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
         // A new checkpoint holds no state yet, so the cache sees all of it until it evicts.
         guard
             .complete
-            .get_or_insert_with(|| store.recovery().is_none());
+            .get_or_insert_with(|| store.recovery().is_none_or(|r| !r.completed));
         Ok(PartState {
             store,
             cf: store.cf(self.id)?,

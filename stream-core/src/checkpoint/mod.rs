@@ -97,7 +97,11 @@ impl Shape {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Recovery {
     pub(crate) zero: Time,
+    /// The last completed batch; the zero time when a run started but completed none (its
+    /// batches may still have reached outputs: they are replayed at the same times).
     pub(crate) last: Time,
+    /// Whether any batch completed.
+    pub(crate) completed: bool,
 }
 
 /// An open checkpoint.
@@ -272,11 +276,22 @@ impl Store {
             }
         };
         let recovery = match (time(KEY_ZERO)?, time(KEY_LAST)?) {
-            (Some(zero), Some(last)) => Some(Recovery { zero, last }),
-            _ => None,
+            (Some(zero), Some(last)) => Some(Recovery {
+                zero,
+                last,
+                completed: true,
+            }),
+            // A run started (its zero time and first positions were written together) and
+            // completed no batch.
+            (Some(zero), None) => Some(Recovery {
+                zero,
+                last: zero,
+                completed: false,
+            }),
+            (None, _) => None,
         };
         if recovery.is_none() {
-            // Positions written ahead by a run that never completed a batch mean nothing now.
+            // Positions without a zero time (an older format's partial start) mean nothing.
             store
                 .db
                 .delete_range_cf(meta, [WAL], [WAL + 1])
@@ -329,12 +344,21 @@ impl Store {
         }
     }
 
-    /// Writes an input's position after capturing the batch of `t`, ahead of processing it.
-    pub(crate) fn write_ahead(&self, positions: &[(usize, Vec<u8>)], t: Time) -> Result<()> {
-        if positions.is_empty() {
+    /// Writes an input's position after capturing the batch of `t`, ahead of processing it;
+    /// at the start of a new checkpoint (`start`), with the zero time `t`, in the same write.
+    pub(crate) fn write_ahead(
+        &self,
+        positions: &[(usize, Vec<u8>)],
+        t: Time,
+        start: bool,
+    ) -> Result<()> {
+        if positions.is_empty() && !start {
             return Ok(());
         }
         let mut wb = WriteBatch::default();
+        if start {
+            wb.put_cf(self.meta(), KEY_ZERO, t.millis().to_be_bytes());
+        }
         for (input, pos) in positions {
             wb.put_cf(self.meta(), wal_key(*input, t), pos);
         }
@@ -454,4 +478,50 @@ pub(crate) fn temporary_dir() -> PathBuf {
 /// input, plus one batch (the position before the oldest remembered batch).
 pub(crate) fn keep_from(t: Time, remember: Duration, batch: Duration) -> Time {
     t - remember - batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> Shape {
+        Shape {
+            batch_ms: 100,
+            inputs: vec!["in".into()],
+            operators: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_that_completed_no_batch_is_resumed_at_its_own_batch_times() {
+        let dir = temporary_dir();
+        let zero = Time::from_millis(1_000);
+        {
+            let store = Store::open(&dir, &shape(), false, false).unwrap();
+            assert!(store.recovery().is_none());
+            store
+                .write_ahead(&[(0, b"p0".to_vec())], zero, true)
+                .unwrap();
+            store
+                .write_ahead(
+                    &[(0, b"p1".to_vec())],
+                    zero + Duration::from_millis(100),
+                    false,
+                )
+                .unwrap();
+            // Killed before the first batch completes.
+        }
+        let store = Store::open(&dir, &shape(), false, false).unwrap();
+        let r = store.recovery().expect("the started run is recovered");
+        assert_eq!((r.zero, r.last, r.completed), (zero, zero, false));
+        assert_eq!(
+            store.positions(0).unwrap(),
+            vec![
+                (zero, b"p0".to_vec()),
+                (zero + Duration::from_millis(100), b"p1".to_vec())
+            ]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -21,9 +21,10 @@ pub struct SinkContext {
     /// The number of this sink among the context's sinks (in the order they were added); stable
     /// across restarts of the same pipeline.
     pub index: usize,
-    /// The last batch the checkpoint holds as completed, when the context recovered one: every
-    /// later batch the sink is given is a batch run again, whose output may in part already be
-    /// out (the crash cut it).
+    /// The last batch the checkpoint holds as completed, when the context recovered one (or the
+    /// zero time, when a previous run started and completed no batch): the batches after it
+    /// that the sink is given first are batches run again, whose output may in part already be
+    /// out (the crash cut them).
     pub last_committed: Option<Time>,
     /// The sink's position as committed with that batch (see [`Sink::position`]).
     pub position: Option<Vec<u8>>,
