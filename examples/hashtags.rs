@@ -10,10 +10,22 @@
 //! cargo run --release --example hashtags                 # until Ctrl-C (graceful stop)
 //! cargo run --release --example hashtags -- --seconds 10 --rate 50000 --window 20 --slide 2
 //! ```
+//!
+//! With `--kafka BROKERS --topic T` the tweets are read from a Kafka topic instead (one tweet's
+//! text per record), with the window's state, and the topic's offsets, checkpointed in
+//! `--checkpoint DIR` when given (a restart then resumes where it stopped). `--feed` also writes
+//! the generator's tweets into the topic, at `--rate`, to try it on an empty topic:
+//!
+//! ```text
+//! scripts/kafka-broker.sh start && eval "$(scripts/kafka-broker.sh env)"
+//! cargo run --release --example hashtags -- --kafka $KAFKA_BROKERS --topic tweets --feed
+//! ```
 
+use dstream::kafka::{KafkaSource, KafkaStreams, OutRecord};
 use dstream::prelude::*;
 
-const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]";
+const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
+                [--kafka BROKERS --topic TOPIC [--checkpoint DIR] [--feed]]";
 
 struct Args {
     seconds: Option<u64>,
@@ -21,6 +33,10 @@ struct Args {
     batch_ms: i64,
     window_s: i64,
     slide_s: i64,
+    kafka: Option<String>,
+    topic: Option<String>,
+    checkpoint: Option<String>,
+    feed: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -30,9 +46,35 @@ fn parse_args() -> Result<Args, String> {
         batch_ms: 1_000,
         window_s: 60,
         slide_s: 5,
+        kafka: None,
+        topic: None,
+        checkpoint: None,
+        feed: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        let mut text = |name: &str| -> Result<String, String> {
+            it.next().ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--kafka" => {
+                args.kafka = Some(text("--kafka")?);
+                continue;
+            }
+            "--topic" => {
+                args.topic = Some(text("--topic")?);
+                continue;
+            }
+            "--checkpoint" => {
+                args.checkpoint = Some(text("--checkpoint")?);
+                continue;
+            }
+            "--feed" => {
+                args.feed = true;
+                continue;
+            }
+            _ => {}
+        }
         let mut value = |name: &str| -> Result<u64, String> {
             let v = it.next().ok_or_else(|| format!("{name} needs a value"))?;
             v.parse()
@@ -50,6 +92,12 @@ fn parse_args() -> Result<Args, String> {
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if args.kafka.is_some() != args.topic.is_some() {
+        return Err("--kafka and --topic go together".into());
+    }
+    if (args.feed || args.checkpoint.is_some()) && args.kafka.is_none() {
+        return Err("--feed and --checkpoint need --kafka".into());
     }
     Ok(args)
 }
@@ -186,19 +234,64 @@ fn main() {
     }
 }
 
+/// Writes the generator's tweets into the topic at `rate` per second, from a thread.
+fn feed(brokers: String, topic: String, rate: u64) {
+    std::thread::spawn(move || {
+        let (cdf, tags) = (zipf_cdf(), (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>());
+        let started = std::time::Instant::now();
+        let mut i = 0u64;
+        loop {
+            // Catch up with the rate every 100 ms.
+            let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+            let batch: Vec<_> = (i..due)
+                .map(|j| OutRecord::new(tweet(j, rate, &cdf, &tags)))
+                .collect();
+            i = due;
+            if let Err(e) = dstream::kafka::admin::produce(&brokers, &topic, batch) {
+                eprintln!("hashtags: feeding {topic}: {e}");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+}
+
 fn run(args: &Args) -> Result<(), Error> {
     let batch = Milliseconds(args.batch_ms);
-    // The window's state lives in RocksDB; the generated tweets cannot be replayed, so there is
-    // nothing to recover and a temporary checkpoint (removed at exit) is enough.
-    let ssc = StreamingContext::builder(batch)
-        .temporary_checkpoint()
-        .build()?;
+    let mut builder = StreamingContext::builder(batch);
+    // The window's state lives in RocksDB. Generated tweets cannot be replayed, so there is
+    // nothing to recover and a temporary checkpoint (removed at exit) is enough; a Kafka topic
+    // can be, so with --checkpoint a restart resumes from the checkpointed offsets and state.
+    builder = match &args.checkpoint {
+        Some(dir) => builder.checkpoint(dir),
+        None => builder.temporary_checkpoint(),
+    };
+    let ssc = builder.build()?;
 
-    let (cdf, tags) = (zipf_cdf(), (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>());
-    let rate = args.rate;
-    let tweets = ssc
-        .rate_stream(rate)
-        .map(move |i| tweet(i, rate, &cdf, &tags));
+    let tweets = match (&args.kafka, &args.topic) {
+        (Some(brokers), Some(topic)) => {
+            if args.feed {
+                // The topic may be new: create it (2 partitions) unless it exists.
+                if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, 2)
+                    && !e.contains("AlreadyExists")
+                {
+                    eprintln!("hashtags: {e}");
+                }
+                feed(brokers.clone(), topic.clone(), args.rate);
+            }
+            let source = KafkaSource::strings(brokers)
+                .topics([topic.as_str()])
+                .group_id("dstream-hashtags")
+                .build()?;
+            ssc.kafka_stream(source)
+        }
+        _ => {
+            let (cdf, tags) = (zipf_cdf(), (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>());
+            let rate = args.rate;
+            ssc.rate_stream(rate)
+                .map(move |i| tweet(i, rate, &cdf, &tags))
+        }
+    };
 
     let (window_s, slide_s, parallelism) = (args.window_s, args.slide_s, ssc.parallelism());
     // The pipeline, as the Spark Streaming talks write it in Scala.

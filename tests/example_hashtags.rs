@@ -159,3 +159,124 @@ fn bad_arguments_get_a_clear_message() {
         "{stderr}"
     );
 }
+
+/// A Kafka-protocol broker: `KAFKA_BROKERS`, or tansu started by `scripts/kafka-broker.sh` in a
+/// directory of this test (stopped when the test ends, or by itself after two minutes).
+struct Broker {
+    brokers: String,
+    own: Option<PathBuf>,
+}
+
+impl Broker {
+    fn get() -> Broker {
+        if let Ok(b) = std::env::var("KAFKA_BROKERS")
+            && !b.is_empty()
+        {
+            return Broker {
+                brokers: b,
+                own: None,
+            };
+        }
+        let dir =
+            std::env::temp_dir().join(format!("dstream-example-kafka-{}", std::process::id()));
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-broker.sh");
+        // The binary is fetched once, into the repository's target/kafka.
+        let bin = Command::new("bash")
+            .arg(&script)
+            .arg("install")
+            .output()
+            .unwrap();
+        assert!(
+            bin.status.success(),
+            "{}",
+            String::from_utf8_lossy(&bin.stderr)
+        );
+        let bin = PathBuf::from(String::from_utf8(bin.stdout).unwrap().trim());
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::copy(&bin, dir.join("bin/tansu")).unwrap();
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .env("DSTREAM_KAFKA_DIR", &dir)
+            .env("BROKER_TTL", "120")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let brokers = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("KAFKA_BROKERS="))
+            .expect("the script prints the address")
+            .to_string();
+        Broker {
+            brokers,
+            own: Some(dir),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.own {
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-broker.sh");
+            let _ = Command::new("bash")
+                .arg(&script)
+                .arg("stop")
+                .env("DSTREAM_KAFKA_DIR", dir)
+                .output();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[test]
+fn reads_tweets_from_a_kafka_topic() {
+    let broker = Broker::get();
+    let topic = format!("example-tweets-{}", std::process::id());
+    dstream::kafka::admin::create_topic(&broker.brokers, &topic, 2).unwrap();
+    // Tags #k1..#k12, #k1 in 12 tweets down to #k12 in 1.
+    let mut tweets = Vec::new();
+    for k in 1..=12u32 {
+        for i in 0..(13 - k) {
+            tweets.push(dstream::kafka::OutRecord::new(format!(
+                "tweet {i} about #k{k} today"
+            )));
+        }
+    }
+    dstream::kafka::admin::produce(&broker.brokers, &topic, tweets).unwrap();
+    let out = Command::new(example("hashtags"))
+        .args([
+            "--kafka",
+            &broker.brokers,
+            "--topic",
+            &topic,
+            "--seconds",
+            "3",
+            "--batch-ms",
+            "250",
+            "--window",
+            "2",
+            "--slide",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let expected: Vec<(String, u64)> = (1..=10u64).map(|k| (format!("#k{k}"), 13 - k)).collect();
+    assert!(
+        blocks(&stdout)
+            .iter()
+            .any(|(total, top)| *total == 12 && *top == expected),
+        "no window showed the topic's 12 tags with their counts:\n{stdout}"
+    );
+}

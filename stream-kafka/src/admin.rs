@@ -66,3 +66,32 @@ pub fn delete_topic(brokers: &str, topic: &str) -> Result<(), String> {
         wait(admin.delete_topics(&[topic], &AdminOptions::new())),
     )
 }
+
+/// Produces `records` to `topic` (each `OutRecord` may name its own topic) and waits until all
+/// are delivered: for filling topics in set-up code, examples and tests. Returns how many.
+pub fn produce(
+    brokers: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = crate::OutRecord>,
+) -> Result<usize, String> {
+    use crate::produce::{self as p, TrackedProducer, Tracker};
+    let producer: TrackedProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .create_with_context(Tracker::default())
+        .map_err(|e| format!("cannot create a producer for {brokers}: {e}"))?;
+    let mut n = 0;
+    for r in records {
+        let to = r.topic.as_deref().unwrap_or(topic);
+        p::send(
+            &producer,
+            to,
+            r.key.as_deref(),
+            Some(&r.value),
+            rdkafka::message::OwnedHeaders::new(),
+        )?;
+        n += 1;
+    }
+    p::flush(&producer, Duration::from_secs(120))?;
+    Ok(n)
+}

@@ -131,3 +131,35 @@ fn a_deleted_topic_is_a_clear_error() {
     let msg = err.to_string();
     assert!(msg.contains(&input), "{msg}");
 }
+
+/// (tansu does not support CreatePartitions: the same discovery path is covered there by a
+/// topic created later under a pattern.)
+#[test]
+fn partitions_added_to_a_subscribed_topic_are_read() {
+    let Some(b) = real_kafka("partitions_added_to_a_subscribed_topic_are_read") else {
+        return;
+    };
+    let input = unique("growing");
+    create_topic(&b, &input, 1);
+    produce_lines(&b, &input, 1, &["first".to_string()]);
+    let ssc = StreamingContext::builder(Milliseconds(100))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let source = KafkaSource::strings(&b)
+        .topics([input.as_str()])
+        .metadata_refresh(StdDuration::from_millis(200))
+        .build()
+        .unwrap();
+    let handle = source.handle();
+    ssc.kafka_stream(source).foreach_batch(|_, _| {}).unwrap();
+    ssc.start().unwrap();
+    wait_for(30, "the first record", || handle.status().records == 1);
+    stream_kafka::admin::add_partitions(&b, &input, 2).unwrap();
+    produce(&b, &input, &[(1, None, Some(&b"second"[..]))]);
+    wait_for(60, "the record of the added partition", || {
+        handle.status().records == 2
+    });
+    ssc.stop_gracefully();
+    assert_eq!(handle.status().partitions.len(), 2);
+}
