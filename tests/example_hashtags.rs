@@ -47,21 +47,21 @@ fn blocks(stdout: &str) -> Vec<(u64, Vec<(String, u64)>)> {
     out
 }
 
-#[test]
-fn prints_the_top_ten_tags_every_batch() {
+/// Runs the example for 3 s with 250 ms batches and a 2 s window sliding every second, plus
+/// `args`; returns what it printed.
+fn run_for_3s(args: &[&str]) -> String {
     let out = Command::new(example("hashtags"))
         .args([
             "--seconds",
             "3",
             "--batch-ms",
             "250",
-            "--rate",
-            "8000",
             "--window",
             "2",
             "--slide",
             "1",
         ])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -70,7 +70,12 @@ fn prints_the_top_ten_tags_every_batch() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn prints_the_top_ten_tags_every_batch() {
+    let stdout = run_for_3s(&["--rate", "8000"]);
     let blocks = blocks(&stdout);
     assert!(
         blocks.len() >= 2,
@@ -248,30 +253,7 @@ fn reads_tweets_from_a_kafka_topic() {
         }
     }
     dstream::kafka::admin::produce(&broker.brokers, &topic, tweets).unwrap();
-    let out = Command::new(example("hashtags"))
-        .args([
-            "--kafka",
-            &broker.brokers,
-            "--topic",
-            &topic,
-            "--seconds",
-            "3",
-            "--batch-ms",
-            "250",
-            "--window",
-            "2",
-            "--slide",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = run_for_3s(&["--kafka", &broker.brokers, "--topic", &topic]);
     let expected: Vec<(String, u64)> = (1..=10u64).map(|k| (format!("#k{k}"), 13 - k)).collect();
     assert!(
         blocks(&stdout)

@@ -110,19 +110,7 @@ fn a_deleted_topic_is_a_clear_error() {
     let input = unique("doomed");
     create_topic(&b, &input, 1);
     produce_lines(&b, &input, 1, &["x".to_string()]);
-    let ssc = StreamingContext::builder(Milliseconds(100))
-        .stop_gracefully_on_signal(false)
-        .build()
-        .unwrap();
-    let source = KafkaSource::strings(&b)
-        .topics([input.as_str()])
-        .metadata_refresh(StdDuration::from_millis(200))
-        .build()
-        .unwrap();
-    let handle = source.handle();
-    ssc.kafka_stream(source).foreach_batch(|_, _| {}).unwrap();
-    ssc.start().unwrap();
-    wait_for(30, "the record", || handle.status().records == 1);
+    let (ssc, _handle) = reading(&b, &input, 1, |s| s);
     delete_topic(&b, &input);
     let err = ssc
         .await_termination_or_timeout(Seconds(60))
@@ -142,19 +130,7 @@ fn partitions_added_to_a_subscribed_topic_are_read() {
     let input = unique("growing");
     create_topic(&b, &input, 1);
     produce_lines(&b, &input, 1, &["first".to_string()]);
-    let ssc = StreamingContext::builder(Milliseconds(100))
-        .stop_gracefully_on_signal(false)
-        .build()
-        .unwrap();
-    let source = KafkaSource::strings(&b)
-        .topics([input.as_str()])
-        .metadata_refresh(StdDuration::from_millis(200))
-        .build()
-        .unwrap();
-    let handle = source.handle();
-    ssc.kafka_stream(source).foreach_batch(|_, _| {}).unwrap();
-    ssc.start().unwrap();
-    wait_for(30, "the first record", || handle.status().records == 1);
+    let (ssc, handle) = reading(&b, &input, 1, |s| s);
     stream_kafka::admin::add_partitions(&b, &input, 2).unwrap();
     produce(&b, &input, &[(1, None, Some(&b"second"[..]))]);
     wait_for(60, "the record of the added partition", || {

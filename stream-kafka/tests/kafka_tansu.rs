@@ -157,17 +157,18 @@ fn restart_resumes_from_the_checkpoint_not_from_group_offsets() {
     produce_lines(&b, &input, 2, &first);
     let dir = temp_dir("resume-ckpt");
 
-    let (ssc, handle) = copy_pipeline(&b, &input, &output, &group, &dir);
-    ssc.start().unwrap();
-    wait_for(30, "the first 100 records", || {
-        handle.status().records == 100
-    });
-    // One more batch so that the last records' batch is committed.
-    std::thread::sleep(StdDuration::from_millis(300));
-    ssc.stop_gracefully();
-    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
-    // The checkpoint's database is released with the context.
-    drop(ssc);
+    // A run from the checkpoint until it has read 100 records; the checkpoint's database is
+    // released when it returns.
+    let run = || {
+        let (ssc, handle) = copy_pipeline(&b, &input, &output, &group, &dir);
+        ssc.start().unwrap();
+        wait_for(30, "100 records", || handle.status().records == 100);
+        // One more batch so that the last records' batch is committed.
+        std::thread::sleep(StdDuration::from_millis(300));
+        ssc.stop_gracefully();
+        assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    };
+    run();
     wait_for(10, "group offsets after the batches", || {
         group_offsets(&b, &group, &input, 2) == vec![50, 50]
     });
@@ -176,14 +177,7 @@ fn restart_resumes_from_the_checkpoint_not_from_group_offsets() {
     set_group_offsets(&b, &group, &input, &[0, 0]);
     let second: Vec<String> = (100..200).map(|i| format!("e{i}")).collect();
     produce_lines(&b, &input, 2, &second);
-    let (ssc, handle) = copy_pipeline(&b, &input, &output, &group, &dir);
-    ssc.start().unwrap();
-    wait_for(30, "the next 100 records", || {
-        handle.status().records == 100
-    });
-    std::thread::sleep(StdDuration::from_millis(300));
-    ssc.stop_gracefully();
-    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    run();
 
     let mut seen: Vec<String> = read_all(&b, &output).iter().map(|r| r.text()).collect();
     seen.sort();
@@ -426,17 +420,9 @@ fn a_broker_lost_while_running_fails_batches_after_the_timeout() {
     let input = unique("lost");
     create_topic(&own.brokers, &input, 1);
     produce_lines(&own.brokers, &input, 1, &["x".to_string()]);
-    let ssc = context(100, None);
-    let source = KafkaSource::strings(&own.brokers)
-        .topics([input.as_str()])
-        .broker_timeout(StdDuration::from_secs(2))
-        .metadata_refresh(StdDuration::from_millis(500))
-        .build()
-        .unwrap();
-    let handle = source.handle();
-    ssc.kafka_stream(source).foreach_batch(|_, _| {}).unwrap();
-    ssc.start().unwrap();
-    wait_for(30, "the record", || handle.status().records == 1);
+    let (ssc, _handle) = reading(&own.brokers, &input, 1, |s| {
+        s.broker_timeout(StdDuration::from_secs(2))
+    });
     drop(own);
     let started = std::time::Instant::now();
     let err = ssc

@@ -322,3 +322,37 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A running pipeline that reads `topic` (100 ms batches, new partitions looked for every
+/// 200 ms, `settings` applied), once it has read `records`.
+pub fn reading(
+    brokers: &str,
+    topic: &str,
+    records: u64,
+    settings: impl FnOnce(
+        stream_kafka::KafkaSourceBuilder<String>,
+    ) -> stream_kafka::KafkaSourceBuilder<String>,
+) -> (
+    stream_core::StreamingContext,
+    stream_kafka::KafkaSourceHandle,
+) {
+    use stream_kafka::{KafkaSource, KafkaStreams};
+    let ssc = stream_core::StreamingContext::builder(stream_core::Milliseconds(100))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let source = settings(
+        KafkaSource::strings(brokers)
+            .topics([topic])
+            .metadata_refresh(Duration::from_millis(200)),
+    )
+    .build()
+    .unwrap();
+    let handle = source.handle();
+    ssc.kafka_stream(source).foreach_batch(|_, _| {}).unwrap();
+    ssc.start().unwrap();
+    wait_for(30, "the first records", || {
+        handle.status().records == records
+    });
+    (ssc, handle)
+}
