@@ -258,7 +258,8 @@ fn feed(brokers: String, topic: String, rate: u64) {
 
 fn run(args: &Args) -> Result<(), Error> {
     let batch = Milliseconds(args.batch_ms);
-    let mut builder = StreamingContext::builder(batch);
+    // A status line on stderr (batch time, records, rate, delays), at most once a second.
+    let mut builder = StreamingContext::builder(batch).status_line(true);
     // The window's state lives in RocksDB. Generated tweets cannot be replayed, so there is
     // nothing to recover and a temporary checkpoint (removed at exit) is enough; a Kafka topic
     // can be, so with --checkpoint a restart resumes from the checkpointed offsets and state.

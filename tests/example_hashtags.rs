@@ -149,6 +149,13 @@ fn sigterm_stops_it_gracefully() {
         stderr.contains("stopping the StreamingContext gracefully"),
         "{stderr}"
     );
+    // The status line, on stderr while it ran.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[dstream] batch ") && l.contains(" records (")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -79,6 +79,7 @@ pub struct StreamingContextBuilder {
     default_logger: bool,
     checkpoint: CheckpointSettings,
     state_cache: usize,
+    status_line: bool,
 }
 
 /// Where and how state is checkpointed.
@@ -159,6 +160,13 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// Prints a status line on stderr after each completed batch, at most once a second: batch
+    /// time, records, input rate, processing time and delays ([`StatusLine`](crate::StatusLine)).
+    pub fn status_line(mut self, yes: bool) -> Self {
+        self.status_line = yes;
+        self
+    }
+
     /// Builds the context. The batch interval must be positive, parallelism at least one.
     pub fn build(self) -> Result<StreamingContext> {
         if self.batch.millis() <= 0 {
@@ -189,7 +197,12 @@ impl StreamingContextBuilder {
                 zero: AtomicI64::new(i64::MIN),
                 run: Mutex::new(RunState::default()),
                 graph: Mutex::new(Graph::default()),
-                listeners: Mutex::new(Vec::new()),
+                listeners: Mutex::new(if self.status_line {
+                    vec![Arc::new(crate::metrics::StatusLine::new(self.batch))
+                        as Arc<dyn StreamingListener>]
+                } else {
+                    Vec::new()
+                }),
                 progress: Mutex::new(Progress::default()),
                 progress_cv: Condvar::new(),
                 stopping: AtomicBool::new(false),
@@ -620,6 +633,7 @@ impl StreamingContext {
             default_logger: true,
             checkpoint: CheckpointSettings::default(),
             state_cache: DEFAULT_STATE_CACHE,
+            status_line: false,
         }
     }
 

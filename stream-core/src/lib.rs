@@ -37,7 +37,7 @@ pub use dstream::{
 pub use error::{
     BoxError, CheckpointError, ContextError, Error, GraphError, OutputError, Result, SourceError,
 };
-pub use metrics::{BatchInfo, StreamingListener};
+pub use metrics::{BatchInfo, StatusLine, StreamingListener};
 pub use partitioner::{HashPartitioner, Partitioner};
 pub use show::Show;
 pub use sink::{OutputResult, Sink, SinkContext};

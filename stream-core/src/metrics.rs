@@ -44,3 +44,77 @@ pub trait StreamingListener: Send + Sync + 'static {
     /// A batch finished, successfully or not (see `failure`).
     fn on_batch_completed(&self, _info: &BatchInfo) {}
 }
+
+/// The console status line (`StreamingContextBuilder::status_line`): after each completed batch,
+/// at most once a second, one line on stderr with the batch time, its records, the input rate,
+/// and the batch's processing time and delays. Also a plain listener:
+/// `ssc.add_streaming_listener(Arc::new(StatusLine::new(batch)))`.
+#[derive(Debug)]
+pub struct StatusLine {
+    batch: Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl StatusLine {
+    /// A status line for batches of `batch`.
+    pub fn new(batch: Duration) -> Self {
+        StatusLine {
+            batch,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The line for a completed batch.
+    pub fn line(&self, info: &BatchInfo) -> String {
+        let secs = self.batch.millis().max(1) as f64 / 1000.0;
+        let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{} ms", d.millis()));
+        format!(
+            "[dstream] batch {}: {} records ({:.0}/s), processing {}, scheduling delay {}, total delay {}{}",
+            info.batch_time,
+            info.num_records,
+            info.num_records as f64 / secs,
+            info.processing_time
+                .map_or("-".to_string(), |d| format!("{} ms", d.as_millis())),
+            ms(info.scheduling_delay()),
+            ms(info.total_delay()),
+            match &info.failure {
+                Some(e) => format!(", FAILED: {e}"),
+                None => String::new(),
+            }
+        )
+    }
+}
+
+impl StreamingListener for StatusLine {
+    fn on_batch_completed(&self, info: &BatchInfo) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+        if due || info.failure.is_some() {
+            *last = Some(std::time::Instant::now());
+            eprintln!("{}", self.line(info));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_says_records_rate_and_delays() {
+        let s = StatusLine::new(Duration::from_millis(500));
+        let info = BatchInfo {
+            batch_time: Time::from_millis(10_000),
+            num_records: 2_000,
+            submission_time: Time::from_millis(10_001),
+            processing_start: Some(Time::from_millis(10_004)),
+            processing_end: Some(Time::from_millis(10_054)),
+            processing_time: Some(std::time::Duration::from_millis(50)),
+            failure: None,
+        };
+        assert_eq!(
+            s.line(&info),
+            "[dstream] batch 10000 ms: 2000 records (4000/s), processing 50 ms, scheduling delay 4 ms, total delay 54 ms"
+        );
+    }
+}
