@@ -186,7 +186,7 @@ impl<T: Data> KafkaSink<T> {
 
     fn error(&self, message: impl Into<String>) -> Error {
         OutputError::Custom {
-            name: format!("kafka sink ({})", self.settings.topic),
+            name: Sink::<T>::name(self),
             message: message.into(),
         }
         .into()

@@ -383,6 +383,29 @@ struct Fetched {
     value: Option<Vec<u8>>,
 }
 
+impl Fetched {
+    fn from_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Fetched {
+        Fetched {
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+        }
+    }
+
+    /// The record as a decoder sees it.
+    fn raw<'a>(&'a self, topic: &'a str, partition: i32) -> RawRecord<'a> {
+        RawRecord {
+            topic,
+            partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+        }
+    }
+}
+
 type Tp = (String, i32);
 
 /// The Kafka direct source. Build one, then `ssc.kafka_stream(source)`.
@@ -434,12 +457,7 @@ impl Fetch {
             // Fetched again after a re-assignment: already pending or taken.
             return;
         }
-        q.push_back(Fetched {
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
-        });
+        q.push_back(Fetched::from_message(m));
     }
 }
 
@@ -930,12 +948,7 @@ impl<T: Data> KafkaSource<T> {
                     };
                     let r = &ranges[i];
                     if m.offset() < r.until && !done.contains(&i) {
-                        out[i].push(Fetched {
-                            offset: m.offset(),
-                            timestamp: m.timestamp().to_millis(),
-                            key: m.key().map(<[u8]>::to_vec),
-                            value: m.payload().map(<[u8]>::to_vec),
-                        });
+                        out[i].push(Fetched::from_message(&m));
                     }
                     if m.offset() + 1 >= r.until {
                         done.insert(i);
@@ -1015,15 +1028,7 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
         for (tp, from, fetched) in &taken {
             let mut part = Vec::with_capacity(fetched.len());
             for f in fetched {
-                let raw = RawRecord {
-                    topic: &tp.0,
-                    partition: tp.1,
-                    offset: f.offset,
-                    timestamp: f.timestamp,
-                    key: f.key.as_deref(),
-                    value: f.value.as_deref(),
-                };
-                match decode(&raw) {
+                match decode(&f.raw(&tp.0, tp.1)) {
                     Ok(v) => part.push(v),
                     Err(e) => failed.push((tp.clone(), f.clone(), e)),
                 }
@@ -1126,16 +1131,10 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
                     .iter()
                     .filter_map(|f| {
                         records += 1;
-                        let raw = RawRecord {
-                            topic: &r.topic,
-                            partition: r.partition,
-                            offset: f.offset,
-                            timestamp: f.timestamp,
-                            key: f.key.as_deref(),
-                            value: f.value.as_deref(),
-                        };
                         // Failures went to the dead-letter topic when the batch was first read.
-                        decode(&raw).map_err(|_| failures += 1).ok()
+                        decode(&f.raw(&r.topic, r.partition))
+                            .map_err(|_| failures += 1)
+                            .ok()
                     })
                     .collect()
             })
