@@ -105,7 +105,8 @@ pub struct KafkaSourceStatus {
     pub rate_limit: Option<f64>,
     /// Every assigned partition.
     pub partitions: Vec<PartitionStatus>,
-    /// The last error the consumer reported (cleared once records flow again).
+    /// The error that stops the source (an offset out of range, a deleted topic), or else the
+    /// last error the consumer reported while no records came (cleared once they flow again).
     pub last_error: Option<String>,
 }
 
@@ -809,14 +810,8 @@ impl<T: Data> KafkaSource<T> {
         (quotas, limit)
     }
 
-    fn update_status(
-        &self,
-        f: &Fetch,
-        records: usize,
-        failures: u64,
-        dead_lettered: u64,
-        limit: Option<f64>,
-    ) {
+    /// Adds a batch's counts to the status and refreshes what is derived from `f`.
+    fn update_status(&self, f: &Fetch, records: usize, failures: u64, dead_lettered: u64) {
         let consumer = self.consumer.as_ref();
         let partitions = f
             .next
@@ -835,8 +830,11 @@ impl<T: Data> KafkaSource<T> {
         s.records += records as u64;
         s.decode_failures += failures;
         s.dead_lettered += dead_lettered;
-        s.rate_limit = limit;
         s.partitions = partitions;
+        s.last_error = f
+            .fatal
+            .clone()
+            .or_else(|| f.unreachable_since.as_ref().map(|(_, e)| e.clone()));
     }
 
     fn record_ranges(&self, time: Time, ranges: Vec<OffsetRange>) {
@@ -1061,8 +1059,9 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
             for r in &ranges {
                 f.next.insert((r.topic.clone(), r.partition), r.until);
             }
-            self.update_status(&f, records - failures as usize, failures, failures, limit);
+            self.update_status(&f, records - failures as usize, failures, failures);
         }
+        lock(&self.shared.status).rate_limit = limit;
         self.record_ranges(time, ranges);
         // (Not while the brokers are unreachable: librdkafka's metadata request can then block
         // far beyond its timeout.)
@@ -1139,13 +1138,7 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
                     .collect()
             })
             .collect();
-        self.update_status(
-            &lock(&self.fetch),
-            records - failures as usize,
-            failures,
-            0,
-            None,
-        );
+        self.update_status(&lock(&self.fetch), records - failures as usize, failures, 0);
         self.record_ranges(time, ranges);
         Ok(Some(Batch::from_partitions(parts)))
     }

@@ -420,7 +420,7 @@ fn a_broker_lost_while_running_fails_batches_after_the_timeout() {
     let input = unique("lost");
     create_topic(&own.brokers, &input, 1);
     produce_lines(&own.brokers, &input, 1, &["x".to_string()]);
-    let (ssc, _handle) = reading(&own.brokers, &input, 1, |s| {
+    let (ssc, handle) = reading(&own.brokers, &input, 1, |s| {
         s.broker_timeout(StdDuration::from_secs(2))
     });
     drop(own);
@@ -429,6 +429,9 @@ fn a_broker_lost_while_running_fails_batches_after_the_timeout() {
         .await_termination_or_timeout(Seconds(30))
         .expect_err("a lost broker must fail the batches");
     let failed_after = started.elapsed();
+    // The status said why while the batches were still empty.
+    let last_error = handle.status().last_error;
+    assert!(last_error.is_some(), "no error in the status");
     ssc.stop();
     eprintln!(
         "{err} (after {failed_after:?}; stopped after {:?})",
