@@ -910,6 +910,7 @@ impl StreamingContext {
             // A new checkpoint: the zero time and the inputs' positions before the first batch,
             // so that a run that completes no batch is still replayed at the same batch times.
             if let Err(e) = self.inner.write_ahead(&inputs, zero, true) {
+                sinks.iter().for_each(|s| s.close());
                 inputs.iter().for_each(|i| i.stop());
                 return Err(e);
             }
@@ -944,6 +945,7 @@ impl StreamingContext {
         let (executor, generator) = match threads {
             Ok(t) => t,
             Err(e) => {
+                sinks.iter().for_each(|s| s.close());
                 inputs.iter().for_each(|i| i.stop());
                 return Err(e);
             }
