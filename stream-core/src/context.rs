@@ -22,7 +22,10 @@ use crate::checkpoint::{Durable, Shape, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::dstream::{DStream, clear_through};
 use crate::error::{CheckpointError, ContextError, Error, Result, panic_message};
-use crate::metrics::{BatchInfo, StreamingListener};
+use crate::metrics::{
+    BatchInfo, InputPartitionStatus, InputStatusFn, OperatorInfo, OutputOperationInfo, StateInfo,
+    StreamingListener,
+};
 use crate::sink::{OutputOp, SinkControl};
 use crate::source::InputControl;
 use crate::time::{Duration, Time};
@@ -80,6 +83,7 @@ pub struct StreamingContextBuilder {
     checkpoint: CheckpointSettings,
     state_cache: usize,
     status_line: bool,
+    operator_metrics: bool,
 }
 
 /// Where and how state is checkpointed.
@@ -167,6 +171,14 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// Collects each operator's records and time per batch, and each stateful operator's state
+    /// size, into [`BatchInfo::operators`](crate::BatchInfo) and `state` (the dashboard turns
+    /// this on). Costs a counter per chunk of records and operator.
+    pub fn operator_metrics(mut self, yes: bool) -> Self {
+        self.operator_metrics = yes;
+        self
+    }
+
     /// Builds the context. The batch interval must be positive, parallelism at least one.
     pub fn build(self) -> Result<StreamingContext> {
         if self.batch.millis() <= 0 {
@@ -212,6 +224,9 @@ impl StreamingContextBuilder {
                 store: OnceLock::new(),
                 durables: Mutex::new(Vec::new()),
                 state_cache: self.state_cache,
+                observing: AtomicBool::new(self.operator_metrics),
+                next_node: AtomicUsize::new(0),
+                input_status: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -265,6 +280,10 @@ pub(crate) struct ContextInner {
     /// The stateful operators, in creation order (their ids).
     durables: Mutex<Vec<Arc<dyn Durable>>>,
     pub(crate) state_cache: usize,
+    /// Operator metrics on (`BatchInfo::operators`, `BatchInfo::state`).
+    observing: AtomicBool,
+    next_node: AtomicUsize,
+    input_status: Mutex<Vec<InputStatusFn>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -300,6 +319,52 @@ impl JobSender {
 }
 
 impl ContextInner {
+    pub(crate) fn input_status(&self) -> Vec<InputPartitionStatus> {
+        let reports = lock(&self.input_status).clone();
+        reports.iter().flat_map(|f| f()).collect()
+    }
+
+    /// Whether operator metrics are collected.
+    pub(crate) fn observing(&self) -> bool {
+        self.observing.load(Ordering::Relaxed)
+    }
+
+    /// The id of a new node of the graph.
+    pub(crate) fn next_node_id(&self) -> usize {
+        self.next_node.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Each operator's records and time in batch `t`, and the size of each state.
+    fn operator_metrics(
+        &self,
+        t: Time,
+        outputs: &[Arc<dyn OutputOp>],
+    ) -> (Vec<OperatorInfo>, Vec<StateInfo>) {
+        let roots: Vec<_> = outputs.iter().map(|o| o.node()).collect();
+        let operators = crate::dstream::graph_nodes(&roots)
+            .into_iter()
+            .map(|n| {
+                let base = n.base();
+                let (records, task_time) = base.stats.take(t);
+                OperatorInfo {
+                    id: base.id,
+                    name: base.name.clone(),
+                    parents: base.parents.iter().map(|p| p.base().id).collect(),
+                    records,
+                    task_time,
+                }
+            })
+            .collect();
+        let state = match self.store() {
+            Some(store) => lock(&self.durables)
+                .iter()
+                .filter_map(|d| d.size(store))
+                .collect(),
+            None => Vec::new(),
+        };
+        (operators, state)
+    }
+
     pub(crate) fn zero_time(&self) -> Option<Time> {
         match self.zero.load(Ordering::Acquire) {
             i64::MIN => None,
@@ -434,6 +499,9 @@ impl ContextInner {
             processing_end: None,
             processing_time: None,
             failure: None,
+            output_operations: Vec::new(),
+            operators: Vec::new(),
+            state: Vec::new(),
         };
         self.notify(|l| l.on_batch_submitted(&info));
         tx.send(JobMsg::Batch {
@@ -542,6 +610,9 @@ impl ContextInner {
             processing_end: None,
             processing_time: None,
             failure: None,
+            output_operations: Vec::new(),
+            operators: Vec::new(),
+            state: Vec::new(),
         };
         self.notify(|l| l.on_batch_started(&info));
         let started = std::time::Instant::now();
@@ -550,12 +621,14 @@ impl ContextInner {
                 .unwrap_or_else(|p| Err(Error::user(time, panic_message(&*p))))
         };
         // Generate every output's job first, as Spark's JobGenerator: if any fails, none runs.
+        // Each job's time counts its generation (stateful operators compute there) and its run.
         let mut jobs = Vec::with_capacity(outputs.len());
         let mut errors: Vec<Error> = setup.into_iter().collect();
         let generated = guarded(&mut || {
-            for o in &outputs {
+            for (id, o) in outputs.iter().enumerate() {
+                let started = std::time::Instant::now();
                 if let Some(job) = o.generate(time)? {
-                    jobs.push(job);
+                    jobs.push((id, job, started.elapsed()));
                 }
             }
             Ok(())
@@ -564,9 +637,16 @@ impl ContextInner {
             Err(e) => errors.push(e),
             Ok(()) if !errors.is_empty() => {}
             Ok(()) => {
-                for job in jobs {
+                for (id, job, generating) in jobs {
+                    let started = std::time::Instant::now();
                     let mut job = Some(job);
                     let r = guarded(&mut || job.take().map_or(Ok(()), |j| j()));
+                    info.output_operations.push(OutputOperationInfo {
+                        id,
+                        description: outputs[id].describe(),
+                        duration: generating + started.elapsed(),
+                        failure: r.as_ref().err().map(|e| e.to_string()),
+                    });
                     if let Err(e) = r {
                         errors.push(e);
                     }
@@ -589,6 +669,9 @@ impl ContextInner {
         }
         for i in &inputs {
             i.clear_through(time);
+        }
+        if self.observing() {
+            (info.operators, info.state) = self.operator_metrics(time, &outputs);
         }
         info.processing_time = Some(started.elapsed());
         info.processing_end = Some(self.clock.now());
@@ -634,6 +717,7 @@ impl StreamingContext {
             checkpoint: CheckpointSettings::default(),
             state_cache: DEFAULT_STATE_CACHE,
             status_line: false,
+            operator_metrics: false,
         }
     }
 
@@ -735,6 +819,27 @@ impl StreamingContext {
     /// The time before the first batch, once started (first batch = zero + batch interval).
     pub fn zero_time(&self) -> Option<Time> {
         self.inner.zero_time()
+    }
+
+    /// Turns operator metrics on or off from the next batch (see
+    /// [`StreamingContextBuilder::operator_metrics`]).
+    pub fn set_operator_metrics(&self, yes: bool) {
+        self.inner.observing.store(yes, Ordering::Relaxed);
+    }
+
+    /// Registers a report of an input's partitions (positions and lag), shown by the dashboard
+    /// and `/metrics`. The Kafka source registers its own.
+    pub fn add_input_status(
+        &self,
+        f: impl Fn() -> Vec<InputPartitionStatus> + Send + Sync + 'static,
+    ) {
+        lock(&self.inner.input_status).push(Arc::new(f));
+    }
+
+    /// Every input's partitions now, from the reports registered with
+    /// [`add_input_status`](Self::add_input_status).
+    pub fn input_status(&self) -> Vec<InputPartitionStatus> {
+        self.inner.input_status()
     }
 
     /// Registers a listener of batch events.

@@ -13,11 +13,13 @@ mod batch;
 mod checkpoint;
 mod clock;
 mod context;
+mod dashboard;
 pub mod dsl;
 mod dstream;
 mod error;
 mod logger;
 mod metrics;
+mod observe;
 mod partitioner;
 mod show;
 mod signal;
@@ -30,6 +32,7 @@ pub use batch::{Batch, CHUNK, CoGrouped, Data, FullOuterJoined, Key, SEGMENT};
 pub use checkpoint::keyed::{StateKey, StateValue};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
+pub use dashboard::{AsDashboard, Dashboard, FeedStats};
 pub use dstream::{
     DStream, MapWithStateStream, State, StateSpec, TimeoutMode, TransformOutput,
     map_with_state_checkpoint_interval,
@@ -37,7 +40,10 @@ pub use dstream::{
 pub use error::{
     BoxError, CheckpointError, ContextError, Error, GraphError, OutputError, Result, SourceError,
 };
-pub use metrics::{BatchInfo, StatusLine, StreamingListener};
+pub use metrics::{
+    BatchInfo, InputPartitionStatus, InputStatusFn, OperatorInfo, OutputOperationInfo, StateInfo,
+    StatusLine, StreamingListener,
+};
 pub use partitioner::{HashPartitioner, Partitioner};
 pub use show::Show;
 pub use sink::{OutputResult, Sink, SinkContext};

@@ -20,6 +20,61 @@ pub struct BatchInfo {
     pub processing_time: Option<std::time::Duration>,
     /// The first error of the batch, if it failed.
     pub failure: Option<String>,
+    /// Each output operation's job, in the order they ran (Spark's `outputOperationInfos`);
+    /// filled when the batch completes.
+    pub output_operations: Vec<OutputOperationInfo>,
+    /// Records and time of every operator of the graph in this batch, when operator metrics are
+    /// on ([`StreamingContextBuilder::operator_metrics`](crate::StreamingContextBuilder::operator_metrics),
+    /// or the dashboard); empty otherwise.
+    pub operators: Vec<OperatorInfo>,
+    /// The size of each stateful operator's state after this batch, when operator metrics are
+    /// on and the pipeline keeps state.
+    pub state: Vec<StateInfo>,
+}
+
+/// One output operation's job of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputOperationInfo {
+    /// The output operation's index, in the order the outputs were registered.
+    pub id: usize,
+    /// What it is: the kind of output and the operator it reads ("foreach_batch of window").
+    pub description: String,
+    /// Wall time of the job, including computing the batches it reads.
+    pub duration: std::time::Duration,
+    /// The job's error, if it failed.
+    pub failure: Option<String>,
+}
+
+/// What one operator (a node of the DStream graph) did in a batch.
+///
+/// `records` is exact: the records the operator handed on for the batch (a batch read twice,
+/// such as a window's past batch, is counted once). `task_time` is the time the worker threads
+/// spent in the operator's own work, summed over threads like Spark's task time: the operators
+/// before and after it in a fused chain have their own rows. Work that one operator waits for
+/// on other threads (the map side of a shuffle running in parallel) is counted where it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorInfo {
+    /// The operator's id in its context (creation order).
+    pub id: usize,
+    /// Its operation ("map", "reduce_by_key_and_window", an input's name).
+    pub name: String,
+    /// The ids of the operators it reads.
+    pub parents: Vec<usize>,
+    /// Records it produced for this batch (0 when it had no batch then).
+    pub records: u64,
+    /// Time the worker threads spent in it during this batch.
+    pub task_time: std::time::Duration,
+}
+
+/// The size of one stateful operator's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateInfo {
+    /// The operator, as the checkpoint describes it.
+    pub operator: String,
+    /// Keys holding state.
+    pub keys: u64,
+    /// Bytes of its column family in RocksDB (on disk and in memtables, RocksDB's estimate).
+    pub bytes: u64,
 }
 
 impl BatchInfo {
@@ -33,6 +88,24 @@ impl BatchInfo {
         self.processing_end.map(|e| e - self.batch_time)
     }
 }
+
+/// One partition of an input as its source sees it now: where it is and how far behind (a
+/// Kafka partition's next offset and lag). Sources report it through
+/// [`StreamingContext::add_input_status`](crate::StreamingContext::add_input_status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputPartitionStatus {
+    /// The input ("kafka tweets").
+    pub input: String,
+    /// The partition ("tweets-0").
+    pub partition: String,
+    /// The next position a batch takes (an offset).
+    pub position: i64,
+    /// Records available after `position`, when known.
+    pub lag: Option<i64>,
+}
+
+/// A function reporting the partitions of an input.
+pub type InputStatusFn = std::sync::Arc<dyn Fn() -> Vec<InputPartitionStatus> + Send + Sync>;
 
 /// Receives batch events from a running context (Spark's `StreamingListener`). Called on the
 /// scheduler's threads: keep the handlers short.
@@ -111,6 +184,9 @@ mod tests {
             processing_end: Some(Time::from_millis(10_054)),
             processing_time: Some(std::time::Duration::from_millis(50)),
             failure: None,
+            output_operations: Vec::new(),
+            operators: Vec::new(),
+            state: Vec::new(),
         };
         assert_eq!(
             s.line(&info),

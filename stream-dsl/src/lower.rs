@@ -122,7 +122,7 @@ impl Lowering {
         if !l.has_output && l.errors.is_empty() {
             l.error(
                 Span::call_site(),
-                "this pipeline has no output operation (print, foreachRDD, saveAsTextFiles, ...), so nothing would run (Spark: \"No output operations registered, so nothing to execute\")",
+                "this pipeline has no output operation (print, foreachRDD, saveAsTextFiles, saveToWebSocket, ...), so nothing would run (Spark: \"No output operations registered, so nothing to execute\")",
             );
         }
         let ret = match &l.context {
@@ -783,6 +783,10 @@ impl Lowering {
                     None => quote!(""),
                 };
                 stream(quote_spanned!(s=> #recv.save_as_text_files(#prefix, #suffix)?))
+            }
+            "saveToWebSocket" => {
+                let (dashboard, name) = (&a[0].tokens, &a[1].tokens);
+                stream(quote_spanned!(s=> #recv.save_to_websocket(&#dashboard, #name)?))
             }
             "queueStream" => {
                 let qv = &a[0].tokens;

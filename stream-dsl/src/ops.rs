@@ -304,6 +304,14 @@ pub const OPS: &[Op] = &[
         Output,
     ),
     op(
+        "saveToWebSocket",
+        "save_to_websocket",
+        Stream,
+        &[2],
+        "dashboard, feedName",
+        Output,
+    ),
+    op(
         "socketTextStream",
         "socket_text_stream",
         Context,

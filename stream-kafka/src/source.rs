@@ -1183,7 +1183,8 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
 /// Kafka streams on a [`StreamingContext`].
 pub trait KafkaStreams {
     /// A DStream of the source's records (with backpressure wired to the context's batches,
-    /// when the source has it on).
+    /// when the source has it on). Each partition's next offset and lag are reported to the
+    /// context's dashboard and `/metrics` ([`StreamingContext::add_input_status`]).
     fn kafka_stream<T: Data>(&self, source: KafkaSource<T>) -> DStream<T>;
 }
 
@@ -1194,6 +1195,22 @@ impl KafkaStreams for StreamingContext {
                 Some(PidRateEstimator::new(self.batch_duration().millis()));
             self.add_streaming_listener(Arc::new(Backpressure(source.shared.clone())));
         }
+        // Positions and lag per partition, for the dashboard and /metrics.
+        let handle = source.handle();
+        self.add_input_status(move || {
+            let input = format!("kafka (group {})", handle.group_id());
+            handle
+                .status()
+                .partitions
+                .into_iter()
+                .map(|p| stream_core::InputPartitionStatus {
+                    input: input.clone(),
+                    partition: format!("{}-{}", p.topic, p.partition),
+                    position: p.next_offset,
+                    lag: p.lag,
+                })
+                .collect()
+        });
         self.input_stream(source)
     }
 }

@@ -14,6 +14,7 @@
 //! Until the first eviction of a new checkpoint the cache holds every key, and reads never go
 //! to RocksDB.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashMap;
@@ -204,7 +205,15 @@ pub(crate) struct KeyedStore<K, S> {
     parts: Vec<Mutex<Part<K, S>>>,
     capacity: usize,
     what: String,
+    /// Keys holding state, as of the last commit (`UNKNOWN` until read from the checkpoint).
+    keys: AtomicI64,
 }
+
+/// `KeyedStore::keys` before it is known.
+const UNKNOWN: i64 = i64::MIN;
+
+/// The flag key under which the number of keys is committed with each batch that changes it.
+const KEYS_FLAG: &[u8] = b"keys";
 
 fn prefix(tag: u8, p: usize) -> [u8; 3] {
     let p = (p as u16).to_be_bytes();
@@ -230,6 +239,7 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
                 .collect(),
             capacity: (capacity / partitions.max(1)).max(1024),
             what: format!("the state of operator #{id}"),
+            keys: AtomicI64::new(UNKNOWN),
         }
     }
 
@@ -259,6 +269,7 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
     /// far faster than random order) and evicts what the cache cannot keep.
     pub(crate) fn commit(&self, store: &Store, wb: &mut WriteBatch) -> Result<()> {
         let cf = store.cf(self.id)?;
+        let mut added = 0i64;
         for (p, part) in self.parts.iter().enumerate() {
             let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
             let tick = part.tick;
@@ -274,6 +285,7 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
                 encode_into(what, k, &mut kb)?;
                 let old = slot.stored();
                 let new = slot.value.as_ref().map(|_| slot.at);
+                added += i64::from(new.is_some()) - i64::from(old.is_some());
                 match &slot.value {
                     Some(v) => w.add(what, prefix(tag, p), None, &kb, Val::State(slot.at, v))?,
                     None if old.is_some() => {
@@ -319,11 +331,79 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
                 part.complete = Some(false);
             }
         }
+        if added != 0 {
+            let keys = self.keys(store)? + added;
+            self.keys.store(keys, Ordering::Relaxed);
+            let mut k = vec![b'f'];
+            k.extend_from_slice(KEYS_FLAG);
+            wb.put_cf(cf, k, keys.to_be_bytes());
+        }
         Ok(())
+    }
+
+    /// The number of keys holding state as of the last commit: counted as batches commit, and
+    /// committed with them (a checkpoint written without the count is counted once, by a scan).
+    pub(crate) fn keys(&self, store: &Store) -> Result<i64> {
+        let known = self.keys.load(Ordering::Relaxed);
+        if known != UNKNOWN {
+            return Ok(known);
+        }
+        let cf = store.cf(self.id)?;
+        let mut k = vec![b'f'];
+        k.extend_from_slice(KEYS_FLAG);
+        let stored = store
+            .db()
+            .get_pinned_cf(cf, k)
+            .map_err(|e| store.error(e))?
+            .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+            .map(i64::from_be_bytes);
+        let n = match stored {
+            Some(n) => n,
+            None if store.recovery().is_none_or(|r| !r.completed) => 0,
+            None => {
+                let mut it = store.db().raw_iterator_cf(cf);
+                it.seek([self.tag]);
+                let mut n = 0;
+                while it.key().is_some_and(|k| k.first() == Some(&self.tag)) {
+                    n += 1;
+                    it.next();
+                }
+                it.status().map_err(|e| store.error(e))?;
+                n
+            }
+        };
+        self.keys.store(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// The size of the state: its keys, and the bytes of its column family.
+    pub(crate) fn size(
+        &self,
+        store: &Store,
+        operator: String,
+    ) -> Option<crate::metrics::StateInfo> {
+        let keys = self.keys(store).ok()?;
+        let cf = store.cf(self.id).ok()?;
+        let prop = |name: &str| {
+            store
+                .db()
+                .property_int_value_cf(cf, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        Some(crate::metrics::StateInfo {
+            operator,
+            keys: keys.max(0) as u64,
+            bytes: prop("rocksdb.estimate-live-data-size")
+                + prop("rocksdb.cur-size-all-mem-tables"),
+        })
     }
 
     /// Drops the uncommitted changes (they are read again from RocksDB when needed).
     pub(crate) fn abort(&self) {
+        // The count may include changes that were not committed: read it again.
+        self.keys.store(UNKNOWN, Ordering::Relaxed);
         for part in &self.parts {
             let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
             let before = part.cache.len();

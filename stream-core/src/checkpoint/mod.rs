@@ -51,6 +51,10 @@ pub(crate) trait Durable: Send + Sync {
     fn commit(&self, store: &Store, t: Time, wb: &mut WriteBatch) -> Result<()>;
     /// Forgets the batch's uncommitted changes (the batch failed).
     fn abort(&self, t: Time);
+    /// The size of its state, for metrics.
+    fn size(&self, _store: &Store) -> Option<crate::metrics::StateInfo> {
+        None
+    }
 }
 
 /// The pipeline facts a checkpoint must agree with.

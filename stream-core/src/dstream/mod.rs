@@ -29,12 +29,15 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::batch::{Batch, Data};
 use crate::context::{ContextInner, StreamingContext};
 use crate::error::{ContextError, Result};
+use crate::observe::{NodeStats, observed, timed};
 use crate::time::{Duration, Time};
 
 type ComputeFn<T> = Box<dyn Fn(Time) -> Result<Option<Batch<T>>> + Send + Sync>;
 
 /// What every node of the graph shares, whatever its record type.
 pub(crate) struct NodeBase {
+    /// The node's id in its context, in creation order (`usize::MAX` when detached).
+    pub(crate) id: usize,
     pub(crate) name: String,
     pub(crate) ctx: Weak<ContextInner>,
     pub(crate) ctx_id: usize,
@@ -49,6 +52,8 @@ pub(crate) struct NodeBase {
     persist: AtomicBool,
     /// Set when the node was made after its context started or stopped (Spark refuses those).
     pub(crate) detached: Option<ContextError>,
+    /// Its records and time per batch, when the context observes operators.
+    pub(crate) stats: Arc<NodeStats>,
 }
 
 /// The type-erased view of a node, for graph checks and per-batch clean-up.
@@ -169,9 +174,12 @@ impl<T: Data> DStream<T> {
         for p in &parents {
             p.base().consumers.fetch_add(1, Ordering::Relaxed);
         }
+        let ctx = owner.ctx.upgrade();
         DStream {
             node: Arc::new(NodeCell {
                 base: NodeBase {
+                    id: ctx.as_ref().map_or(usize::MAX, |c| c.next_node_id()),
+                    stats: Arc::default(),
                     name: name.into(),
                     ctx: owner.ctx.clone(),
                     ctx_id: owner.id,
@@ -180,7 +188,7 @@ impl<T: Data> DStream<T> {
                     remember: Arc::new(AtomicI64::new(0)),
                     persist: AtomicBool::new(false),
                     slide,
-                    detached: problem.or(match owner.ctx.upgrade() {
+                    detached: problem.or(match ctx {
                         Some(ctx) => ctx.check_can_add().err(),
                         None => Some(ContextError::ContextDropped),
                     }),
@@ -217,24 +225,33 @@ impl<T: Data> DStream<T> {
     /// The batch of time `t`: `None` when the stream has no batch then (Spark's `getOrCompute`).
     pub(crate) fn get_or_compute(&self, t: Time) -> Result<Option<Batch<T>>> {
         let cell = &self.node;
+        let ctx = cell.base.ctx.upgrade();
         // Spark's `isTimeValid`: a stream has batches only at multiples of its slide after zero.
-        let zero = cell.base.ctx.upgrade().and_then(|ctx| ctx.zero_time());
+        let zero = ctx.as_ref().and_then(|ctx| ctx.zero_time());
         if let Some(zero) = zero
             && (t <= zero || !t.is_multiple_of(zero, cell.base.slide))
         {
             return Ok(None);
         }
+        let observing = ctx.is_some_and(|c| c.observing());
+        let compute = |t| -> Result<Option<Batch<T>>> {
+            if !observing {
+                return (cell.compute)(t);
+            }
+            let b = timed(&cell.base.stats, || (cell.compute)(t))?;
+            Ok(b.map(|b| observed(b, t, cell.base.stats.clone())))
+        };
         let shared = cell.base.consumers.load(Ordering::Relaxed) > 1;
         let persist = cell.base.persist.load(Ordering::Relaxed);
         let remembered = cell.base.remember.load(Ordering::Relaxed) > 0;
         if !shared && !persist && !remembered {
-            return (cell.compute)(t);
+            return compute(t);
         }
         let mut cache = cell.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = cache.get(&t) {
             return Ok(b.clone());
         }
-        let b = (cell.compute)(t)?;
+        let b = compute(t)?;
         // A remembered batch that only one reader uses stays lazy: keeping it costs nothing.
         let b = if shared || persist {
             b.map(Batch::materialize)
@@ -306,6 +323,21 @@ fn walk_once(node: &dyn AnyNode, f: &mut dyn FnMut(&dyn AnyNode)) {
             stack.extend(n.base().parents.iter().map(|p| p.as_ref()));
         }
     }
+}
+
+/// Visits every node of the graphs of `outputs`, each once, in id order.
+pub(crate) fn graph_nodes(outputs: &[Arc<dyn AnyNode>]) -> Vec<Arc<dyn AnyNode>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<Arc<dyn AnyNode>> = outputs.to_vec();
+    let mut out = Vec::new();
+    while let Some(n) = stack.pop() {
+        if seen.insert(Arc::as_ptr(&n) as *const () as usize) {
+            stack.extend(n.base().parents.iter().cloned());
+            out.push(n);
+        }
+    }
+    out.sort_by_key(|n| n.base().id);
+    out
 }
 
 /// Clears caches of `node` and its ancestors through `t`.

@@ -285,6 +285,11 @@ impl<K: StateKey, S: StateValue> Durable for StateOp<K, S> {
         Ok(())
     }
 
+    fn size(&self, store: &Store) -> Option<crate::metrics::StateInfo> {
+        self.keyed
+            .size(store, format!("#{} {}", self.keyed.id, self.kind))
+    }
+
     fn abort(&self, _: Time) {
         self.keyed.abort();
         self.init_merged.store(false, Ordering::SeqCst);

@@ -423,6 +423,16 @@ impl<K: StateKey, V: StateValue> Durable for WindowOp<K, V> {
         self.agg.commit(store, wb)
     }
 
+    fn size(&self, store: &Store) -> Option<crate::metrics::StateInfo> {
+        self.agg.size(
+            store,
+            format!(
+                "#{} reduceByKeyAndWindow (window {}, slide {})",
+                self.id, self.window, self.slide
+            ),
+        )
+    }
+
     fn abort(&self, _: Time) {
         let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
         staged.panes.clear();

@@ -82,6 +82,16 @@ impl<T: Data> OutputOp for SinkNode<T> {
         self.stream.any()
     }
 
+    fn describe(&self) -> String {
+        let base = self.stream.node.base();
+        format!(
+            "save_to {} of {} #{}",
+            lock(&self.sink).name(),
+            base.name,
+            base.id
+        )
+    }
+
     fn generate(&self, t: Time) -> Result<Option<Job>> {
         let Some(batch) = self.stream.get_or_compute(t)? else {
             return Ok(None);

@@ -26,6 +26,8 @@ pub(crate) type Job = Box<dyn FnOnce() -> Result<()> + Send>;
 /// An output operation as the scheduler sees it.
 pub(crate) trait OutputOp: Send + Sync {
     fn node(&self) -> Arc<dyn AnyNode>;
+    /// What it is, for metrics: "print of map #3".
+    fn describe(&self) -> String;
     /// The job of batch `t`, or `None` when the stream has no batch at `t`.
     fn generate(&self, t: Time) -> Result<Option<Job>>;
 }
@@ -33,6 +35,7 @@ pub(crate) trait OutputOp: Send + Sync {
 type BatchFn<T> = Arc<dyn Fn(Batch<T>, Time) -> Result<()> + Send + Sync>;
 
 struct ForEach<T> {
+    kind: &'static str,
     stream: DStream<T>,
     f: BatchFn<T>,
 }
@@ -40,6 +43,11 @@ struct ForEach<T> {
 impl<T: Data> OutputOp for ForEach<T> {
     fn node(&self) -> Arc<dyn AnyNode> {
         self.stream.any()
+    }
+
+    fn describe(&self) -> String {
+        let base = self.stream.node.base();
+        format!("{} of {} #{}", self.kind, base.name, base.id)
     }
 
     fn generate(&self, t: Time) -> Result<Option<Job>> {
@@ -94,8 +102,18 @@ impl<T: Data> DStream<T> {
         &self,
         f: impl Fn(Batch<T>, Time) -> R + Send + Sync + 'static,
     ) -> Result<()> {
+        self.output("foreach_batch", f)
+    }
+
+    /// An output operation of `kind` running `f` on every batch.
+    pub(crate) fn output<R: OutputResult>(
+        &self,
+        kind: &'static str,
+        f: impl Fn(Batch<T>, Time) -> R + Send + Sync + 'static,
+    ) -> Result<()> {
         let ctx = self.context()?;
         let op = ForEach {
+            kind,
             stream: self.clone(),
             f: Arc::new(move |b, t| f(b, t).into_result(t)),
         };
@@ -123,7 +141,7 @@ impl<T: Data> DStream<T> {
     where
         T: Show,
     {
-        self.foreach_batch(move |b, t| -> Result<()> {
+        self.output("print", move |b, t| -> Result<()> {
             let first = b.take(num + 1);
             let mut out = std::io::stdout().lock();
             out.write_all(print_text(t, &first, num).as_bytes())
@@ -143,7 +161,7 @@ impl<T: Data> DStream<T> {
     {
         let prefix = prefix.into();
         let suffix = suffix.to_string();
-        self.foreach_batch(move |b, t| {
+        self.output("save_as_text_files", move |b, t| {
             text_files::save_batch(&b, &text_files::batch_dir(&prefix, &suffix, t))
         })
     }
