@@ -1,23 +1,14 @@
 //! The `hashtags` example, run as a user runs it: real output, Ctrl-C/SIGTERM stopping it
 //! gracefully, and bad arguments answered with a clear message.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-fn example(name: &str) -> PathBuf {
-    // Test binaries live in target/<profile>/deps; cargo builds examples in target/<profile>/examples.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built (cargo test builds examples)",
-        path.display()
-    );
-    path
-}
+use std::time::{Duration, Instant};
+use support::example;
 
 /// The blocks of "Popular topics" output: (total, [(tag, count)]).
 fn blocks(stdout: &str) -> Vec<(u64, Vec<(String, u64)>)> {

@@ -1,0 +1,140 @@
+//! What the examples share: flag parsing, a fixed hash for the generators, the dashboard flag,
+//! and running until a time limit or Ctrl-C.
+
+// Each example uses part of this module.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use dstream::prelude::*;
+use dstream::{Dashboard, Error};
+
+/// The flags of a command line: `--name value` or `--name` alone.
+pub struct Flags {
+    values: HashMap<String, String>,
+    usage: &'static str,
+}
+
+impl Flags {
+    /// Parses the process's arguments; `valued` names the flags that take a value, `switches`
+    /// those that do not. Prints the usage and exits on `--help` or a mistake.
+    pub fn parse(valued: &[&str], switches: &[&str], usage: &'static str) -> Flags {
+        let program = std::env::args().next().unwrap_or_default();
+        let mut values = HashMap::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let name = flag.trim_start_matches("--").to_string();
+            if flag == "-h" || flag == "--help" {
+                println!("{usage}");
+                std::process::exit(0);
+            } else if valued.contains(&name.as_str()) && flag.starts_with("--") {
+                match it.next() {
+                    Some(v) => values.insert(name, v),
+                    None => fail(usage, &format!("{flag} needs a value")),
+                };
+            } else if switches.contains(&name.as_str()) && flag.starts_with("--") {
+                values.insert(name, String::new());
+            } else {
+                fail(usage, &format!("unknown argument {flag:?} (in {program})"));
+            }
+        }
+        Flags { values, usage }
+    }
+
+    /// A whole number flag, or `default`.
+    pub fn num(&self, name: &str, default: u64) -> u64 {
+        match self.values.get(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                fail(
+                    self.usage,
+                    &format!("--{name} takes a whole number, not {v:?}"),
+                )
+            }),
+        }
+    }
+
+    /// A text flag.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.values.get(name).cloned()
+    }
+
+    /// Whether a switch is on.
+    pub fn on(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+}
+
+fn fail(usage: &str, msg: &str) -> ! {
+    eprintln!("{msg}\n{usage}");
+    std::process::exit(2);
+}
+
+/// A fixed, well-mixed hash of a number (splitmix64): the generators are pure functions of the
+/// record index, so every run, and every test, sees the same data.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A number in [0, 1) from a hash.
+pub fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The cumulative Zipf(`s`) distribution over `n` items, for `zipf_pick`.
+pub fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
+    let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            acc
+        })
+        .collect()
+}
+
+/// The item a hash picks from a Zipf distribution (0 is the most frequent).
+pub fn zipf_pick(cdf: &[f64], h: u64) -> usize {
+    let u = unit(h);
+    cdf.partition_point(|c| *c < u).min(cdf.len() - 1)
+}
+
+/// A batch time as a UTC clock time, "14:03:05".
+pub fn clock(t: Time) -> String {
+    let s = t.millis().div_euclid(1000);
+    format!(
+        "{:02}:{:02}:{:02}",
+        s.div_euclid(3600).rem_euclid(24),
+        s.div_euclid(60).rem_euclid(60),
+        s.rem_euclid(60)
+    )
+}
+
+/// With `--serve`, the dashboard on `--addr` (127.0.0.1:4040 by default, Spark UI's port).
+pub fn dashboard(ssc: &StreamingContext, flags: &Flags) -> Result<Option<Dashboard>, Error> {
+    if !flags.on("serve") {
+        return Ok(None);
+    }
+    let addr = flags
+        .text("addr")
+        .unwrap_or_else(|| "127.0.0.1:4040".to_string());
+    let d = ssc.serve_dashboard(addr.as_str())?;
+    println!("Dashboard: {}", d.url());
+    Ok(Some(d))
+}
+
+/// Starts the context and runs it for `seconds` (then stops gracefully), or until Ctrl-C.
+pub fn run(ssc: &StreamingContext, seconds: Option<u64>) -> Result<(), Error> {
+    ssc.start()?;
+    if let Some(s) = seconds
+        && !ssc.await_termination_or_timeout(Seconds(s as i64))?
+    {
+        ssc.stop_gracefully();
+    }
+    ssc.await_termination()
+}

@@ -1,0 +1,266 @@
+//! Session tracking on a clickstream, as in the talks' "live sessions joined with their
+//! history": each visitor's clicks build a live session in `mapWithState`; a session with no
+//! click for `--idle` seconds times out and is emitted with its page count and duration; the
+//! live sessions are joined with a historical-sessions dataset (a stream-static join) to flag
+//! returning visitors.
+//!
+//! Runs on an embedded generator of visits (visitors arrive at a steady pace, stay 10 to 90
+//! seconds, `--stay` the longest, clicking through pages with a Zipf skew, then leave), so
+//! nothing else is needed:
+//!
+//! ```text
+//! cargo run --release --example sessions                         # until Ctrl-C (graceful stop)
+//! cargo run --release --example sessions -- --seconds 60 --rate 2000 --idle 5
+//! cargo run --release --example sessions -- --serve              # + dashboard on 127.0.0.1:4040
+//! ```
+
+mod common;
+
+use common::{Flags, mix, zipf_cdf, zipf_pick};
+use dstream::prelude::*;
+use dstream::{Batch, State};
+
+const USAGE: &str = "usage: sessions [--seconds N] [--rate CLICKS_PER_SECOND] [--arrivals VISITORS_PER_SECOND] [--stay LONGEST_SECONDS] [--idle SECONDS]
+                [--batch-ms MS] [--serve [--addr HOST:PORT]]";
+
+/// One click of the stream: who, where, when (ms since the epoch).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Click {
+    pub visitor: String,
+    pub url: String,
+    pub time_ms: i64,
+}
+
+/// A live session: the state kept per visitor.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Session {
+    pub landing: String,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub pages: u32,
+}
+
+/// A session that ended (no click for the idle timeout).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClosedSession {
+    pub visitor: String,
+    pub landing: String,
+    pub pages: u32,
+    pub duration_ms: i64,
+}
+
+/// What the historical dataset knows of a visitor: earlier visits.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct History {
+    pub earlier_visits: u32,
+}
+
+/// The session function of `mapWithState`: a click extends (or opens) the visitor's session;
+/// a timeout closes it and emits it.
+#[allow(clippy::ptr_arg)] // mapWithState hands the key over as `&K`, here `&String`
+fn track(
+    visitor: &String,
+    click: Option<Click>,
+    state: &mut State<Session>,
+) -> Option<ClosedSession> {
+    if state.is_timing_out() {
+        let s = state.get()?;
+        return Some(ClosedSession {
+            visitor: visitor.clone(),
+            landing: s.landing.clone(),
+            pages: s.pages,
+            duration_ms: s.last_ms - s.first_ms,
+        });
+    }
+    let click = click?;
+    let session = match state.get() {
+        Some(s) => Session {
+            last_ms: s.last_ms.max(click.time_ms),
+            first_ms: s.first_ms.min(click.time_ms),
+            pages: s.pages + 1,
+            landing: s.landing.clone(),
+        },
+        None => Session {
+            landing: click.url,
+            first_ms: click.time_ms,
+            last_ms: click.time_ms,
+            pages: 1,
+        },
+    };
+    state.update(session);
+    None
+}
+
+const PAGES: usize = 500;
+/// Visitors the historical dataset covers (a third of them visited before).
+const HISTORY_VISITORS: u64 = 300_000;
+
+fn page_name(k: usize) -> String {
+    match k {
+        0 => "/".into(),
+        1 => "/pricing".into(),
+        2 => "/docs".into(),
+        k if k % 2 == 0 => format!("/docs/page-{k}"),
+        k => format!("/blog/post-{k}"),
+    }
+}
+
+/// How long visitor `v` stays, in seconds: from a ninth of `longest` to `longest`.
+fn stay(v: u64, longest: u64) -> u64 {
+    let shortest = (longest / 9).max(1);
+    shortest + mix(v ^ 0xabc) % (longest.max(shortest) - shortest + 1)
+}
+
+/// The visits the generator makes: clicks and new visitors per second, the longest stay.
+#[derive(Clone, Copy)]
+struct Visits {
+    rate: u64,
+    arrivals: u64,
+    longest: u64,
+    start_ms: i64,
+}
+
+/// The generator: click `i` of the visits. A click goes to a visitor who has arrived and not
+/// yet left.
+fn click(i: u64, visits: Visits, cdf: &[f64], pages: &[String]) -> Click {
+    let Visits {
+        rate,
+        arrivals,
+        longest,
+        start_ms,
+    } = visits;
+    let second = i / rate;
+    let arrived = (second + 1) * arrivals; // visitors 0..arrived have arrived
+    let mut h = mix(i);
+    let mut visitor = arrived - 1 - h % arrivals; // a fallback: one who just came
+    for _ in 0..8 {
+        let back = h % (longest * arrivals).min(arrived);
+        let v = arrived - 1 - back;
+        if v / arrivals + stay(v, longest) > second {
+            visitor = v;
+            break;
+        }
+        h = mix(h);
+    }
+    Click {
+        visitor: format!("v{visitor}"),
+        url: pages[zipf_pick(cdf, mix(i ^ 0x77))].clone(),
+        time_ms: start_ms + (i * 1000 / rate) as i64,
+    }
+}
+
+/// The historical sessions: earlier visits of the visitors seen before (a third of them).
+fn history(ssc: &StreamingContext) -> Batch<(String, History)> {
+    let known: Vec<(String, History)> = (0..HISTORY_VISITORS)
+        .filter(|v| mix(v ^ 0x1157).is_multiple_of(3))
+        .map(|v| {
+            (
+                format!("v{v}"),
+                History {
+                    earlier_visits: 1 + (mix(v) % 20) as u32,
+                },
+            )
+        })
+        .collect();
+    Batch::from_vec(known, ssc.parallelism())
+}
+
+fn duration_text(ms: i64) -> String {
+    let s = ms / 1000;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn main() {
+    let flags = Flags::parse(
+        &[
+            "seconds", "rate", "arrivals", "stay", "idle", "batch-ms", "addr",
+        ],
+        &["serve"],
+        USAGE,
+    );
+    if let Err(e) = run(&flags) {
+        eprintln!("sessions: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(flags: &Flags) -> Result<(), Error> {
+    let rate = flags.num("rate", 300).max(1);
+    let arrivals = flags.num("arrivals", 20).max(1);
+    let longest = flags.num("stay", 90).max(1);
+    let idle_s = flags.num("idle", 10).max(1) as i64;
+    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
+    // Sessions live in RocksDB; generated clicks cannot be replayed, so a temporary checkpoint
+    // (removed at exit) is enough.
+    let ssc = StreamingContext::builder(Milliseconds(batch_ms))
+        .temporary_checkpoint()
+        .build()?;
+    let dashboard = common::dashboard(&ssc, flags)?;
+    if let Some(d) = &dashboard {
+        println!("WebSocket feed: {}", d.feed_url("closed-sessions"));
+    }
+
+    let visits = Visits {
+        rate,
+        arrivals,
+        longest,
+        start_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    };
+    let (cdf, pages) = (
+        zipf_cdf(PAGES, 1.1),
+        (0..PAGES).map(page_name).collect::<Vec<_>>(),
+    );
+    let clicks = ssc
+        .rate_stream(rate)
+        .map(move |i| click(i, visits, &cdf, &pages));
+    // The history, and the partitioner of the joins, for each of the two lambdas that use them.
+    let (history, by_visitor) = (history(&ssc), HashPartitioner::new(ssc.parallelism())?);
+    let (known, by_visitor2) = (history.clone(), by_visitor.clone());
+
+    stream! {
+        using clicks
+        val sessions = clicks.map(c => (c.visitor.clone(), c))
+            .mapWithState(StateSpec.function(track).timeout(Seconds(idle_s)))
+        val closed = sessions.flatMap(c => c)
+
+        // Live sessions joined with the historical dataset: who is back?
+        val live = sessions.stateSnapshots()
+            .transform(rdd => rdd.left_outer_join(history.clone(), by_visitor.clone()))
+        live.foreachRDD { (rdd, time) =>
+            let all = rdd.count();
+            let returning = rdd.filter(|(_, (_, past))| past.is_some()).count();
+            println!("{}: {all} live sessions, {returning} of returning visitors", common::clock(time));
+        }
+
+        // Closed sessions, with what the history says of their visitor.
+        val ended = closed.map(c => (c.visitor.clone(), c))
+            .transform(rdd => rdd.left_outer_join(known.clone(), by_visitor2.clone()))
+            .map { case (_, (session, past)) => (session, past.map(|h| h.earlier_visits)) }
+        ended.foreachRDD { rdd =>
+            let mut ended = rdd.collect();
+            if !ended.is_empty() {
+                ended.sort_by_key(|(s, _)| std::cmp::Reverse(s.pages));
+                println!("  {} sessions closed (idle {idle_s} s); the longest:", ended.len());
+                for (s, past) in ended.iter().take(3) {
+                    let who = match past {
+                        Some(n) => format!("returning visitor, {n} earlier visits"),
+                        None => "first visit".to_string(),
+                    };
+                    println!(
+                        "    {} ({who}): {} pages in {}, landed on {}",
+                        s.visitor, s.pages, duration_text(s.duration_ms), s.landing
+                    );
+                }
+            }
+        }
+        ended.saveToWebSocket(dashboard, "closed-sessions")
+    }?;
+
+    common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
+}
