@@ -754,7 +754,10 @@ mod tests {
             split_contiguous(vec![1, 2, 3, 4, 5], 2),
             vec![vec![1, 2], vec![3, 4, 5]]
         );
-        assert_eq!(split_contiguous(Vec::<i32>::new(), 2), vec![Vec::<i32>::new(), vec![]]);
+        assert_eq!(
+            split_contiguous(Vec::<i32>::new(), 2),
+            vec![Vec::<i32>::new(), vec![]]
+        );
         assert_eq!(split_contiguous(vec![1], 3), vec![vec![], vec![], vec![1]]);
     }
 
