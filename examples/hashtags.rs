@@ -21,6 +21,9 @@
 //! cargo run --release --example hashtags -- --kafka $KAFKA_BROKERS --topic tweets --feed
 //! ```
 
+mod common;
+
+use common::{mix, zipf_cdf, zipf_pick};
 use dstream::kafka::{KafkaSource, KafkaStreams, OutRecord};
 use dstream::prelude::*;
 
@@ -102,15 +105,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// A fixed, well-mixed hash of a number: the generator is a pure function of the tweet index,
-/// so every run (and every test) sees the same tweets.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 const WORDS: &[&str] = &[
     "the", "a", "is", "just", "new", "love", "today", "what", "this", "best", "time", "people",
     "got", "going", "never", "game", "night", "day", "world", "music", "know", "life", "think",
@@ -170,20 +164,6 @@ fn tag_name(k: usize) -> String {
     }
 }
 
-/// The cumulative Zipf(1.1) distribution over the tags, for inverse-transform sampling.
-fn zipf_cdf() -> Vec<f64> {
-    let weights: Vec<f64> = (1..=NUM_TAGS).map(|k| 1.0 / (k as f64).powf(1.1)).collect();
-    let total: f64 = weights.iter().sum();
-    let mut acc = 0.0;
-    weights
-        .iter()
-        .map(|w| {
-            acc += w / total;
-            acc
-        })
-        .collect()
-}
-
 /// Tweet number `i` of a stream of `rate` tweets per second.
 fn tweet(i: u64, rate: u64, cdf: &[f64], tags: &[String]) -> String {
     let words = 6 + (mix(i) % 9) as usize;
@@ -200,9 +180,7 @@ fn tweet(i: u64, rate: u64, cdf: &[f64], tags: &[String]) -> String {
             if (h >> 8).is_multiple_of(5) {
                 text.push_str(trending);
             } else {
-                let u = ((h >> 11) as f64) / ((1u64 << 53) as f64);
-                let k = cdf.partition_point(|c| *c < u).min(NUM_TAGS - 1);
-                text.push_str(&tags[k]);
+                text.push_str(&tags[zipf_pick(cdf, h)]);
             }
         } else {
             text.push_str(WORDS[(h >> 16) as usize % WORDS.len()]);
@@ -237,7 +215,10 @@ fn main() {
 /// Writes the generator's tweets into the topic at `rate` per second, from a thread.
 fn feed(brokers: String, topic: String, rate: u64) {
     std::thread::spawn(move || {
-        let (cdf, tags) = (zipf_cdf(), (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>());
+        let (cdf, tags) = (
+            zipf_cdf(NUM_TAGS, 1.1),
+            (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>(),
+        );
         let started = std::time::Instant::now();
         let mut i = 0u64;
         loop {
@@ -287,7 +268,10 @@ fn run(args: &Args) -> Result<(), Error> {
             ssc.kafka_stream(source)
         }
         _ => {
-            let (cdf, tags) = (zipf_cdf(), (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>());
+            let (cdf, tags) = (
+                zipf_cdf(NUM_TAGS, 1.1),
+                (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>(),
+            );
             let rate = args.rate;
             ssc.rate_stream(rate)
                 .map(move |i| tweet(i, rate, &cdf, &tags))
@@ -315,14 +299,5 @@ fn run(args: &Args) -> Result<(), Error> {
         }
     }?;
 
-    ssc.start()?;
-    match args.seconds {
-        Some(s) => {
-            if !ssc.await_termination_or_timeout(Seconds(s as i64))? {
-                ssc.stop_gracefully();
-            }
-            ssc.await_termination()
-        }
-        None => ssc.await_termination(),
-    }
+    common::run(&ssc, args.seconds)
 }
