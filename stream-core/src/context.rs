@@ -20,7 +20,7 @@ use std::thread::{JoinHandle, ThreadId};
 
 use crate::checkpoint::{Durable, Shape, Store};
 use crate::clock::{Clock, SystemClock};
-use crate::dstream::{DStream, clear_through};
+use crate::dstream::{AnyNode, DStream, clear_through, walk_graph};
 use crate::error::{CheckpointError, ContextError, Error, Result, panic_message};
 use crate::metrics::{
     BatchInfo, InputPartitionStatus, InputStatusFn, OperatorInfo, OutputOperationInfo, StateInfo,
@@ -341,20 +341,20 @@ impl ContextInner {
         outputs: &[Arc<dyn OutputOp>],
     ) -> (Vec<OperatorInfo>, Vec<StateInfo>) {
         let roots: Vec<_> = outputs.iter().map(|o| o.node()).collect();
-        let operators = crate::dstream::graph_nodes(&roots)
-            .into_iter()
-            .map(|n| {
-                let base = n.base();
-                let (records, task_time) = base.stats.take(t);
-                OperatorInfo {
-                    id: base.id,
-                    name: base.name.clone(),
-                    parents: base.parents.iter().map(|p| p.base().id).collect(),
-                    records,
-                    task_time,
-                }
-            })
-            .collect();
+        let refs: Vec<&dyn AnyNode> = roots.iter().map(|n| n.as_ref()).collect();
+        let mut operators = Vec::new();
+        walk_graph(&refs, &mut |n| {
+            let base = n.base();
+            let (records, task_time) = base.stats.take(t);
+            operators.push(OperatorInfo {
+                id: base.id,
+                name: base.name.clone(),
+                parents: base.parents.iter().map(|p| p.base().id).collect(),
+                records,
+                task_time,
+            });
+        });
+        operators.sort_by_key(|o| o.id);
         let state = match self.store() {
             Some(store) => lock(&self.durables)
                 .iter()

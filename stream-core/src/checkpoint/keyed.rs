@@ -215,6 +215,13 @@ const UNKNOWN: i64 = i64::MIN;
 /// The flag key under which the number of keys is committed with each batch that changes it.
 const KEYS_FLAG: &[u8] = b"keys";
 
+/// The key of an operator's flag `name` (markers and counters, beside its state).
+fn flag_key(name: &[u8]) -> Vec<u8> {
+    let mut k = vec![b'f'];
+    k.extend_from_slice(name);
+    k
+}
+
 fn prefix(tag: u8, p: usize) -> [u8; 3] {
     let p = (p as u16).to_be_bytes();
     [tag, p[0], p[1]]
@@ -334,9 +341,7 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
         if added != 0 {
             let keys = self.keys(store)? + added;
             self.keys.store(keys, Ordering::Relaxed);
-            let mut k = vec![b'f'];
-            k.extend_from_slice(KEYS_FLAG);
-            wb.put_cf(cf, k, keys.to_be_bytes());
+            wb.put_cf(cf, flag_key(KEYS_FLAG), keys.to_be_bytes());
         }
         Ok(())
     }
@@ -349,11 +354,9 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
             return Ok(known);
         }
         let cf = store.cf(self.id)?;
-        let mut k = vec![b'f'];
-        k.extend_from_slice(KEYS_FLAG);
         let stored = store
             .db()
-            .get_pinned_cf(cf, k)
+            .get_pinned_cf(cf, flag_key(KEYS_FLAG))
             .map_err(|e| store.error(e))?
             .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
             .map(i64::from_be_bytes);
@@ -416,15 +419,12 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
 
     /// A marker of the operator (e.g. "initial state merged"), committed with `wb`.
     pub(crate) fn put_flag(&self, store: &Store, wb: &mut WriteBatch, name: &[u8]) -> Result<()> {
-        let mut k = vec![b'f'];
-        k.extend_from_slice(name);
-        wb.put_cf(store.cf(self.id)?, k, []);
+        wb.put_cf(store.cf(self.id)?, flag_key(name), []);
         Ok(())
     }
 
     pub(crate) fn has_flag(&self, store: &Store, name: &[u8]) -> Result<bool> {
-        let mut k = vec![b'f'];
-        k.extend_from_slice(name);
+        let k = flag_key(name);
         Ok(store
             .db()
             .get_pinned_cf(store.cf(self.id)?, k)

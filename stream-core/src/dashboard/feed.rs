@@ -51,7 +51,7 @@ impl Client {
     }
 
     /// `offer` of a shared message: `Some(delivered)` while the client is there.
-    fn offer_shared(&self, msg: Arc<str>) -> Option<bool> {
+    pub(crate) fn offer_shared(&self, msg: Arc<str>) -> Option<bool> {
         if !self.alive.load(Ordering::Relaxed) {
             return None;
         }

@@ -125,8 +125,7 @@ pub(super) fn serve(mut stream: TcpStream, shared: &Shared) {
                 writer.run(ws, shared);
             }
         }
-        "/ws" => respond(stream, 426, "text/plain", b"a WebSocket endpoint\n"),
-        path if path.starts_with("/feeds/") => {
+        path if path == "/ws" || path.starts_with("/feeds/") => {
             respond(stream, 426, "text/plain", b"a WebSocket endpoint\n")
         }
         _ => respond(stream, 404, "text/plain", b"not found\n"),

@@ -143,9 +143,10 @@ impl StreamingListener for Listener {
             return;
         }
         drop(watchers);
-        let json = shared.status_json();
+        // One copy of the status, shared by every client's queue.
+        let json: Arc<str> = Arc::from(shared.status_json());
         watchers = lock(&shared.watchers);
-        watchers.retain(|c| c.offer(&json));
+        watchers.retain(|c| c.offer_shared(json.clone()).is_some());
     }
 }
 

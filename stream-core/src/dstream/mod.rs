@@ -315,29 +315,20 @@ impl<T: Data> DStream<T> {
 /// Visits `node` and its ancestors, each once however many paths lead to it (a graph that
 /// reuses streams is a DAG, and walking every path could take exponential time).
 fn walk_once(node: &dyn AnyNode, f: &mut dyn FnMut(&dyn AnyNode)) {
+    walk_graph(&[node], f);
+}
+
+/// Visits the nodes of the graphs of `roots` (outputs' streams, say) and their ancestors, each
+/// once.
+pub(crate) fn walk_graph(roots: &[&dyn AnyNode], f: &mut dyn FnMut(&dyn AnyNode)) {
     let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![node];
+    let mut stack = roots.to_vec();
     while let Some(n) = stack.pop() {
         if seen.insert(n as *const dyn AnyNode as *const () as usize) {
             f(n);
             stack.extend(n.base().parents.iter().map(|p| p.as_ref()));
         }
     }
-}
-
-/// Visits every node of the graphs of `outputs`, each once, in id order.
-pub(crate) fn graph_nodes(outputs: &[Arc<dyn AnyNode>]) -> Vec<Arc<dyn AnyNode>> {
-    let mut seen = std::collections::HashSet::new();
-    let mut stack: Vec<Arc<dyn AnyNode>> = outputs.to_vec();
-    let mut out = Vec::new();
-    while let Some(n) = stack.pop() {
-        if seen.insert(Arc::as_ptr(&n) as *const () as usize) {
-            stack.extend(n.base().parents.iter().cloned());
-            out.push(n);
-        }
-    }
-    out.sort_by_key(|n| n.base().id);
-    out
 }
 
 /// Clears caches of `node` and its ancestors through `t`.
