@@ -157,6 +157,82 @@ pub(crate) fn partition_records<K: Key, V: Data, P: Partitioner<K>>(
     parts
 }
 
+/// Groups the values of each key (`group_by_key`): the map side routes each record with its
+/// hash to its output partition without combining (as Spark's `groupByKey` does); each reducer
+/// then counts the values of every key and allocates each key's group once, at its size, before
+/// moving the values in. Values keep the order Spark gives them (map-task order, then each
+/// task's order); keys come in the order they first arrive.
+pub(crate) fn group_records<K: Key, V: Data, P: Partitioner<K>>(
+    input: Batch<(K, V)>,
+    partitioner: &P,
+) -> Batch<(K, Vec<V>)> {
+    let n_out = partitioner.num_partitions().max(1);
+    let state: FixedState = shuffle_state();
+    let take = input.is_exclusive();
+    let outputs = input.par_fold_runs(
+        take,
+        || {
+            (0..n_out)
+                .map(|_| Vec::new())
+                .collect::<Vec<Vec<(u64, K, V)>>>()
+        },
+        |out, chunk| {
+            for (k, v) in chunk.drain(..) {
+                let hash = state.hash_one(&k);
+                let r = partitioner.partition_hashed(&k, hash);
+                out[r].push((hash, k, v));
+            }
+        },
+    );
+    let mut by_reducer: Vec<Vec<Vec<(u64, K, V)>>> = (0..n_out).map(|_| Vec::new()).collect();
+    for out in outputs {
+        for (r, records) in out.into_iter().enumerate() {
+            by_reducer[r].push(records);
+        }
+    }
+    let parts = by_reducer
+        .into_par_iter()
+        .map(|runs| {
+            let n: usize = runs.iter().map(Vec::len).sum();
+            // Pass 1: a group id per record, the keys and the size of every group.
+            let mut index: HashTable<(u64, u32)> = HashTable::new();
+            let mut keys: Vec<K> = Vec::new();
+            let mut sizes: Vec<u32> = Vec::new();
+            let mut ids: Vec<u32> = Vec::with_capacity(n);
+            let mut values: Vec<V> = Vec::with_capacity(n);
+            for (hash, k, v) in runs.into_iter().flatten() {
+                let id = match index.entry(
+                    hash,
+                    |&(h, g)| h == hash && keys[g as usize] == k,
+                    |e| e.0,
+                ) {
+                    Entry::Occupied(o) => o.get().1,
+                    Entry::Vacant(e) => {
+                        let g = keys.len() as u32;
+                        e.insert((hash, g));
+                        keys.push(k);
+                        sizes.push(0);
+                        g
+                    }
+                };
+                sizes[id as usize] += 1;
+                ids.push(id);
+                values.push(v);
+            }
+            // Pass 2: every group allocated at its size, the values moved in.
+            let mut groups: Vec<Vec<V>> = sizes
+                .iter()
+                .map(|&n| Vec::with_capacity(n as usize))
+                .collect();
+            for (id, v) in ids.into_iter().zip(values) {
+                groups[id as usize].push(v);
+            }
+            keys.into_iter().zip(groups).collect()
+        })
+        .collect();
+    Batch::from_partitions(parts)
+}
+
 /// Merges the map outputs addressed to each reducer, in map-task order, into partitions.
 pub(crate) fn reduce_side<K: Key, C: Data>(
     map_outputs: Vec<MapOutput<K, C>>,
