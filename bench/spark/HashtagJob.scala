@@ -13,7 +13,7 @@ object HashtagJob {
 
   def job(check: Boolean)(lines: DStream[String]): Unit = {
     val counts = lines.flatMap(_.split(" ")).filter(_.startsWith("#")).map((_, 1L))
-      .reduceByKeyAndWindow(_ + _, _ - _, Seconds(30), Seconds(1), 2,
+      .reduceByKeyAndWindow(_ + _, _ - _, Seconds(30), lines.slideDuration, 2,
         (kv: (String, Long)) => kv._2 > 0)
     counts.foreachRDD { rdd =>
       val top = rdd.top(10)(HashtagJob.byCount)
@@ -23,7 +23,6 @@ object HashtagJob {
 
   def main(args: Array[String]): Unit =
     Bench.main("hashtag",
-      "flatMap/filter/map -> reduceByKeyAndWindow(+, -, 30 s, 1 s, drop zeros) -> top 10", "lines",
-      args, Map("reps" -> "3", "warmup" -> "35", "batches" -> "30", "lo" -> "3400000", "hi" -> "4800000"),
-      Bench.tweetLine, Bench.pooled, job)
+      "flatMap/filter/map -> reduceByKeyAndWindow(+, -, 30 s, every batch, drop zeros) -> top 10", "lines",
+      args, Map("reps" -> "3", "start" -> "4000000"), 35, Bench.tweetLine, Bench.pooled, Bench.Job(true, job))
 }

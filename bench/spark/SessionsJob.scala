@@ -48,6 +48,5 @@ object SessionsJob {
   def main(args: Array[String]): Unit =
     Bench.main("sessions", "(user, 1) -> updateStateByKey(sessions, drop after 30 s idle) -> count",
       "events", args,
-      Map("reps" -> "3", "warmup" -> "35", "batches" -> "30", "lo" -> "1300000", "hi" -> "2200000"),
-      Bench.clickLine, Bench.bands, job)
+      Map("reps" -> "3", "start" -> "1800000"), 35, Bench.clickLine, Bench.bands, Bench.Job(true, job))
 }

@@ -135,12 +135,12 @@ impl<T: dstream::Data> Source<T> for Replay<T> {
 }
 
 /// The sessions input: click lines in `BANDS` bands of users, band `b` being click lines
-/// `b * BAND_STRIDE + k` (users `20,000 b ..`), each band replayed for `BAND_BATCHES`
+/// `b * BAND_STRIDE + k` (users `20,000 b ..`), each band replayed for `BAND_SECS` seconds of
 /// consecutive batches in turn, so that every band is idle for 32 s (its sessions end, 30 s)
 /// between its runs, and about 100,000 users have state.
 pub const BANDS: usize = 5;
 /// See [`BANDS`].
-pub const BAND_BATCHES: usize = 8;
+pub const BAND_SECS: u64 = 8;
 /// See [`BANDS`].
 pub const BAND_STRIDE: u64 = 20_000_000;
 
@@ -195,6 +195,27 @@ impl StreamingListener for Recorder {
     }
 }
 
+/// How a probe is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge {
+    /// Sustained when every measured batch's processing time is under the batch interval and
+    /// the scheduling delay does not grow (the last is at most a tenth of an interval above
+    /// the first): the throughput rule.
+    Throughput,
+    /// Sustained when the 99th percentile of the total delay (batch time to the end of its
+    /// processing) is under two batch intervals: the latency rule of the 100 ms runs.
+    Latency,
+}
+
+impl Judge {
+    fn name(self) -> &'static str {
+        match self {
+            Judge::Throughput => "throughput",
+            Judge::Latency => "latency",
+        }
+    }
+}
+
 /// The outcome of running a job at one rate.
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -205,6 +226,10 @@ pub struct Probe {
     pub max_ms: f64,
     pub first_delay_ms: i64,
     pub last_delay_ms: i64,
+    /// 99th percentile of the total delay: scheduling delay plus processing time.
+    pub p99_total_ms: f64,
+    /// Peak RSS of the process during this probe (its input included), in MiB.
+    pub rss_mib: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -215,15 +240,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Judges measured batches as Spark's figures were judged: every processing time under the
-/// batch interval and the scheduling delay not growing.
-pub fn judge(rate: u64, infos: &[BatchInfo], batch: Duration) -> Probe {
+fn sorted_ms(durations: impl Iterator<Item = Duration>) -> Vec<f64> {
+    let mut v: Vec<f64> = durations.map(|d| d.millis() as f64).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Judges measured batches by `judge` (the Spark side, `BenchCommon.scala`, judges the same way
+/// from its listener's `processingDelay`, `schedulingDelay` and `totalDelay`).
+pub fn judge(rate: u64, infos: &[BatchInfo], batch: Duration, judge: Judge) -> Probe {
     let mut times: Vec<f64> = infos
         .iter()
         .filter_map(|i| i.processing_time)
         .map(|d| d.as_secs_f64() * 1000.0)
         .collect();
     times.sort_by(f64::total_cmp);
+    let totals = sorted_ms(infos.iter().filter_map(|i| i.total_delay()));
     let delays: Vec<i64> = infos
         .iter()
         .filter_map(|i| i.scheduling_delay())
@@ -232,15 +264,24 @@ pub fn judge(rate: u64, infos: &[BatchInfo], batch: Duration) -> Probe {
     let first = delays.first().copied().unwrap_or(0);
     let last = delays.last().copied().unwrap_or(0);
     let max = times.last().copied().unwrap_or(f64::NAN);
-    let failed = infos.iter().any(|i| i.failure.is_some());
+    let p99_total = percentile(&totals, 0.99);
+    let failed = infos.iter().any(|i| i.failure.is_some()) || times.len() < infos.len();
+    let interval = batch.millis() as f64;
+    let sustained = !failed
+        && match judge {
+            Judge::Throughput => max < interval && last <= first + batch.millis() / 10,
+            Judge::Latency => p99_total < 2.0 * interval,
+        };
     Probe {
         rate,
-        sustained: !failed && max < batch.millis() as f64 && last <= first + batch.millis() / 10,
+        sustained,
         p50_ms: percentile(&times, 0.5),
         p99_ms: percentile(&times, 0.99),
         max_ms: max,
         first_delay_ms: first,
         last_delay_ms: last,
+        p99_total_ms: p99_total,
+        rss_mib: peak_rss_mib(),
     }
 }
 
@@ -258,6 +299,12 @@ pub fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Resets the peak RSS to the current RSS (Linux: `5` to `/proc/self/clear_refs`), so that each
+/// probe reports its own peak. Where that is not possible the peak stays the process's.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Shared handle to a recorder.
 pub fn recorder() -> Arc<Recorder> {
     Arc::new(Recorder::default())
@@ -266,32 +313,34 @@ pub fn recorder() -> Arc<Recorder> {
 /// The pool both sides draw benchmark batches from (see `replay_batches`).
 pub const POOL_LINES: usize = 4_000_000;
 
-/// The one place the stateful benchmarks make their context: 1 s batches, `parallelism`
-/// threads. (When the state operators need a checkpoint directory, it goes here.)
-pub fn context(parallelism: usize) -> StreamingContext {
-    // State in RocksDB, committed every batch (a fresh checkpoint per probe, removed after it).
-    StreamingContext::builder(Seconds(1))
+/// The one place the benchmarks make their context: `batch` intervals, `parallelism` threads,
+/// state in RocksDB committed every batch (a fresh checkpoint per probe, removed after it).
+pub fn context(batch: Duration, parallelism: usize) -> StreamingContext {
+    StreamingContext::builder(batch)
         .parallelism(parallelism)
         .temporary_checkpoint()
         .build()
         .expect("a streaming context")
 }
 
-/// Options of the stateful benchmarks, as `--name value` pairs.
+/// Options of the benchmarks, as `--name value` pairs (the Spark jobs take the same ones).
 #[derive(Debug, Clone)]
 pub struct Opts {
     /// One probe at this rate instead of a search.
     pub rate: Option<u64>,
     pub reps: usize,
-    /// Measured batches per probe.
-    pub batches: usize,
-    /// Batches run before measuring (windows and state must fill first).
-    pub warmup: usize,
-    /// The search's starting bounds: `lo` is tried first (halved while it falls behind), then
-    /// the search bisects `lo..hi` to 3%; it never goes above `hi`.
-    pub lo: u64,
-    pub hi: u64,
+    /// Measured batches per probe (default: 30, and at least 10 s of batches).
+    pub batches: Option<usize>,
+    /// Batches run before measuring (default: the job's warm-up time in batches).
+    pub warmup: Option<usize>,
+    /// The rate the search tries first.
+    pub start: u64,
+    /// The search never probes above this rate.
+    pub max: u64,
     pub parallelism: usize,
+    /// The batch interval in milliseconds.
+    pub batch_ms: u64,
+    pub judge: Judge,
     /// Instead of measuring, run this many batches at `--rate` and print the job's result.
     pub check: Option<usize>,
     /// Print this many generated lines (and a few far ones) and exit.
@@ -301,62 +350,128 @@ pub struct Opts {
 }
 
 impl Opts {
+    /// Defaults: one search of 3 repetitions from `start`, 1 s batches, parallelism 2.
+    pub fn new(start: u64, mode: &str) -> Opts {
+        Opts {
+            rate: None,
+            reps: 3,
+            batches: None,
+            warmup: None,
+            start,
+            max: u64::MAX,
+            parallelism: 2,
+            batch_ms: 1000,
+            judge: Judge::Throughput,
+            check: None,
+            print_lines: None,
+            mode: mode.into(),
+        }
+    }
+
     /// Parses the process arguments over `defaults`; exits with a message on a bad one.
     pub fn parse(prog: &str, defaults: Opts) -> Opts {
-        let mut o = defaults;
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let bad = |msg: String| -> ! {
-            eprintln!("{prog}: {msg}");
-            std::process::exit(2)
-        };
-        let mut i = 0;
-        while i < args.len() {
-            let name = args[i].as_str();
-            let Some(value) = args.get(i + 1) else {
-                bad(format!("{name} needs a value"))
+        match Opts::parse_from(&args, defaults) {
+            Ok(o) => o,
+            Err(msg) => {
+                eprintln!("{prog}: {msg}");
+                std::process::exit(2)
+            }
+        }
+    }
+
+    /// Parses `args` over `defaults`.
+    pub fn parse_from(args: &[String], defaults: Opts) -> Result<Opts, String> {
+        let mut o = defaults;
+        for pair in args.chunks(2) {
+            let name = pair[0].as_str();
+            let Some(value) = pair.get(1) else {
+                return Err(format!("{name} needs a value"));
             };
-            if name == "--mode" {
-                o.mode = value.clone();
-                i += 2;
-                continue;
+            match name {
+                "--mode" => {
+                    o.mode = value.clone();
+                    continue;
+                }
+                "--judge" => {
+                    o.judge = match value.as_str() {
+                        "throughput" => Judge::Throughput,
+                        "latency" => Judge::Latency,
+                        _ => return Err("--judge is throughput or latency".into()),
+                    };
+                    continue;
+                }
+                _ => {}
             }
             let Ok(v) = value.parse::<u64>() else {
-                bad(format!("{name} needs a whole number"))
+                return Err(format!("{name} needs a whole number, not {value:?}"));
             };
             match name {
                 "--rate" => o.rate = Some(v),
-                "--reps" => o.reps = v as usize,
-                "--batches" => o.batches = v as usize,
-                "--warmup" => o.warmup = v as usize,
-                "--lo" => o.lo = v,
-                "--hi" => o.hi = v,
-                "--parallelism" => o.parallelism = v as usize,
-                "--check" => o.check = Some(v as usize),
+                "--reps" => o.reps = v.max(1) as usize,
+                "--batches" => o.batches = Some(v.max(1) as usize),
+                "--warmup" => o.warmup = Some(v as usize),
+                "--start" => o.start = v.max(1),
+                "--max" => o.max = v.max(1),
+                "--parallelism" => o.parallelism = v.max(1) as usize,
+                "--batch-ms" => o.batch_ms = v,
+                "--check" => o.check = Some(v.max(1) as usize),
                 "--print-lines" => o.print_lines = Some(v),
-                other => bad(format!("unknown argument {other}")),
+                other => return Err(format!("unknown argument {other}")),
             }
-            i += 2;
         }
         if o.check.is_some() && o.rate.is_none() {
-            bad("--check needs --rate".into());
+            return Err("--check needs --rate".into());
         }
-        o
+        if o.batch_ms == 0 || 1000 % o.batch_ms != 0 {
+            return Err("--batch-ms must divide 1000 (e.g. 1000, 500, 100)".into());
+        }
+        Ok(o)
+    }
+
+    /// The batch interval.
+    pub fn batch(&self) -> Duration {
+        Milliseconds(self.batch_ms as i64)
+    }
+
+    /// `secs` seconds in batches.
+    pub fn batches_in(&self, secs: u64) -> usize {
+        (secs * 1000 / self.batch_ms) as usize
+    }
+
+    /// Records per batch at `rate` records per second.
+    pub fn per_batch(&self, rate: u64) -> usize {
+        (rate * self.batch_ms / 1000) as usize
+    }
+
+    /// Warm-up batches: `--warmup`, or `secs` seconds of batches.
+    pub fn warmup_or(&self, secs: u64) -> usize {
+        self.warmup.unwrap_or_else(|| self.batches_in(secs))
+    }
+
+    /// Measured batches: `--batches`, or 30 and at least 10 s of batches.
+    pub fn measured(&self) -> usize {
+        self.batches.unwrap_or_else(|| self.batches_in(10).max(30))
+    }
+
+    /// The highest rate a search may probe.
+    pub fn ceiling(&self) -> u64 {
+        self.rate.unwrap_or(self.max)
     }
 }
 
-/// Runs a job over replayed `batches` (each for `run` consecutive batches) on the real clock for `warmup + measured` batches and
-/// judges the measured ones. `job` builds the job on the input stream and registers its output.
+/// Runs a job over replayed `batches` (each for `run` consecutive batches) on the real clock for
+/// `warmup + measured` batches of `o.batch()` and judges the measured ones by `o.judge`. `job`
+/// builds the job on the input stream and registers its output.
 pub fn run_probe<T: dstream::Data>(
     batches: Vec<Batch<T>>,
     run: usize,
     rate: u64,
-    warmup: usize,
-    measured: usize,
-    parallelism: usize,
+    (warmup, measured): (usize, usize),
+    o: &Opts,
     job: impl FnOnce(&DStream<T>) -> Result<(), Error>,
 ) -> Probe {
-    let batch = Seconds(1);
-    let ssc = context(parallelism);
+    let ssc = context(o.batch(), o.parallelism);
     let rec = recorder();
     ssc.add_streaming_listener(rec.clone());
     let lines = ssc.input_stream(Replay {
@@ -368,26 +483,61 @@ pub fn run_probe<T: dstream::Data>(
     ssc.start().expect("the context starts");
     let total = warmup + measured;
     while ssc.completed_batches() < total as u64 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     ssc.stop();
     let infos = rec.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let p = judge(rate, &infos[warmup..total], batch);
+    let p = judge(rate, &infos[warmup..total], o.batch(), o.judge);
     p.log();
     p
 }
 
-/// Binary search for the highest sustained rate to within 3%, from `lo` (halved while it falls
-/// behind) up to at most `hi`.
-pub fn max_sustained(lo: u64, hi: u64, mut probe: impl FnMut(u64) -> Probe) -> Probe {
-    let (mut lo, mut hi) = (lo, hi.max(lo));
-    let mut best = probe(lo);
-    while !best.sustained && lo > 1000 {
-        hi = lo;
-        lo /= 2;
-        best = probe(lo);
-    }
-    while (hi - lo) as f64 > lo as f64 * 0.03 {
+/// The factor by which a search steps up (or down) from its start until a probe falls behind
+/// (or is sustained); it then bisects the last step.
+pub const SEARCH_STEP: f64 = 1.1;
+
+/// Search for the highest sustained rate to within 5%: from `start`, step up by
+/// [`SEARCH_STEP`] while sustained (never above `max`) or down while not, then bisect.
+pub fn max_sustained(start: u64, max: u64, mut probe: impl FnMut(u64) -> Probe) -> Probe {
+    let step = |r: u64, up: bool| {
+        let next = if up {
+            (r as f64 * SEARCH_STEP) as u64
+        } else {
+            (r as f64 / SEARCH_STEP) as u64
+        };
+        next.clamp(1, max)
+    };
+    let first = probe(start.min(max));
+    let (mut lo, mut hi, mut best) = if first.sustained {
+        // Up while sustained.
+        let (mut lo, mut best) = (first.rate, first);
+        loop {
+            let next = step(lo, true);
+            if next <= lo {
+                break (lo, lo, best);
+            }
+            let p = probe(next);
+            if !p.sustained {
+                break (lo, next, best);
+            }
+            (lo, best) = (next, p);
+        }
+    } else {
+        // Down until sustained.
+        let (mut hi, mut last) = (first.rate, first);
+        loop {
+            if hi <= 1000 {
+                return last;
+            }
+            let next = step(hi, false);
+            let p = probe(next);
+            if p.sustained {
+                break (next, hi, p);
+            }
+            (hi, last) = (next, p);
+        }
+    };
+    while (hi - lo) as f64 > lo as f64 * 0.05 {
         let mid = lo + (hi - lo) / 2;
         let p = probe(mid);
         if p.sustained {
@@ -400,26 +550,65 @@ pub fn max_sustained(lo: u64, hi: u64, mut probe: impl FnMut(u64) -> Probe) -> P
     best
 }
 
-/// Prints the result of a search: per-repetition rates, the median and the batch times at it,
-/// peak RSS, and one `RESULT` line for `compare-stateful.sh`.
+/// The searches (or the one `--rate` probe) a job's `main` asks for. Before them, one probe of
+/// 10 batches at half the starting rate, not judged, warms the process up (the Spark side does
+/// the same for its JVM); later repetitions start from the previous one's result.
+pub fn searches(
+    o: &Opts,
+    warmup_secs: u64,
+    mut job_probe: impl FnMut(u64, (usize, usize)) -> Probe,
+) -> Vec<Probe> {
+    let (warmup, measured) = (o.warmup_or(warmup_secs), o.measured());
+    let mut probe = |rate, batches| {
+        reset_peak_rss();
+        job_probe(rate, batches)
+    };
+    if let Some(r) = o.rate {
+        return vec![probe(r, (warmup, measured))];
+    }
+    eprintln!("warm-up probe (not judged)");
+    probe((o.start / 2).max(1), (0, 10));
+    let mut start = o.start;
+    (0..o.reps)
+        .map(|i| {
+            eprintln!("repetition {}/{}", i + 1, o.reps);
+            let p = max_sustained(start, o.max, |r| probe(r, (warmup, measured)));
+            if p.sustained {
+                start = p.rate;
+            }
+            p
+        })
+        .collect()
+}
+
+/// Prints the result of the searches: per-repetition rates, the median and the batch times and
+/// peak RSS at it, and one `RESULT` line for `compare.sh`.
 pub fn report(job: &str, description: &str, unit: &str, results: &[Probe], o: &Opts) {
-    let mut rates: Vec<u64> = results.iter().map(|p| p.rate).collect();
+    let mut rates: Vec<u64> = results
+        .iter()
+        .map(|p| if p.sustained { p.rate } else { 0 })
+        .collect();
     rates.sort();
     let median = rates[rates.len() / 2];
-    let at = results.iter().find(|p| p.rate == median).expect("a median");
+    let at = results
+        .iter()
+        .find(|p| p.rate == median || median == 0)
+        .expect("a median");
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let rss = peak_rss_mib();
     println!(
-        "job: {job} ({description}), 1 s batches, parallelism {}, warm-up {} + {} measured batches",
-        o.parallelism, o.warmup, o.batches
+        "job: {job} ({description}), {} ms batches, parallelism {}, {} rule, {} measured batches",
+        o.batch_ms,
+        o.parallelism,
+        o.judge.name(),
+        o.measured()
     );
     println!("max sustained rate per repetition: {rates:?}");
-    if o.rate.is_none() && results.iter().any(|p| p.rate as f64 >= o.hi as f64 * 0.97) {
+    if o.rate.is_none() && results.iter().any(|p| p.rate as f64 >= o.max as f64 * 0.97) {
         println!(
-            "warning: a search ended at its upper bound {}: raise --hi",
-            o.hi
+            "warning: a search ended at its ceiling {}: raise --max",
+            o.max
         );
     }
     println!(
@@ -428,13 +617,12 @@ pub fn report(job: &str, description: &str, unit: &str, results: &[Probe], o: &O
         median as f64 / 1e6 / cores as f64,
     );
     println!(
-        "batch processing time at that rate: p50 {:.0} ms, p99 {:.0} ms",
-        at.p50_ms, at.p99_ms
+        "at that rate: batch processing time p50 {:.0} ms, p99 {:.0} ms; total delay p99 {:.0} ms; peak RSS {:.0} MiB",
+        at.p50_ms, at.p99_ms, at.p99_total_ms, at.rss_mib
     );
-    println!("peak RSS: {rss:.0} MiB");
     println!(
-        "RESULT side=dstream job={job} rate={median} p50_ms={:.0} p99_ms={:.0} rss_mib={rss:.0}",
-        at.p50_ms, at.p99_ms
+        "RESULT side=dstream job={job} batch_ms={} rate={median} p50_ms={:.0} p99_ms={:.0} p99_total_ms={:.0} rss_mib={:.0}",
+        o.batch_ms, at.p50_ms, at.p99_ms, at.p99_total_ms, at.rss_mib
     );
 }
 
@@ -442,7 +630,7 @@ impl Probe {
     /// The probe's line of a search log (the same on every job).
     pub fn log(&self) {
         eprintln!(
-            "  rate {:>11}/s: {} (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, delay {} -> {} ms)",
+            "  rate {:>11}/s: {} (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, delay {} -> {} ms, total p99 {:.0} ms, RSS {:.0} MiB)",
             self.rate,
             if self.sustained {
                 "sustained"
@@ -453,7 +641,9 @@ impl Probe {
             self.p99_ms,
             self.max_ms,
             self.first_delay_ms,
-            self.last_delay_ms
+            self.last_delay_ms,
+            self.p99_total_ms,
+            self.rss_mib
         );
     }
 }

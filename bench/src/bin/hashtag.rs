@@ -1,12 +1,12 @@
 //! The hashtag job of the Spark comparison: tweet lines (10 words, one in ten a `#tag` over
 //! 1,000 Zipf-skewed tags) -> words -> hashtags -> (tag, 1) -> incremental 30 s window sliding
-//! every 1 s (reduce `+`, inverse `-`, keys at 0 dropped) -> top 10 by count, 1 s batches,
-//! input from pre-built in-memory batches. Finds the maximum sustained rate as `stateless` does;
-//! each probe first runs enough batches for the window to fill (default warm-up 35).
+//! every batch (reduce `+`, inverse `-`, keys at 0 dropped) -> top 10 by count, input from
+//! pre-built in-memory batches. Finds the maximum sustained rate as `stateless` does; each
+//! probe first runs 35 s of batches, for the window to fill and keys to leave it.
 //!
 //! ```text
-//! cargo run --release -p dstream-bench --bin hashtag -- [--reps 3] [--lo N] [--hi N]
-//!     [--warmup 35] [--batches 30]
+//! cargo run --release -p dstream-bench --bin hashtag -- [--reps 3] [--start N] [--max N]
+//!     [--batch-ms 1000] [--judge throughput|latency] [--warmup N] [--batches N]
 //! cargo run --release -p dstream-bench --bin hashtag -- --rate 2000000       # one probe
 //! cargo run --release -p dstream-bench --bin hashtag -- --rate 20000 --check 35
 //!     # the top 10 after batch 35, to compare with the Spark job's
@@ -18,15 +18,17 @@ use std::sync::{Arc, Mutex};
 
 use dstream::prelude::*;
 use dstream_bench::{
-    Opts, POOL_LINES, Probe, max_sustained, replay_batches, report, run_probe, tweet_line,
-    tweet_pool,
+    Opts, POOL_LINES, Probe, replay_batches, report, run_probe, searches, tweet_line, tweet_pool,
 };
 
-/// The window and its slide.
+/// The window; it slides every batch.
 const WINDOW_SECS: u64 = 30;
 
+/// Warm-up before measuring, in seconds: the window fills, then 5 s of keys leave it.
+const WARMUP_SECS: u64 = WINDOW_SECS + 5;
+
 /// The job up to the windowed counts.
-fn windowed_counts(lines: &DStream<&'static str>, parallelism: usize) -> DStream<(String, i64)> {
+fn windowed_counts(lines: &DStream<&'static str>, o: &Opts) -> DStream<(String, i64)> {
     lines
         .flat_map(|line: &'static str| line.split(' '))
         .filter(|w| w.starts_with('#'))
@@ -35,8 +37,8 @@ fn windowed_counts(lines: &DStream<&'static str>, parallelism: usize) -> DStream
             |a, b| a + b,
             |a, b| a - b,
             Seconds(WINDOW_SECS as i64),
-            Seconds(1),
-            HashPartitioner::new(parallelism).expect("parallelism > 0"),
+            o.batch(),
+            HashPartitioner::new(o.parallelism).expect("parallelism > 0"),
             |kv| kv.1 > 0,
         )
 }
@@ -53,11 +55,10 @@ fn show(top: &[(String, i64)]) -> String {
         .join(" ")
 }
 
-fn probe(pool: &[&'static str], rate: u64, o: &Opts) -> Probe {
-    let batches = replay_batches(pool, rate as usize, o.parallelism, 2);
-    let p = o.parallelism;
-    run_probe(batches, 1, rate, o.warmup, o.batches, p, |lines| {
-        windowed_counts(lines, p).foreach_batch(|b, _| {
+fn probe(pool: &[&'static str], rate: u64, batches: (usize, usize), o: &Opts) -> Probe {
+    let input = replay_batches(pool, o.per_batch(rate), o.parallelism, 2);
+    run_probe(input, 1, rate, batches, o, |lines| {
+        windowed_counts(lines, o).foreach_batch(|b, _| {
             std::hint::black_box(top10(&b));
         })
     })
@@ -66,12 +67,11 @@ fn probe(pool: &[&'static str], rate: u64, o: &Opts) -> Probe {
 /// Runs `n` batches at `rate` and prints the top 10 after batch `n`, and what it must be,
 /// counted directly from the two replayed batches.
 fn check(pool: &[&'static str], rate: u64, n: usize, o: &Opts) {
-    let batches = replay_batches(pool, rate as usize, o.parallelism, 2);
+    let batches = replay_batches(pool, o.per_batch(rate), o.parallelism, 2);
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let out = seen.clone();
-    let p = o.parallelism;
-    run_probe(batches.clone(), 1, rate, 0, n, p, |lines| {
-        windowed_counts(lines, p).foreach_batch(move |b, _| {
+    run_probe(batches.clone(), 1, rate, (0, n), o, |lines| {
+        windowed_counts(lines, o).foreach_batch(move |b, _| {
             out.lock().unwrap().push(show(&top10(&b)));
         })
     });
@@ -79,7 +79,7 @@ fn check(pool: &[&'static str], rate: u64, n: usize, o: &Opts) {
     println!("top10 after batch {n} at {rate} lines/s: {}", seen[n - 1]);
     // Batches 1, 3, 5, ... replay slot 0, the others slot 1; the window holds the last 30.
     let mut counts: HashMap<String, i64> = HashMap::new();
-    for k in n.saturating_sub(WINDOW_SECS as usize)..n {
+    for k in n.saturating_sub(o.batches_in(WINDOW_SECS))..n {
         for line in batches[k % 2].collect() {
             for w in line.split(' ').filter(|w| w.starts_with('#')) {
                 *counts.entry(w.to_string()).or_default() += 1;
@@ -94,21 +94,7 @@ fn check(pool: &[&'static str], rate: u64, n: usize, o: &Opts) {
 }
 
 fn main() {
-    let o = Opts::parse(
-        "hashtag",
-        Opts {
-            rate: None,
-            reps: 3,
-            batches: 30,
-            warmup: 35,
-            lo: 12_500_000,
-            hi: 15_000_000,
-            parallelism: 2,
-            check: None,
-            print_lines: None,
-            mode: String::new(),
-        },
-    );
+    let o = Opts::parse("hashtag", Opts::new(13_000_000, ""));
     if let Some(n) = o.print_lines {
         for i in (0..n).chain([3_999_999, 123_456_789_012]) {
             println!("{i}: {}", tweet_line(i));
@@ -120,18 +106,10 @@ fn main() {
         check(&pool, rate, n, &o);
         return;
     }
-    let results: Vec<Probe> = match o.rate {
-        Some(r) => vec![probe(&pool, r, &o)],
-        None => (0..o.reps)
-            .map(|i| {
-                eprintln!("repetition {}/{}", i + 1, o.reps);
-                max_sustained(o.lo, o.hi, |r| probe(&pool, r, &o))
-            })
-            .collect(),
-    };
+    let results = searches(&o, WARMUP_SECS, |r, batches| probe(&pool, r, batches, &o));
     report(
         "hashtag",
-        "flatMap/filter/map -> reduceByKeyAndWindow(+, -, 30 s, 1 s, drop zeros) -> top 10",
+        "flatMap/filter/map -> reduceByKeyAndWindow(+, -, 30 s, every batch, drop zeros) -> top 10",
         "lines",
         &results,
         &o,

@@ -1,10 +1,10 @@
 //! The sessions job of the Spark comparison: click lines "u<user> /p/<page>" -> (user, 1) ->
 //! per-user sessions (events, first and last batch time in ms; a session idle for more than
 //! 30 s ends) -> a count per batch, 1 s batches, input from pre-built in-memory batches: five
-//! bands of users, each replayed for 8 batches in turn (`dstream_bench::BANDS`), so that about
-//! 100,000 users have state and a band's sessions end while it is idle. Finds the maximum
-//! sustained rate as `stateless` does; each probe first runs 35 batches, for every band to
-//! have been seen and the first to time out in the measured batches.
+//! bands of users, each replayed for 8 s of batches in turn (`dstream_bench::BANDS`), so that
+//! about 100,000 users have state and a band's sessions end while it is idle. Finds the maximum
+//! sustained rate as `stateless` does; each probe first runs 35 s of batches, for every band
+//! to have been seen and the first to time out in the measured batches.
 //!
 //! `--mode update` (default, the Spark job's peer): `update_state_by_key`, the output is the
 //! whole state (the live sessions), counted. `--mode mapws` (dstream only): `map_with_state`
@@ -13,7 +13,8 @@
 //!
 //! ```text
 //! cargo run --release -p dstream-bench --bin sessions -- [--mode update|mapws] [--reps 3]
-//!     [--lo N] [--hi N] [--warmup 35] [--batches 30]
+//!     [--start N] [--max N] [--batch-ms 1000] [--judge throughput|latency] [--warmup N]
+//!     [--batches N]
 //! cargo run --release -p dstream-bench --bin sessions -- --rate 1000000   # one probe
 //! cargo run --release -p dstream-bench --bin sessions -- --rate 20000 --check 45
 //!     # the live sessions after batch 12, to compare with the Spark job's
@@ -25,12 +26,15 @@ use std::sync::{Arc, Mutex};
 use dstream::prelude::*;
 use dstream::{State, StateSpec};
 use dstream_bench::{
-    BAND_BATCHES, BANDS, Opts, Probe, band_batches, band_pools, max_sustained, report, run_probe,
+    BAND_SECS, BANDS, Opts, Probe, band_batches, band_pools, report, run_probe, searches,
 };
 use serde::{Deserialize, Serialize};
 
 /// A session idle for longer than this ends.
 const IDLE_MS: i64 = 30_000;
+
+/// Warm-up before measuring, in seconds: every band has been seen after 33 s.
+const WARMUP_SECS: u64 = 35;
 
 /// One user's session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,40 +123,33 @@ fn summary(sessions: &[(String, Session)]) -> String {
     )
 }
 
-fn probe(pools: &[Vec<&'static str>], rate: u64, o: &Opts) -> Probe {
-    let batches = band_batches(pools, rate as usize, o.parallelism);
+fn probe(pools: &[Vec<&'static str>], rate: u64, batches: (usize, usize), o: &Opts) -> Probe {
+    let input = band_batches(pools, o.per_batch(rate), o.parallelism);
     let p = o.parallelism;
     let mapws = o.mode == "mapws";
-    run_probe(
-        batches,
-        BAND_BATCHES,
-        rate,
-        o.warmup,
-        o.batches,
-        p,
-        |lines| {
-            if mapws {
-                ended_sessions(lines, p).foreach_batch(|b, _| {
-                    std::hint::black_box(b.count());
-                })
-            } else {
-                live_sessions(lines, p).foreach_batch(|b, _| {
-                    std::hint::black_box(b.count());
-                })
-            }
-        },
-    )
+    run_probe(input, o.batches_in(BAND_SECS), rate, batches, o, |lines| {
+        if mapws {
+            ended_sessions(lines, p).foreach_batch(|b, _| {
+                std::hint::black_box(b.count());
+            })
+        } else {
+            live_sessions(lines, p).foreach_batch(|b, _| {
+                std::hint::black_box(b.count());
+            })
+        }
+    })
 }
 
 /// Runs `n` batches at `rate` and prints the sessions after batch `n`, and what they must be,
 /// computed directly from the two replayed batches.
 fn check(pools: &[Vec<&'static str>], rate: u64, n: usize, o: &Opts) {
-    let batches = band_batches(pools, rate as usize, o.parallelism);
+    let batches = band_batches(pools, o.per_batch(rate), o.parallelism);
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let out = seen.clone();
     let p = o.parallelism;
     let mapws = o.mode == "mapws";
-    run_probe(batches.clone(), BAND_BATCHES, rate, 0, n, p, |lines| {
+    let run = o.batches_in(BAND_SECS);
+    run_probe(batches.clone(), run, rate, (0, n), o, |lines| {
         let record = move |b: Batch<(String, Session)>, _| {
             out.lock().unwrap().push(summary(&b.collect()));
         };
@@ -172,18 +169,18 @@ fn check(pools: &[Vec<&'static str>], rate: u64, n: usize, o: &Opts) {
         o.mode,
         seen[n - 1]
     );
-    // Batch k (1-based), at time k * 1000, replays band (k - 1) / BAND_BATCHES % BANDS.
+    // Batch k (1-based), at time k * batch_ms, replays band (k - 1) / run % BANDS.
     let mut direct: HashMap<String, Session> = HashMap::new();
     for k in 1..=n {
         let mut per_user: HashMap<&str, i64> = HashMap::new();
-        for line in batches[(k - 1) / BAND_BATCHES % BANDS].collect() {
+        for line in batches[(k - 1) / run % BANDS].collect() {
             *per_user.entry(line.split(' ').next().unwrap()).or_default() += 1;
         }
         let mut users: HashSet<String> = direct.keys().cloned().collect();
         users.extend(per_user.keys().map(|u| u.to_string()));
         for u in users {
             let c = per_user.get(u.as_str()).copied().unwrap_or(0);
-            if let Some(s) = advance(direct.remove(&u), c, k as i64 * 1000) {
+            if let Some(s) = advance(direct.remove(&u), c, (k as u64 * o.batch_ms) as i64) {
                 direct.insert(u, s);
             }
         }
@@ -196,40 +193,20 @@ fn check(pools: &[Vec<&'static str>], rate: u64, n: usize, o: &Opts) {
 }
 
 fn main() {
-    let o = Opts::parse(
-        "sessions",
-        Opts {
-            rate: None,
-            reps: 3,
-            batches: 30,
-            warmup: 35,
-            lo: 6_200_000,
-            hi: 8_400_000,
-            parallelism: 2,
-            check: None,
-            print_lines: None,
-            mode: "update".into(),
-        },
-    );
+    let mut defaults = Opts::new(7_000_000, "update");
+    // The input of every band is generated up to this rate before the searches.
+    defaults.max = 11_000_000;
+    let o = Opts::parse("sessions", defaults);
     if o.mode != "update" && o.mode != "mapws" {
         eprintln!("sessions: --mode is update or mapws");
         std::process::exit(2);
     }
-    let most = o.rate.unwrap_or(o.lo.max(o.hi));
-    let pools = band_pools(most as usize);
+    let pools = band_pools(o.per_batch(o.ceiling()));
     if let (Some(n), Some(rate)) = (o.check, o.rate) {
         check(&pools, rate, n, &o);
         return;
     }
-    let results: Vec<Probe> = match o.rate {
-        Some(r) => vec![probe(&pools, r, &o)],
-        None => (0..o.reps)
-            .map(|i| {
-                eprintln!("repetition {}/{}", i + 1, o.reps);
-                max_sustained(o.lo, o.hi, |r| probe(&pools, r, &o))
-            })
-            .collect(),
-    };
+    let results = searches(&o, WARMUP_SECS, |r, batches| probe(&pools, r, batches, &o));
     let (job, description) = if o.mode == "mapws" {
         (
             "sessions-mapws",

@@ -1,58 +1,26 @@
 //! The stateless job of the Spark comparison: click lines "userId /p/N" -> url -> filter (drops
-//! the ~10% of pages whose number ends in 0) -> countByValue, 1 s batches, input from pre-built
-//! in-memory batches. Finds the maximum sustained rate: the highest input rate at which, over
-//! the measured batches after warm-up, every batch is processed within the interval and the
-//! scheduling delay does not grow. Median of several repetitions.
+//! the ~10% of pages whose number ends in 0) -> countByValue, input from pre-built in-memory
+//! batches. Finds the maximum sustained rate (`dstream_bench::searches`): the highest input rate
+//! at which, over the measured batches after warm-up, every batch is processed within the
+//! interval and the scheduling delay does not grow (or, with `--judge latency`, the p99 total
+//! delay stays under two intervals). Median of several repetitions.
 //!
 //! ```text
-//! cargo run --release -p dstream-bench --bin stateless -- [--reps 3] [--batches 30] [--warmup 5]
+//! cargo run --release -p dstream-bench --bin stateless -- [--reps 3] [--start N] [--max N]
+//!     [--batch-ms 1000] [--judge throughput|latency] [--warmup N] [--batches N]
 //! cargo run --release -p dstream-bench --bin stateless -- --rate 50000000   # one probe
+//! cargo run --release -p dstream-bench --bin stateless -- --rate 20000 --check 3
 //! ```
 
-use std::time::Instant;
+use std::collections::HashMap;
 
 use dstream::prelude::*;
-use dstream_bench::{Probe, click_pool, max_sustained, peak_rss_mib, replay_batches, run_probe};
+use dstream_bench::{
+    Opts, POOL_LINES, Probe, click_pool, replay_batches, report, run_probe, searches,
+};
 
-struct Opts {
-    rate: Option<u64>,
-    reps: usize,
-    batches: usize,
-    warmup: usize,
-    parallelism: usize,
-}
-
-fn opts() -> Opts {
-    let mut o = Opts {
-        rate: None,
-        reps: 3,
-        batches: 30,
-        warmup: 5,
-        parallelism: 2,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let v = args.get(i + 1).and_then(|v| v.parse::<u64>().ok());
-        let Some(v) = v else {
-            eprintln!("stateless: {} needs a whole number", args[i]);
-            std::process::exit(2);
-        };
-        match args[i].as_str() {
-            "--rate" => o.rate = Some(v),
-            "--reps" => o.reps = v as usize,
-            "--batches" => o.batches = v as usize,
-            "--warmup" => o.warmup = v as usize,
-            "--parallelism" => o.parallelism = v as usize,
-            other => {
-                eprintln!("stateless: unknown argument {other}");
-                std::process::exit(2);
-            }
-        }
-        i += 2;
-    }
-    o
-}
+/// Warm-up before measuring, in seconds.
+const WARMUP_SECS: u64 = 5;
 
 /// The url of a `"userId url"` line (Spark's side: `line.split(" ")(1)`).
 fn url(line: &'static str) -> &'static str {
@@ -68,84 +36,59 @@ fn job(lines: &DStream<&'static str>) -> DStream<(&'static str, i64)> {
     lines.map(url).filter(keep).count_by_value()
 }
 
-/// Processing time of one batch of `n` records outside the scheduler, to aim the search.
-fn estimate(pool: &[&'static str], n: usize, parallelism: usize) -> f64 {
-    let b = replay_batches(pool, n, parallelism, 1).pop().unwrap();
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let input = b.clone();
-        let t = Instant::now();
-        let out = input.map(url).filter(keep).count_by_value(parallelism);
-        let _ = out.count();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    n as f64 / best
+/// The urls counted in a batch, and the 3 largest counts by (count, url).
+fn summary(counts: &Batch<(&'static str, i64)>) -> String {
+    let top = counts.top_by(3, |kv| (kv.1, kv.0));
+    let top: Vec<String> = top.iter().map(|(u, c)| format!("{u}:{c}")).collect();
+    format!("urls {} top3 {}", counts.count(), top.join(" "))
 }
 
-fn probe(pool: &[&'static str], rate: u64, o: &Opts) -> Probe {
-    let batches = replay_batches(pool, rate as usize, o.parallelism, 2);
-    run_probe(
-        batches,
-        1,
-        rate,
-        o.warmup,
-        o.batches,
-        o.parallelism,
-        |lines| {
-            job(lines).foreach_batch(|b, _| {
-                std::hint::black_box(b.count());
-            })
-        },
-    )
-}
-
-/// The shared search (`dstream_bench::max_sustained`), between half and 1.1 times the rate
-/// estimated from one batch.
-fn search(pool: &[&'static str], est: f64, o: &Opts) -> Probe {
-    max_sustained((est * 0.5) as u64, (est * 1.1) as u64, |r| {
-        probe(pool, r, o)
+fn probe(pool: &[&'static str], rate: u64, batches: (usize, usize), o: &Opts) -> Probe {
+    let input = replay_batches(pool, o.per_batch(rate), o.parallelism, 2);
+    run_probe(input, 1, rate, batches, o, |lines| {
+        job(lines).foreach_batch(|b, _| {
+            std::hint::black_box(b.count());
+        })
     })
 }
 
+/// Runs `n` batches at `rate` and prints the summary of batch `n`, and what it must be,
+/// counted directly from the replayed batch.
+fn check(pool: &[&'static str], rate: u64, n: usize, o: &Opts) {
+    let input = replay_batches(pool, o.per_batch(rate), o.parallelism, 2);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    run_probe(input.clone(), 1, rate, (0, n), o, |lines| {
+        job(lines).foreach_batch(move |b, _| out.lock().unwrap().push(summary(&b)))
+    });
+    println!(
+        "stateless batch {n} at {rate} lines/s: {}",
+        seen.lock().unwrap()[n - 1]
+    );
+    let mut counts: HashMap<&'static str, i64> = HashMap::new();
+    for line in input[(n - 1) % 2].collect() {
+        let u = url(line);
+        if keep(&u) {
+            *counts.entry(u).or_default() += 1;
+        }
+    }
+    let direct = Batch::from_vec(counts.into_iter().collect(), 1);
+    println!("direct count of the same batch:   {}", summary(&direct));
+}
+
 fn main() {
-    let o = opts();
-    let pool = click_pool(4_000_000);
-    let est = estimate(&pool, 20_000_000, o.parallelism);
-    eprintln!(
-        "stateless: one-batch estimate {:.1}M records/s at parallelism {}",
-        est / 1e6,
-        o.parallelism
+    let o = Opts::parse("stateless", Opts::new(80_000_000, ""));
+    let pool = click_pool(POOL_LINES);
+    if let (Some(n), Some(rate)) = (o.check, o.rate) {
+        check(&pool, rate, n, &o);
+        return;
+    }
+    let results = searches(&o, WARMUP_SECS, |r, batches| probe(&pool, r, batches, &o));
+    report(
+        "stateless",
+        "map(url) -> filter -> countByValue",
+        "lines",
+        &results,
+        &o,
     );
-    let results: Vec<Probe> = match o.rate {
-        Some(r) => vec![probe(&pool, r, &o)],
-        None => (0..o.reps)
-            .map(|i| {
-                eprintln!("repetition {}/{}", i + 1, o.reps);
-                search(&pool, est, &o)
-            })
-            .collect(),
-    };
-    let mut rates: Vec<u64> = results.iter().map(|p| p.rate).collect();
-    rates.sort();
-    let median = rates[rates.len() / 2];
-    let at = results.iter().find(|p| p.rate == median).unwrap();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    println!(
-        "job: stateless (url -> filter -> countByValue), 1 s batches, parallelism {}",
-        o.parallelism
-    );
-    println!("max sustained rate per repetition: {:?}", rates);
-    println!(
-        "median max sustained rate: {:.2}M records/s ({:.2}M records/s per core, {} cores)",
-        median as f64 / 1e6,
-        median as f64 / 1e6 / cores as f64,
-        cores
-    );
-    println!(
-        "batch processing time at that rate: p50 {:.0} ms, p99 {:.0} ms",
-        at.p50_ms, at.p99_ms
-    );
-    println!("peak RSS: {:.0} MiB", peak_rss_mib());
 }
