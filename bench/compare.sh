@@ -50,8 +50,7 @@ results="$out/results.txt"
 [ -z "$table_only" ] && : > "$results"
 
 # Where each search starts (rates/s, from earlier runs on this machine; the search steps away
-# from a wrong start), and the most a dstream sessions search may probe (its input is generated
-# up to that rate first).
+# from a wrong start).
 start() { # side job
     case "$batch_ms:$1:$2" in
         1000:spark:stateless) echo 7000000 ;;
@@ -59,13 +58,15 @@ start() { # side job
         1000:spark:sessions) echo 1800000 ;;
         1000:dstream:stateless) echo 80000000 ;;
         1000:dstream:hashtag) echo 13000000 ;;
-        1000:dstream:*) echo 7000000 ;;
+        1000:dstream:sessions) echo 11500000 ;;
+        1000:dstream:mapws) echo 6500000 ;;
         *:spark:stateless) echo 2000000 ;;
         *:spark:hashtag) echo 400000 ;;
         *:spark:sessions) echo 300000 ;;
         *:dstream:stateless) echo 40000000 ;;
         *:dstream:hashtag) echo 8000000 ;;
-        *:dstream:*) echo 3000000 ;;
+        *:dstream:sessions) echo 6000000 ;;
+        *:dstream:mapws) echo 3000000 ;;
     esac
 }
 
@@ -105,14 +106,15 @@ run_side() { # side job tag args...
     grep '^RESULT' "$log" | sed "s/^RESULT /RESULT tag=$tag /; s/ job=[^ ]*/ job=$job/" >> "$results" || true
 }
 
-sessions_max() { echo $(( $(start dstream sessions) * 3 / 2 )); }
+# The most a dstream sessions search may probe: its input is generated up to that rate first.
+sessions_max() { echo $(( $(start dstream "$1") * 13 / 10 )); }
 for job in $jobs; do
     peer="$job"
     [ "$job" = mapws ] && peer=sessions
     s_start="$(start spark "$peer")"
     d_start="$(start dstream "$job")"
     extra=()
-    case "$job" in sessions | mapws) extra=(--max "$(sessions_max)") ;; esac
+    case "$job" in sessions | mapws) extra=(--max "$(sessions_max "$job")") ;; esac
     for i in $(seq 1 "$reps"); do
         if [ "$job" != mapws ]; then
             echo "== $job, repetition $i/$reps: Spark" >&2
