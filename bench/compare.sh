@@ -73,8 +73,16 @@ start() { # side job
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 # The median rate of a side's searches of a job (sorted, the middle one).
 median_rate() { # side job
-    { grep "tag=search side=$1 job=$2 " "$results" || true; } | field rate | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int(NR / 2) + 1] }'
+    rates "$1" "$2" | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int(NR / 2) + 1] }'
 }
+# The rates of a side's searches of a job, in the order they ran.
+rates() { # side job
+    { grep "tag=search side=$1 job=$2 " "$results" || true; } | field rate
+}
+# The rate the latest search of a side and job ended at.
+last_rate() { rates "$1" "$2" | tail -1; }
+# The job Spark runs as the peer of a job (map_with_state's is updateStateByKey's sessions).
+peer_of() { if [ "$1" = mapws ]; then echo sessions; else echo "$1"; fi; }
 # The RESULT line of the median search of a side and job.
 median_line() { # side job
     local m
@@ -109,8 +117,7 @@ run_side() { # side job tag args...
 # The most a dstream sessions search may probe: its input is generated up to that rate first.
 sessions_max() { echo $(( $(start dstream "$1") * 13 / 10 )); }
 for job in $jobs; do
-    peer="$job"
-    [ "$job" = mapws ] && peer=sessions
+    peer="$(peer_of "$job")"
     s_start="$(start spark "$peer")"
     d_start="$(start dstream "$job")"
     extra=()
@@ -119,12 +126,12 @@ for job in $jobs; do
         if [ "$job" != mapws ]; then
             echo "== $job, repetition $i/$reps: Spark" >&2
             run_side spark "$job" search --reps 1 --start "$s_start"
-            r="$({ grep "tag=search side=spark job=$job " "$results" || true; } | tail -1 | field rate)"
+            r="$(last_rate spark "$job")"
             [ -n "$r" ] && [ "$r" != 0 ] && s_start="$r"
         fi
         echo "== $job, repetition $i/$reps: dstream" >&2
         run_side dstream "$job" search --reps 1 --start "$d_start" "${extra[@]}"
-        r="$({ grep "tag=search side=dstream job=$job " "$results" || true; } | tail -1 | field rate)"
+        r="$(last_rate dstream "$job")"
         [ -n "$r" ] && [ "$r" != 0 ] && d_start="$r"
     done
     s_rate="$(median_rate spark "$peer")"
@@ -149,8 +156,7 @@ table="$out/table.md"
     fi
     echo "|---|---|---|---|---|---|---|---|---|"
     for job in $jobs; do
-        peer="$job"
-        [ "$job" = mapws ] && peer=sessions
+        peer="$(peer_of "$job")"
         s="$(median_line spark "$peer" || true)"
         d="$(median_line dstream "$job" || true)"
         a="$(grep "tag=at-spark-rate side=dstream job=$job " "$results" | tail -1 || true)"
@@ -185,7 +191,7 @@ table="$out/table.md"
     echo "Each search's result (rate/s):"
     for job in $jobs; do
         for side in spark dstream; do
-            r="$({ grep "tag=search side=$side job=$job " "$results" || true; } | field rate | paste -sd, -)"
+            r="$(rates "$side" "$job" | paste -sd, -)"
             [ -n "$r" ] && echo "- $job, $side: $r"
         done
     done
