@@ -55,18 +55,18 @@ start() { # side job
     case "$batch_ms:$1:$2" in
         1000:spark:stateless) echo 7000000 ;;
         1000:spark:hashtag) echo 4000000 ;;
-        1000:spark:sessions) echo 1800000 ;;
-        1000:dstream:stateless) echo 80000000 ;;
-        1000:dstream:hashtag) echo 13000000 ;;
-        1000:dstream:sessions) echo 11500000 ;;
-        1000:dstream:mapws) echo 6500000 ;;
+        1000:spark:sessions) echo 3000000 ;;
+        1000:dstream:stateless) echo 105000000 ;;
+        1000:dstream:hashtag) echo 13500000 ;;
+        1000:dstream:sessions) echo 17000000 ;;
+        1000:dstream:mapws) echo 16000000 ;;
         *:spark:stateless) echo 2000000 ;;
-        *:spark:hashtag) echo 400000 ;;
+        *:spark:hashtag) echo 900000 ;;
         *:spark:sessions) echo 300000 ;;
         *:dstream:stateless) echo 40000000 ;;
-        *:dstream:hashtag) echo 8000000 ;;
-        *:dstream:sessions) echo 6000000 ;;
-        *:dstream:mapws) echo 3000000 ;;
+        *:dstream:hashtag) echo 9500000 ;;
+        *:dstream:sessions) echo 10000000 ;;
+        *:dstream:mapws) echo 9000000 ;;
     esac
 }
 
