@@ -60,13 +60,13 @@ start() { # side job
         1000:dstream:hashtag) echo 13500000 ;;
         1000:dstream:sessions) echo 17000000 ;;
         1000:dstream:mapws) echo 16000000 ;;
-        *:spark:stateless) echo 2000000 ;;
-        *:spark:hashtag) echo 900000 ;;
-        *:spark:sessions) echo 300000 ;;
-        *:dstream:stateless) echo 40000000 ;;
+        *:spark:stateless) echo 7000000 ;;
+        *:spark:hashtag) echo 1600000 ;;
+        *:spark:sessions) echo 250000 ;;
+        *:dstream:stateless) echo 110000000 ;;
         *:dstream:hashtag) echo 9500000 ;;
-        *:dstream:sessions) echo 10000000 ;;
-        *:dstream:mapws) echo 9000000 ;;
+        *:dstream:sessions) echo 2000000 ;;
+        *:dstream:mapws) echo 10000000 ;;
     esac
 }
 
