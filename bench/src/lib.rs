@@ -19,7 +19,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// again by the next batch, and giving them back to the OS in between (mimalloc's default
 /// after 10 ms) makes every batch page-fault its working set in again: 1.1M page faults and
 /// a p99 batch time of 1,155 ms against 31k and 585 ms for the sessions job at 11M events/s.
-/// The peak RSS, which is what the benchmarks report, is the same either way.
+/// The cost is in the RSS a process keeps: a probe's peak includes what earlier probes of the
+/// same process freed (the "at Spark's rate" probe of `compare.sh` is a process of its own).
+/// Called by [`context`], so only the binaries that build their context there set it.
 #[allow(unsafe_code)]
 pub fn tune_allocator() {
     #[cfg(feature = "mimalloc")]
