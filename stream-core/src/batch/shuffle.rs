@@ -157,11 +157,83 @@ pub(crate) fn partition_records<K: Key, V: Data, P: Partitioner<K>>(
     parts
 }
 
-/// Groups the values of each key (`group_by_key`): the map side routes each record with its
-/// hash to its output partition without combining (as Spark's `groupByKey` does); each reducer
-/// then counts the values of every key and allocates each key's group once, at its size, before
-/// moving the values in. Values keep the order Spark gives them (map-task order, then each
-/// task's order); keys come in the order they first arrive.
+/// Records of a map task after which grouping stops if more than half had a new key.
+const GROUPING_CHECK: usize = 1 << 16;
+
+/// One reducer's share of one map task's records: groups of keys in the order they first came
+/// (with their hashes and value counts), and per record its group's index and its value.
+///
+/// Keys that own memory (`String`s, `Vec`s) are grouped as they arrive: a repeated key is
+/// compared and dropped by the thread that made it, while it is still in cache, and only one
+/// copy per task crosses to the reducer. Other keys (integers, `&str`) are cheap to ship, and
+/// each record is its own group, as it is if the first `GROUPING_CHECK` records of a task hold
+/// mostly distinct keys. The reducer merges groups of equal keys either way.
+struct Groups<K, V> {
+    grouping: bool,
+    index: HashTable<(u64, u32)>,
+    keys: Vec<(u64, K)>,
+    sizes: Vec<u32>,
+    ids: Vec<u32>,
+    values: Vec<V>,
+}
+
+impl<K: Key, V> Groups<K, V> {
+    fn new() -> Self {
+        Groups {
+            grouping: std::mem::needs_drop::<K>(),
+            index: HashTable::new(),
+            keys: Vec::new(),
+            sizes: Vec::new(),
+            ids: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// The index of `key`'s group, which `count` more values join (a new group if it is new).
+    #[inline]
+    fn join(&mut self, hash: u64, key: K, count: u32) -> u32 {
+        let keys = &mut self.keys;
+        let g = match self.index.entry(
+            hash,
+            |&(h, g)| h == hash && keys[g as usize].1 == key,
+            |e| e.0,
+        ) {
+            Entry::Occupied(o) => o.get().1,
+            Entry::Vacant(e) => {
+                let g = keys.len() as u32;
+                e.insert((hash, g));
+                keys.push((hash, key));
+                self.sizes.push(0);
+                g
+            }
+        };
+        self.sizes[g as usize] += count;
+        g
+    }
+
+    #[inline]
+    fn push(&mut self, hash: u64, key: K, value: V) {
+        let g = if self.grouping {
+            self.join(hash, key, 1)
+        } else {
+            self.keys.push((hash, key));
+            self.sizes.push(1);
+            (self.keys.len() - 1) as u32
+        };
+        self.ids.push(g);
+        self.values.push(value);
+        if self.values.len() == GROUPING_CHECK && self.keys.len() > GROUPING_CHECK / 2 {
+            self.grouping = false;
+        }
+    }
+}
+
+/// Groups the values of each key (`group_by_key`). No values are combined (Spark's
+/// `groupByKey` has no map-side combine), but each map task groups its records per key, so a
+/// key repeated in a task is hashed, compared and dropped there and only its first copy is
+/// shipped. Each reducer then merges the tasks' groups per distinct key, allocates every group
+/// once, at its size, and moves the values in. Values keep the order Spark gives them
+/// (map-task order, then each task's order); keys come in the order they first arrive.
 pub(crate) fn group_records<K: Key, V: Data, P: Partitioner<K>>(
     input: Batch<(K, V)>,
     partitioner: &P,
@@ -173,61 +245,48 @@ pub(crate) fn group_records<K: Key, V: Data, P: Partitioner<K>>(
         take,
         || {
             (0..n_out)
-                .map(|_| Vec::new())
-                .collect::<Vec<Vec<(u64, K, V)>>>()
+                .map(|_| Groups::new())
+                .collect::<Vec<Groups<K, V>>>()
         },
         |out, chunk| {
             for (k, v) in chunk.drain(..) {
                 let hash = state.hash_one(&k);
                 let r = partitioner.partition_hashed(&k, hash);
-                out[r].push((hash, k, v));
+                out[r].push(hash, k, v);
             }
         },
     );
-    let mut by_reducer: Vec<Vec<Vec<(u64, K, V)>>> = (0..n_out).map(|_| Vec::new()).collect();
+    let mut by_reducer: Vec<Vec<Groups<K, V>>> = (0..n_out).map(|_| Vec::new()).collect();
     for out in outputs {
-        for (r, records) in out.into_iter().enumerate() {
-            by_reducer[r].push(records);
+        for (r, groups) in out.into_iter().enumerate() {
+            by_reducer[r].push(groups);
         }
     }
     let parts = by_reducer
         .into_par_iter()
         .map(|runs| {
-            let n: usize = runs.iter().map(Vec::len).sum();
-            // Pass 1: a group id per record, the keys and the size of every group.
-            let mut index: HashTable<(u64, u32)> = HashTable::new();
-            let mut keys: Vec<K> = Vec::new();
-            let mut sizes: Vec<u32> = Vec::new();
-            let mut ids: Vec<u32> = Vec::with_capacity(n);
-            let mut values: Vec<V> = Vec::with_capacity(n);
-            for (hash, k, v) in runs.into_iter().flatten() {
-                let id = match index.entry(
-                    hash,
-                    |&(h, g)| h == hash && keys[g as usize] == k,
-                    |e| e.0,
-                ) {
-                    Entry::Occupied(o) => o.get().1,
-                    Entry::Vacant(e) => {
-                        let g = keys.len() as u32;
-                        e.insert((hash, g));
-                        keys.push(k);
-                        sizes.push(0);
-                        g
-                    }
-                };
-                sizes[id as usize] += 1;
-                ids.push(id);
-                values.push(v);
-            }
-            // Pass 2: every group allocated at its size, the values moved in.
-            let mut groups: Vec<Vec<V>> = sizes
+            // Every task's keys into one set of groups, remembering where each went.
+            let mut all: Groups<K, V> = Groups::new();
+            let runs: Vec<(Vec<u32>, Vec<u32>, Vec<V>)> = runs
+                .into_iter()
+                .map(|run| {
+                    let to: Vec<u32> = (run.keys.into_iter().zip(run.sizes))
+                        .map(|((hash, k), n)| all.join(hash, k, n))
+                        .collect();
+                    (to, run.ids, run.values)
+                })
+                .collect();
+            let mut groups: Vec<Vec<V>> = all
+                .sizes
                 .iter()
                 .map(|&n| Vec::with_capacity(n as usize))
                 .collect();
-            for (id, v) in ids.into_iter().zip(values) {
-                groups[id as usize].push(v);
+            for (to, ids, values) in runs {
+                for (g, v) in ids.into_iter().zip(values) {
+                    groups[to[g as usize] as usize].push(v);
+                }
             }
-            keys.into_iter().zip(groups).collect()
+            all.keys.into_iter().map(|(_, k)| k).zip(groups).collect()
         })
         .collect();
     Batch::from_partitions(parts)
@@ -256,4 +315,74 @@ pub(crate) fn reduce_side<K: Key, C: Data>(
         })
         .collect();
     Batch::from_partitions(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partitioner::HashPartitioner;
+
+    /// Spark's groups, one record at a time: per output partition, keys in the order they first
+    /// arrive and values in arrival order (input partitions in order, then each one's order).
+    fn model<K: Key, V: Data>(input: &[Vec<(K, V)>], p: &HashPartitioner) -> Vec<Vec<(K, Vec<V>)>> {
+        let n = Partitioner::<K>::num_partitions(p);
+        let mut parts: Vec<Vec<(K, Vec<V>)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut at: Vec<std::collections::HashMap<K, usize>> =
+            (0..n).map(|_| Default::default()).collect();
+        for (k, v) in input.iter().flatten() {
+            let r = p.partition(k);
+            let g = *at[r].entry(k.clone()).or_insert_with(|| {
+                parts[r].push((k.clone(), Vec::new()));
+                parts[r].len() - 1
+            });
+            parts[r][g].1.push(v.clone());
+        }
+        parts
+    }
+
+    fn check<K: Key, V: Data + PartialEq + std::fmt::Debug>(input: Vec<Vec<(K, V)>>) {
+        let p = HashPartitioner::new(3).unwrap();
+        let want = model(&input, &p);
+        let got = group_records(Batch::from_partitions(input), &p).partitions();
+        assert!(got == want, "groups differ from the model");
+    }
+
+    /// Owned keys are grouped on the map side; the result is the model's, order included.
+    #[test]
+    fn repeated_string_keys_group_as_spark_does() {
+        let part = |base: usize| -> Vec<(String, usize)> {
+            (0..5_000)
+                .map(|i| (format!("u{}", (i * 7 + base) % 300), base + i))
+                .collect()
+        };
+        check(vec![part(0), Vec::new(), part(1), part(2)]);
+    }
+
+    /// A task whose keys are mostly new stops grouping after `GROUPING_CHECK` records; keys
+    /// grouped before and keys shipped one by one after meet in the same groups.
+    #[test]
+    fn mostly_distinct_string_keys_stop_grouping_and_stay_correct() {
+        let mut groups: Groups<String, usize> = Groups::new();
+        assert!(groups.grouping);
+        for i in 0..GROUPING_CHECK {
+            groups.push(i as u64, format!("k{i}"), i);
+        }
+        assert!(!groups.grouping);
+        let n = 8 * GROUPING_CHECK;
+        let first: Vec<(String, usize)> =
+            (0..n).map(|i| (format!("k{}", i % (n - 7)), i)).collect();
+        let second: Vec<(String, usize)> =
+            (0..1_000).map(|i| (format!("k{}", i * 13), i)).collect();
+        check(vec![first, second]);
+    }
+
+    /// Keys without memory of their own are shipped one record at a time.
+    #[test]
+    fn plain_keys_group_as_spark_does() {
+        assert!(!Groups::<i64, i64>::new().grouping);
+        let part = |base: i64| -> Vec<(i64, i64)> {
+            (0..2_000).map(|i| ((i * 31 + base) % 97, i)).collect()
+        };
+        check(vec![part(0), part(5), part(9)]);
+    }
 }
