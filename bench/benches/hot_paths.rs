@@ -91,6 +91,19 @@ fn shuffle(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The events of the sessions job: a `String` user per click line, grouped.
+    g.bench_function("group_by_key_click_users_string_keys", |b| {
+        b.iter_batched(
+            || input.clone(),
+            |batch| {
+                batch
+                    .map(|l| (l.split_once(' ').map_or(l, |(u, _)| u).to_string(), 1i64))
+                    .group_by_key(PARALLELISM)
+                    .count()
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 
