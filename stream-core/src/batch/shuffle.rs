@@ -160,32 +160,20 @@ pub(crate) fn partition_records<K: Key, V: Data, P: Partitioner<K>>(
 /// Records of a map task after which grouping stops if more than half had a new key.
 const GROUPING_CHECK: usize = 1 << 16;
 
-/// One reducer's share of one map task's records: groups of keys in the order they first came
-/// (with their hashes and value counts), and per record its group's index and its value.
-///
-/// Keys that own memory (`String`s, `Vec`s) are grouped as they arrive: a repeated key is
-/// compared and dropped by the thread that made it, while it is still in cache, and only one
-/// copy per task crosses to the reducer. Other keys (integers, `&str`) are cheap to ship, and
-/// each record is its own group, as it is if the first `GROUPING_CHECK` records of a task hold
-/// mostly distinct keys. The reducer merges groups of equal keys either way.
-struct Groups<K, V> {
-    grouping: bool,
+/// Keys in the order their groups were made, with their hashes and value counts, and an
+/// index to find a key's group.
+struct KeyGroups<K> {
     index: HashTable<(u64, u32)>,
     keys: Vec<(u64, K)>,
     sizes: Vec<u32>,
-    ids: Vec<u32>,
-    values: Vec<V>,
 }
 
-impl<K: Key, V> Groups<K, V> {
+impl<K: Key> KeyGroups<K> {
     fn new() -> Self {
-        Groups {
-            grouping: std::mem::needs_drop::<K>(),
+        KeyGroups {
             index: HashTable::new(),
             keys: Vec::new(),
             sizes: Vec::new(),
-            ids: Vec::new(),
-            values: Vec::new(),
         }
     }
 
@@ -211,18 +199,50 @@ impl<K: Key, V> Groups<K, V> {
         g
     }
 
+    /// A new group of one value, without looking `key` up: equal keys are merged later.
+    #[inline]
+    fn append(&mut self, hash: u64, key: K) -> u32 {
+        self.keys.push((hash, key));
+        self.sizes.push(1);
+        (self.keys.len() - 1) as u32
+    }
+}
+
+/// One reducer's share of one map task's records: its key groups, and per record its group's
+/// index and its value.
+///
+/// Keys that own memory (`String`s, `Vec`s) are grouped as they arrive: a repeated key is
+/// compared and dropped by the thread that made it, while it is still in cache, and only one
+/// copy per task crosses to the reducer. Other keys (integers, `&str`) are cheap to ship, and
+/// each record is its own group, as it is if the first `GROUPING_CHECK` records of a task hold
+/// mostly distinct keys. The reducer merges groups of equal keys either way.
+struct Groups<K, V> {
+    grouping: bool,
+    groups: KeyGroups<K>,
+    ids: Vec<u32>,
+    values: Vec<V>,
+}
+
+impl<K: Key, V> Groups<K, V> {
+    fn new() -> Self {
+        Groups {
+            grouping: std::mem::needs_drop::<K>(),
+            groups: KeyGroups::new(),
+            ids: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
     #[inline]
     fn push(&mut self, hash: u64, key: K, value: V) {
         let g = if self.grouping {
-            self.join(hash, key, 1)
+            self.groups.join(hash, key, 1)
         } else {
-            self.keys.push((hash, key));
-            self.sizes.push(1);
-            (self.keys.len() - 1) as u32
+            self.groups.append(hash, key)
         };
         self.ids.push(g);
         self.values.push(value);
-        if self.values.len() == GROUPING_CHECK && self.keys.len() > GROUPING_CHECK / 2 {
+        if self.values.len() == GROUPING_CHECK && self.groups.keys.len() > GROUPING_CHECK / 2 {
             self.grouping = false;
         }
     }
@@ -266,11 +286,11 @@ pub(crate) fn group_records<K: Key, V: Data, P: Partitioner<K>>(
         .into_par_iter()
         .map(|runs| {
             // Every task's keys into one set of groups, remembering where each went.
-            let mut all: Groups<K, V> = Groups::new();
+            let mut all: KeyGroups<K> = KeyGroups::new();
             let runs: Vec<(Vec<u32>, Vec<u32>, Vec<V>)> = runs
                 .into_iter()
                 .map(|run| {
-                    let to: Vec<u32> = (run.keys.into_iter().zip(run.sizes))
+                    let to: Vec<u32> = (run.groups.keys.into_iter().zip(run.groups.sizes))
                         .map(|((hash, k), n)| all.join(hash, k, n))
                         .collect();
                     (to, run.ids, run.values)
