@@ -99,6 +99,88 @@ fn map_with_state_touches_only_keys_with_records_update_state_by_key_all() {
     assert_eq!(totals.batch(4).len(), 100);
 }
 
+/// Each record's output of a function that appends its value to the key's state: what Spark's
+/// `mapWithState` gives, computed one record at a time in arrival order (input partitions in
+/// order, then each one's order), as a sorted list per batch.
+fn appended_model(input: &[Vec<(String, u32)>]) -> Vec<Vec<(String, Vec<u32>)>> {
+    let mut state: std::collections::HashMap<String, Vec<u32>> = Default::default();
+    input
+        .iter()
+        .map(|batch| {
+            let mut out: Vec<(String, Vec<u32>)> = batch
+                .iter()
+                .map(|(k, v)| {
+                    let seen = state.entry(k.clone()).or_default();
+                    seen.push(*v);
+                    (k.clone(), seen.clone())
+                })
+                .collect();
+            out.sort();
+            out
+        })
+        .collect()
+}
+
+/// The records are grouped per key on the map side; each key's records still reach the function
+/// one by one in arrival order, across input partitions and batches, whether its keys own memory
+/// (`String`, grouped) or not (shipped record by record).
+#[test]
+fn map_with_state_sees_each_keys_records_in_arrival_order() {
+    // Keys interleaved within and across the input's two partitions.
+    let input: Vec<Vec<(String, u32)>> = (0..3u32)
+        .map(|b| {
+            (0..2_000u32)
+                .map(|i| (format!("k{}", (i * 7 + b) % 97), b * 10_000 + i))
+                .collect()
+        })
+        .collect();
+    let want = appended_model(&input);
+    let append = |_: Time, k: &String, v: Option<u32>, st: &mut State<Vec<u32>>| {
+        let mut seen = st.get().cloned().unwrap_or_default();
+        seen.extend(v);
+        st.update(seen.clone());
+        Some((k.clone(), seen))
+    };
+
+    let tc = TestContext::with(Seconds(1), 3);
+    let strings = tc.input_stream(input.clone());
+    let by_string = tc
+        .collect(&strings.map_with_state(StateSpec::function(append)).mapped())
+        .unwrap();
+    let numbers = tc
+        .input_stream(input.clone())
+        .map(|(k, v)| (k[1..].parse::<u32>().unwrap(), v));
+    let by_number = tc
+        .collect(
+            &numbers
+                .map_with_state(StateSpec::function(
+                    |_: Time, k: &u32, v: Option<u32>, st: &mut State<Vec<u32>>| {
+                        let mut seen = st.get().cloned().unwrap_or_default();
+                        seen.extend(v);
+                        st.update(seen.clone());
+                        Some((format!("k{k}"), seen))
+                    },
+                ))
+                .mapped(),
+        )
+        .unwrap();
+    tc.run(3).unwrap();
+    for (name, got) in [("String keys", by_string), ("u32 keys", by_number)] {
+        let got: Vec<Vec<(String, Vec<u32>)>> = got
+            .batches()
+            .into_iter()
+            .map(|mut b| {
+                b.sort();
+                b
+            })
+            .collect();
+        assert!(
+            got == want,
+            "{name}: outputs differ from Spark's, record by record"
+        );
+    }
+}
+
 #[test]
 fn misusing_the_state_fails_the_batch_with_sparks_message() {
     let tc = TestContext::new();

@@ -2,7 +2,7 @@
 //! built on it: reduce_by_key, group_by_key, count_by_value, distinct) and the co-group family
 //! (cogroup, join and the outer joins). The shuffle itself is in `shuffle`.
 
-use super::shuffle::{group_records, map_side, map_side_keyed, partition_records, reduce_side};
+use super::shuffle::{group_records, map_side, map_side_keyed, reduce_side};
 use super::{Batch, Data, Key};
 use crate::partitioner::{HashPartitioner, Partitioner};
 
@@ -70,11 +70,6 @@ impl<K: Key, V: Data> Batch<(K, V)> {
     /// `group_by_key` with an explicit partitioner.
     pub fn group_by_key_with<P: Partitioner<K>>(self, partitioner: P) -> Batch<(K, Vec<V>)> {
         group_records(self, &partitioner)
-    }
-
-    /// The records of each partition of `partitioner`, uncombined, in arrival order.
-    pub(crate) fn partition_records<P: Partitioner<K>>(self, partitioner: &P) -> Vec<Vec<(K, V)>> {
-        partition_records(self, partitioner)
     }
 
     /// Applies `f` to every value, keeping keys (and partitioning).

@@ -126,37 +126,6 @@ where
     )
 }
 
-/// Routes each record to its partition without combining: per partition, the records in
-/// arrival order (map-task order, then each task's order), as Spark's `partitionBy` gives them.
-pub(crate) fn partition_records<K: Key, V: Data, P: Partitioner<K>>(
-    input: Batch<(K, V)>,
-    partitioner: &P,
-) -> Vec<Vec<(K, V)>> {
-    let n_out = partitioner.num_partitions().max(1);
-    let take = input.is_exclusive();
-    let outputs = input.par_fold_runs(
-        take,
-        || (0..n_out).map(|_| Vec::new()).collect::<Vec<Vec<(K, V)>>>(),
-        |out, chunk| {
-            for (k, v) in chunk.drain(..) {
-                let r = partitioner.partition(&k);
-                out[r].push((k, v));
-            }
-        },
-    );
-    let mut parts: Vec<Vec<(K, V)>> = (0..n_out).map(|_| Vec::new()).collect();
-    for out in outputs {
-        for (r, mut records) in out.into_iter().enumerate() {
-            if parts[r].is_empty() {
-                parts[r] = records;
-            } else {
-                parts[r].append(&mut records);
-            }
-        }
-    }
-    parts
-}
-
 /// Records of a map task after which grouping stops if more than half had a new key.
 const GROUPING_CHECK: usize = 1 << 16;
 

@@ -178,7 +178,7 @@ impl<S> Slot<S> {
     }
 }
 
-/// What a record's update did to its key's state (see [`PartState::update`]).
+/// What a record did to its key's state (see [`PartState::update_each`]).
 pub(crate) enum Change<S> {
     /// Not changed: the value is put back as it was.
     Keep(Option<S>),
@@ -574,26 +574,33 @@ impl<K: StateKey, S: StateValue> PartState<'_, K, S> {
         Ok(old)
     }
 
-    /// One record's read-modify-write of `k`'s state: `f` takes the value out and says what
-    /// became of it; a change is dated `at`.
-    pub(crate) fn update<R>(
+    /// The read-modify-write of `k`'s state by each of its records in a row, with one cache
+    /// lookup: `f` is called per value, in order, takes the state out (as the previous call left
+    /// it) and says what became of it, and whether to go on; a change is dated `at`.
+    pub(crate) fn update_each<V>(
         &mut self,
         k: &K,
         at: i64,
-        f: impl FnOnce(Option<S>) -> (Change<S>, R),
-    ) -> Result<R> {
+        values: impl IntoIterator<Item = V>,
+        mut f: impl FnMut(Option<S>, V) -> (Change<S>, bool),
+    ) -> Result<()> {
         let slot = self.load(k)?;
-        let (change, r) = f(slot.value.take());
-        match change {
-            Change::Keep(v) => slot.value = v,
-            Change::Put(v) => {
-                slot.value = Some(v);
-                slot.at = at;
-                slot.dirty = true;
+        for v in values {
+            let (change, go_on) = f(slot.value.take(), v);
+            match change {
+                Change::Keep(v) => slot.value = v,
+                Change::Put(v) => {
+                    slot.value = Some(v);
+                    slot.at = at;
+                    slot.dirty = true;
+                }
+                Change::Remove => slot.dirty = true,
             }
-            Change::Remove => slot.dirty = true,
+            if !go_on {
+                break;
+            }
         }
-        Ok(r)
+        Ok(())
     }
 
     /// Keys whose last update is strictly before `threshold` (timed state only): one range scan

@@ -5,9 +5,10 @@
 //!   no values for keys without new data), and its output is the whole state: the cost of a batch
 //!   grows with the number of keys, as in Spark. Returning `None` removes a key. An initial state
 //!   is merged into the first batch. A batch with no data (even none at all) still updates.
-//! - `map_with_state` calls the function once per *record* of the batch, in order, so a key's
-//!   later records see the state its earlier ones left; only keys with records, and keys whose
-//!   timeout is due, are touched. Timeouts are exact by default: a time-ordered index finds the
+//! - `map_with_state` calls the function once per *record* of the batch, a key's records in
+//!   arrival order, so its later records see the state its earlier ones left; the output comes
+//!   grouped by key (like Spark's, it has no set order across keys). Only keys with records, and
+//!   keys whose timeout is due, are touched. Timeouts are exact by default: a time-ordered index finds the
 //!   keys idle for longer than the timeout at every batch (strictly older than `t - timeout`, as
 //!   Spark compares). `StateSpec::spark_timeouts` keeps Spark's behaviour instead: timeouts fire
 //!   only on its checkpoint batches (every 10 batch intervals by default), found by a full scan.
@@ -565,7 +566,10 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                     op.init_merged.store(true, Ordering::SeqCst);
                 }
                 let data = parent.get_or_compute(t)?.unwrap_or_else(Batch::empty);
-                let records = data.partition_records(&partitioner);
+                // Grouped per key on the map side (see `group_by_key`), values in arrival order.
+                let records = data
+                    .group_by_key_with(partitioner.clone())
+                    .into_partitions();
                 let full_scan = match mode {
                     TimeoutMode::Exact => false,
                     TimeoutMode::Spark { interval } => {
@@ -609,7 +613,7 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
 #[allow(clippy::too_many_arguments)]
 fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
     part: &mut PartState<'_, K, S>,
-    records: Vec<(K, V)>,
+    records: Vec<(K, Vec<V>)>,
     t: Time,
     func: &MapFn<K, V, S, M>,
     timeout: Option<Duration>,
@@ -621,13 +625,15 @@ fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
     let now = t.millis();
     let mut out = Vec::new();
     part.prefetch(records.iter().map(|(k, _)| k))?;
-    // Record by record, in arrival order, as Spark: a key's later records see the state its
-    // earlier ones left.
-    for (k, v) in records {
-        let (mapped, misuse) = part.update(&k, now, |value| {
+    // A key's records one by one, in arrival order, as Spark calls the function: its later
+    // records see the state its earlier ones left. The keys come grouped, one cache lookup
+    // each; Spark fixes no order across keys (its shuffle fetches map outputs in no set order).
+    for (k, values) in records {
+        let mut misuse = Ok(());
+        part.update_each(&k, now, values, |value, v| {
             let mut st = State::wrap(value);
             let mapped = func(t, &k, Some(v), &mut st);
-            let misuse = first_misuse(&st, t);
+            misuse = first_misuse(&st, t);
             let change = if st.is_removed() {
                 Change::Remove
             } else if st.is_updated() || (st.exists() && timed) {
@@ -639,10 +645,10 @@ fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
             } else {
                 Change::Keep(st.value)
             };
-            (change, (mapped, misuse))
+            out.extend(mapped.map(Produced::Mapped));
+            (change, misuse.is_ok())
         })?;
         misuse?;
-        out.extend(mapped.map(Produced::Mapped));
     }
     if let Some(timeout) = timeout {
         // Strictly older than the threshold, as Spark compares.
