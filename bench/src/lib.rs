@@ -189,6 +189,17 @@ pub fn band_batches(
         .collect()
 }
 
+/// Replay slot `b` starts at line `b * REPLAY_STRIDE` of the pool (wrapping).
+const REPLAY_STRIDE: usize = 7919;
+
+/// The lines of the pool that `replay_batches` reads for `count` batches of `records`: a pool of
+/// this many lines gives the same batches as the whole [`POOL_LINES`]. A process that probes one
+/// rate holds only these, as the Spark side holds only its cached batches (it computes each
+/// line from its index, without a pool), so that peak RSS compares the jobs, not the pool.
+pub fn replay_pool_len(records: usize, count: usize) -> usize {
+    (records + REPLAY_STRIDE * count.saturating_sub(1)).min(POOL_LINES)
+}
+
 /// Builds `count` batches of `records` records each from `pool`, in `parts` partitions.
 pub fn replay_batches<T: dstream::Data>(
     pool: &[T],
@@ -198,7 +209,7 @@ pub fn replay_batches<T: dstream::Data>(
 ) -> Vec<Batch<T>> {
     (0..count)
         .map(|b| {
-            let offset = b * 7919 % pool.len().max(1);
+            let offset = b * REPLAY_STRIDE % pool.len().max(1);
             let v: Vec<T> = (0..records)
                 .map(|i| pool[(offset + i) % pool.len()].clone())
                 .collect();
@@ -697,6 +708,35 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool cut to `replay_pool_len` replays the very batches of the whole pool.
+    #[test]
+    fn a_pool_cut_to_what_is_replayed_gives_the_same_batches() {
+        let whole: Vec<u32> = (0..POOL_LINES as u32).collect();
+        for records in [
+            0,
+            1,
+            1_000,
+            160_000,
+            POOL_LINES - 7_919,
+            POOL_LINES,
+            5_000_000,
+        ] {
+            let n = replay_pool_len(records, 2);
+            let cut = replay_batches(&whole[..n], records, 2, 2);
+            let full = replay_batches(&whole, records, 2, 2);
+            let same = cut
+                .iter()
+                .zip(&full)
+                .all(|(a, b)| a.collect() == b.collect());
+            assert!(
+                same,
+                "{records} records: a pool of {n} lines replays other batches"
+            );
+        }
+        assert_eq!(replay_pool_len(160_000, 2), 167_919);
+        assert_eq!(replay_pool_len(5_000_000, 2), POOL_LINES);
+    }
 
     #[test]
     fn zipf_table_is_a_cdf() {

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use dstream::prelude::*;
 use dstream_bench::{
-    Opts, POOL_LINES, Probe, replay_batches, report, run_probe, searches, tweet_line, tweet_pool,
+    Opts, Probe, replay_batches, replay_pool_len, report, run_probe, searches, tweet_line,
+    tweet_pool,
 };
 
 /// The window; it slides every batch.
@@ -101,7 +102,7 @@ fn main() {
         }
         return;
     }
-    let pool = tweet_pool(POOL_LINES);
+    let pool = tweet_pool(replay_pool_len(o.per_batch(o.ceiling()), 2));
     if let (Some(n), Some(rate)) = (o.check, o.rate) {
         check(&pool, rate, n, &o);
         return;

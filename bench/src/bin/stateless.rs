@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use dstream::prelude::*;
 use dstream_bench::{
-    Opts, POOL_LINES, Probe, click_pool, replay_batches, report, run_probe, searches,
+    Opts, Probe, click_pool, replay_batches, replay_pool_len, report, run_probe, searches,
 };
 
 /// Warm-up before measuring, in seconds.
@@ -78,7 +78,7 @@ fn check(pool: &[&'static str], rate: u64, n: usize, o: &Opts) {
 
 fn main() {
     let o = Opts::parse("stateless", Opts::new(80_000_000, ""));
-    let pool = click_pool(POOL_LINES);
+    let pool = click_pool(replay_pool_len(o.per_batch(o.ceiling()), 2));
     if let (Some(n), Some(rate)) = (o.check, o.rate) {
         check(&pool, rate, n, &o);
         return;
