@@ -197,7 +197,9 @@ const REPLAY_STRIDE: usize = 7919;
 /// rate holds only these, as the Spark side holds only its cached batches (it computes each
 /// line from its index, without a pool), so that peak RSS compares the jobs, not the pool.
 pub fn replay_pool_len(records: usize, count: usize) -> usize {
-    (records + REPLAY_STRIDE * count.saturating_sub(1)).min(POOL_LINES)
+    records
+        .saturating_add(REPLAY_STRIDE * count.saturating_sub(1))
+        .min(POOL_LINES)
 }
 
 /// Builds `count` batches of `records` records each from `pool`, in `parts` partitions.
@@ -478,7 +480,8 @@ impl Opts {
 
     /// Records per batch at `rate` records per second.
     pub fn per_batch(&self, rate: u64) -> usize {
-        (rate * self.batch_ms / 1000) as usize
+        // Saturating: a search without `--max` has the ceiling `u64::MAX`.
+        (rate.saturating_mul(self.batch_ms) / 1000).min(usize::MAX as u64) as usize
     }
 
     /// Warm-up batches: `--warmup`, or `secs` seconds of batches.
@@ -624,7 +627,7 @@ pub fn searches(
         return vec![probe(r, (warmup, measured))];
     }
     eprintln!("warm-up probe (not judged)");
-    probe((o.start / 2).max(1), (0, 10));
+    probe((o.start / 2).clamp(1, o.max.max(1)), (0, 10));
     let mut start = o.start;
     (0..o.reps)
         .map(|i| {
