@@ -181,6 +181,48 @@ fn map_with_state_sees_each_keys_records_in_arrival_order() {
     }
 }
 
+/// Partitions of several segments whose keys are mostly new: the map side stops grouping after
+/// its first segment (see `group_by_key`), and each key's records still come in arrival order,
+/// within a partition (a key's second record two segments later) and across the two.
+#[test]
+fn map_with_state_keeps_arrival_order_when_the_map_side_stops_grouping() {
+    // 300,000 records a batch in 2 partitions: every key three times, 100,000 records apart.
+    let input: Vec<Vec<(String, u32)>> = (0..2u32)
+        .map(|b| {
+            (0..300_000u32)
+                .map(|i| (format!("k{}", i * 7_919 % 100_000), b * 1_000_000 + i))
+                .collect()
+        })
+        .collect();
+    let want = appended_model(&input);
+    let tc = TestContext::with(Seconds(1), 2);
+    let out = tc
+        .collect(
+            &tc.input_stream(input)
+                .map_with_state(StateSpec::function(
+                    |_: Time, k: &String, v: Option<u32>, st: &mut State<Vec<u32>>| {
+                        let mut seen = st.get().cloned().unwrap_or_default();
+                        seen.extend(v);
+                        st.update(seen.clone());
+                        Some((k.clone(), seen))
+                    },
+                ))
+                .mapped(),
+        )
+        .unwrap();
+    tc.run(2).unwrap();
+    let got: Vec<Vec<(String, Vec<u32>)>> = out
+        .batches()
+        .into_iter()
+        .map(|mut b| {
+            b.sort();
+            b
+        })
+        .collect();
+    assert_eq!(got.len(), 2);
+    assert!(got == want, "outputs differ from Spark's, record by record");
+}
+
 #[test]
 fn misusing_the_state_fails_the_batch_with_sparks_message() {
     let tc = TestContext::new();

@@ -7,11 +7,12 @@
 //!   is merged into the first batch. A batch with no data (even none at all) still updates.
 //! - `map_with_state` calls the function once per *record* of the batch, a key's records in
 //!   arrival order, so its later records see the state its earlier ones left; the output comes
-//!   grouped by key (like Spark's, it has no set order across keys). Only keys with records, and
-//!   keys whose timeout is due, are touched. Timeouts are exact by default: a time-ordered index finds the
-//!   keys idle for longer than the timeout at every batch (strictly older than `t - timeout`, as
-//!   Spark compares). `StateSpec::spark_timeouts` keeps Spark's behaviour instead: timeouts fire
-//!   only on its checkpoint batches (every 10 batch intervals by default), found by a full scan.
+//!   grouped by key (Spark's follows the order in which records reach the state's partition,
+//!   which a shuffle does not fix across keys). Only keys with records, and keys whose timeout
+//!   is due, are touched. Timeouts are exact by default: a time-ordered index finds the keys idle
+//!   for longer than the timeout at every batch (strictly older than `t - timeout`, as Spark
+//!   compares). `StateSpec::spark_timeouts` keeps Spark's behaviour instead: timeouts fire only
+//!   on its checkpoint batches (every 10 batch intervals by default), found by a full scan.
 //!
 //! State lives in the context's checkpoint (RocksDB), partitioned by key hash like the shuffle,
 //! behind a bounded cache of hot keys (see `checkpoint::keyed`): keys and state values must be
