@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dstream::prelude::*;
-use dstream::testing::TestContext;
+use dstream::testing::{Collected, TestContext};
 use dstream::{State, StateSpec};
 
 /// Spark's timeout test input: a, b, c, then a alone, with a two-batch gap.
@@ -121,6 +121,30 @@ fn appended_model(input: &[Vec<(String, u32)>]) -> Vec<Vec<(String, Vec<u32>)>> 
         .collect()
 }
 
+/// The mapping function of the arrival-order tests: appends the record's value to the key's
+/// state and outputs `(name, the values so far)`.
+fn append_value(
+    name: String,
+    v: Option<u32>,
+    st: &mut State<Vec<u32>>,
+) -> Option<(String, Vec<u32>)> {
+    let mut seen = st.get().cloned().unwrap_or_default();
+    seen.extend(v);
+    st.update(seen.clone());
+    Some((name, seen))
+}
+
+/// Each batch of `out`, sorted (as `appended_model` gives them).
+fn sorted_batches(out: Collected<(String, Vec<u32>)>) -> Vec<Vec<(String, Vec<u32>)>> {
+    out.batches()
+        .into_iter()
+        .map(|mut b| {
+            b.sort();
+            b
+        })
+        .collect()
+}
+
 /// The records are grouped per key on the map side; each key's records still reach the function
 /// one by one in arrival order, across input partitions and batches, whether its keys own memory
 /// (`String`, grouped) or not (shipped record by record).
@@ -136,10 +160,7 @@ fn map_with_state_sees_each_keys_records_in_arrival_order() {
         .collect();
     let want = appended_model(&input);
     let append = |_: Time, k: &String, v: Option<u32>, st: &mut State<Vec<u32>>| {
-        let mut seen = st.get().cloned().unwrap_or_default();
-        seen.extend(v);
-        st.update(seen.clone());
-        Some((k.clone(), seen))
+        append_value(k.clone(), v, st)
     };
 
     let tc = TestContext::with(Seconds(1), 3);
@@ -155,10 +176,7 @@ fn map_with_state_sees_each_keys_records_in_arrival_order() {
             &numbers
                 .map_with_state(StateSpec::function(
                     |_: Time, k: &u32, v: Option<u32>, st: &mut State<Vec<u32>>| {
-                        let mut seen = st.get().cloned().unwrap_or_default();
-                        seen.extend(v);
-                        st.update(seen.clone());
-                        Some((format!("k{k}"), seen))
+                        append_value(format!("k{k}"), v, st)
                     },
                 ))
                 .mapped(),
@@ -166,14 +184,7 @@ fn map_with_state_sees_each_keys_records_in_arrival_order() {
         .unwrap();
     tc.run(3).unwrap();
     for (name, got) in [("String keys", by_string), ("u32 keys", by_number)] {
-        let got: Vec<Vec<(String, Vec<u32>)>> = got
-            .batches()
-            .into_iter()
-            .map(|mut b| {
-                b.sort();
-                b
-            })
-            .collect();
+        let got = sorted_batches(got);
         assert!(
             got == want,
             "{name}: outputs differ from Spark's, record by record"
@@ -201,24 +212,14 @@ fn map_with_state_keeps_arrival_order_when_the_map_side_stops_grouping() {
             &tc.input_stream(input)
                 .map_with_state(StateSpec::function(
                     |_: Time, k: &String, v: Option<u32>, st: &mut State<Vec<u32>>| {
-                        let mut seen = st.get().cloned().unwrap_or_default();
-                        seen.extend(v);
-                        st.update(seen.clone());
-                        Some((k.clone(), seen))
+                        append_value(k.clone(), v, st)
                     },
                 ))
                 .mapped(),
         )
         .unwrap();
     tc.run(2).unwrap();
-    let got: Vec<Vec<(String, Vec<u32>)>> = out
-        .batches()
-        .into_iter()
-        .map(|mut b| {
-            b.sort();
-            b
-        })
-        .collect();
+    let got = sorted_batches(out);
     assert_eq!(got.len(), 2);
     assert!(got == want, "outputs differ from Spark's, record by record");
 }

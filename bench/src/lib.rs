@@ -721,7 +721,7 @@ mod tests {
             1,
             1_000,
             160_000,
-            POOL_LINES - 7_919,
+            POOL_LINES - REPLAY_STRIDE,
             POOL_LINES,
             5_000_000,
         ] {
