@@ -26,6 +26,7 @@ mod signal;
 mod sink;
 mod source;
 pub mod testing;
+pub mod text;
 mod time;
 
 pub use batch::{Batch, CHUNK, CoGrouped, Data, FullOuterJoined, Key, SEGMENT};
