@@ -57,7 +57,7 @@ start() { # side job
         1000:spark:hashtag) echo 4000000 ;;
         1000:spark:sessions) echo 3000000 ;;
         1000:dstream:stateless) echo 105000000 ;;
-        1000:dstream:hashtag) echo 13500000 ;;
+        1000:dstream:hashtag) echo 22000000 ;;
         1000:dstream:sessions) echo 36000000 ;;
         1000:dstream:mapws) echo 28000000 ;;
         *:spark:stateless) echo 7000000 ;;

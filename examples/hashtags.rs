@@ -26,6 +26,7 @@ mod common;
 use common::{mix, zipf_cdf, zipf_pick};
 use dstream::kafka::{KafkaSource, KafkaStreams, OutRecord};
 use dstream::prelude::*;
+use dstream::text;
 
 const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
                 [--kafka BROKERS --topic TOPIC [--checkpoint DIR] [--feed]]";
@@ -189,10 +190,9 @@ fn tweet(i: u64, rate: u64, cdf: &[f64], tags: &[String]) -> String {
     text
 }
 
-/// The hashtags of a tweet.
+/// The hashtags of a tweet (`dstream::text::split` gives what `str::split(' ')` gives, faster).
 fn get_tags(status: &str) -> Vec<String> {
-    status
-        .split(' ')
+    text::split(status, ' ')
         .filter(|w| w.starts_with('#'))
         .map(str::to_string)
         .collect()

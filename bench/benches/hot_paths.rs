@@ -7,6 +7,8 @@
 //!   whole streaming batch: `map_with_state` and `update_state_by_key`).
 //! - `window_pane`: a batch of an incremental window (`reduce_by_key_and_window` with its
 //!   inverse), which adds the new pane and removes the one that leaves.
+//! - `text_split`: the hashtag job's words of tweet lines, `str::split(' ')` against
+//!   `dstream::text::split`, one thread, no engine.
 //!
 //! ```text
 //! cargo bench -p dstream-bench --bench hot_paths               # all, about 3 minutes
@@ -22,7 +24,7 @@ use std::time::{Duration as StdDuration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use dstream::prelude::*;
 use dstream::{ManualClock, Source, SourceContext, State, StateSpec};
-use dstream_bench::{click_pool, mix, replay_batches};
+use dstream_bench::{click_pool, mix, replay_batches, tweet_pool};
 
 /// Records per batch in every benchmark.
 const RECORDS: usize = 1_000_000;
@@ -240,5 +242,36 @@ fn window_pane(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, narrow_chain, shuffle, state_rmw, window_pane);
+/// The hashtag job's text step alone: every word of 1M tweet lines, the tags counted.
+fn text_split(c: &mut Criterion) {
+    let pool = tweet_pool(RECORDS);
+    let mut g = c.benchmark_group("text_split");
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.bench_function("tweet_tags_std_str_split", |b| {
+        b.iter(|| {
+            pool.iter()
+                .flat_map(|line| line.split(' '))
+                .filter(|w| w.starts_with('#'))
+                .count()
+        })
+    });
+    g.bench_function("tweet_tags_dstream_text_split", |b| {
+        b.iter(|| {
+            pool.iter()
+                .flat_map(|line| dstream::text::split(line, ' '))
+                .filter(|w| w.starts_with('#'))
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    narrow_chain,
+    shuffle,
+    state_rmw,
+    window_pane,
+    text_split
+);
 criterion_main!(benches);

@@ -1,5 +1,6 @@
 //! The hashtag job of the Spark comparison: tweet lines (10 words, one in ten a `#tag` over
-//! 1,000 Zipf-skewed tags) -> words -> hashtags -> (tag, 1) -> incremental 30 s window sliding
+//! 1,000 Zipf-skewed tags) -> words (`dstream::text::split(line, ' ')`, the pieces of
+//! `line.split(' ')`, as Spark's job takes `_.split(" ")`) -> hashtags -> (tag, 1) -> incremental 30 s window sliding
 //! every batch (reduce `+`, inverse `-`, keys at 0 dropped) -> top 10 by count, input from
 //! pre-built in-memory batches. Finds the maximum sustained rate as `stateless` does; each
 //! probe first runs 35 s of batches, for the window to fill and keys to leave it.
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dstream::prelude::*;
+use dstream::text;
 use dstream_bench::{
     Opts, Probe, replay_batches, replay_pool_len, report, run_probe, searches, tweet_line,
     tweet_pool,
@@ -31,7 +33,7 @@ const WARMUP_SECS: u64 = WINDOW_SECS + 5;
 /// The job up to the windowed counts.
 fn windowed_counts(lines: &DStream<&'static str>, o: &Opts) -> DStream<(String, i64)> {
     lines
-        .flat_map(|line: &'static str| line.split(' '))
+        .flat_map(|line: &'static str| text::split(line, ' '))
         .filter(|w| w.starts_with('#'))
         .map(|tag| (tag.to_string(), 1i64))
         .reduce_by_key_and_window_inv_filtered(
