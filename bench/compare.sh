@@ -64,7 +64,7 @@ start() { # side job
         *:spark:hashtag) echo 1600000 ;;
         *:spark:sessions) echo 250000 ;;
         *:dstream:stateless) echo 110000000 ;;
-        *:dstream:hashtag) echo 9500000 ;;
+        *:dstream:hashtag) echo 16000000 ;;
         *:dstream:sessions) echo 2000000 ;;
         *:dstream:mapws) echo 10000000 ;;
     esac
