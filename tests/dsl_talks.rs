@@ -218,6 +218,28 @@ fn a_context_declared_in_the_macro_runs_a_queue_stream() {
 }
 
 #[test]
+fn words_split_with_text_split_in_the_dsl_are_those_of_str_split() {
+    let lines = vec![vec!["to be  or", " not #to be "], vec!["#to"]];
+    let queue = Queue::finite(lines.clone());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let ssc = stream! {
+        val ssc = StreamingContext(Milliseconds(50))
+        using queue
+        val words = ssc.queueStream(queue).flatMap(dstream::text::split(_, ' '))
+        words.foreachRDD(rdd => sink.lock().unwrap().push(rdd.collect()))
+    }
+    .unwrap();
+    ssc.run_to_completion().unwrap();
+    let want: Vec<Vec<&str>> = lines
+        .iter()
+        .map(|batch| batch.iter().flat_map(|l| l.split(' ')).collect())
+        .collect();
+    assert_eq!(*seen.lock().unwrap(), want);
+    assert_eq!(want[0].len(), 9, "empty words are kept");
+}
+
+#[test]
 fn a_context_declared_with_its_checkpoint_directory_keeps_state() {
     let dir = std::env::temp_dir().join(format!("dstream-dsl-cp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
