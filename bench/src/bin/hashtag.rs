@@ -1,9 +1,10 @@
 //! The hashtag job of the Spark comparison: tweet lines (10 words, one in ten a `#tag` over
 //! 1,000 Zipf-skewed tags) -> words (`dstream::text::split(line, ' ')`, the pieces of
-//! `line.split(' ')`, as Spark's job takes `_.split(" ")`) -> hashtags -> (tag, 1) -> incremental 30 s window sliding
-//! every batch (reduce `+`, inverse `-`, keys at 0 dropped) -> top 10 by count, input from
-//! pre-built in-memory batches. Finds the maximum sustained rate as `stateless` does; each
-//! probe first runs 35 s of batches, for the window to fill and keys to leave it.
+//! `line.split(' ')`, as Spark's job takes `_.split(" ")`) -> hashtags -> (tag, 1) ->
+//! incremental 30 s window sliding every batch (reduce `+`, inverse `-`, keys at 0 dropped) ->
+//! top 10 by count, input from pre-built in-memory batches. Finds the maximum sustained rate as
+//! `stateless` does; each probe first runs 35 s of batches, for the window to fill and keys to
+//! leave it.
 //!
 //! ```text
 //! cargo run --release -p dstream-bench --bin hashtag -- [--reps 3] [--start N] [--max N]
