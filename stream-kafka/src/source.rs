@@ -1075,6 +1075,10 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
             if let Err(e) = self.refresh(false) {
                 log::warn!("{}: looking for new partitions: {e}", self.name);
                 if matches!(self.subscription, Subscription::Topics(_)) {
+                    // The batch fails on this error, so the status says it, as it says a fetch
+                    // error's: the fetcher may not have seen the brokers go yet, and the status
+                    // above was derived before this request failed.
+                    lock(&self.shared.status).last_error = Some(e.to_string());
                     return Err(e);
                 }
             }
