@@ -28,6 +28,7 @@ use crate::metrics::{
 };
 use crate::sink::{OutputOp, SinkControl};
 use crate::source::InputControl;
+use crate::task::TaskScope;
 use crate::time::{Duration, Time};
 
 static NEXT_CONTEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -84,6 +85,7 @@ pub struct StreamingContextBuilder {
     state_cache: usize,
     status_line: bool,
     operator_metrics: bool,
+    task: Option<TaskScope>,
 }
 
 /// Where and how state is checkpointed.
@@ -227,6 +229,7 @@ impl StreamingContextBuilder {
                 observing: AtomicBool::new(self.operator_metrics),
                 next_node: AtomicUsize::new(0),
                 input_status: Mutex::new(Vec::new()),
+                task: self.task,
             }),
         })
     }
@@ -284,6 +287,8 @@ pub(crate) struct ContextInner {
     observing: AtomicBool,
     next_node: AtomicUsize,
     input_status: Mutex<Vec<InputStatusFn>>,
+    /// Set when the context runs one task of a scaled-out application.
+    task: Option<TaskScope>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -707,18 +712,60 @@ impl StreamingContext {
     }
 
     /// Settings beyond the batch interval: parallelism, clock, signal handling.
+    ///
+    /// Inside a scale-out runner's [`TaskScope::enter`], the context belongs to that task
+    /// ([`task`](Self::task)) and does not watch signals itself: the runner stops its tasks.
     pub fn builder(batch_duration: Duration) -> StreamingContextBuilder {
+        let task = TaskScope::current();
         StreamingContextBuilder {
             batch: batch_duration,
             parallelism: None,
             clock: Arc::new(SystemClock),
-            stop_on_signal: true,
+            stop_on_signal: task.is_none(),
             default_logger: true,
             checkpoint: CheckpointSettings::default(),
             state_cache: DEFAULT_STATE_CACHE,
             status_line: false,
             operator_metrics: false,
+            task,
         }
+    }
+
+    /// The task this context runs, when a scale-out runner built it (see [`TaskScope`]).
+    pub fn task(&self) -> Option<&TaskScope> {
+        self.inner.task.as_ref()
+    }
+
+    /// The checkpoint directory set so far, unless it is a temporary one.
+    pub fn checkpoint_dir(&self) -> Option<PathBuf> {
+        let c = lock(&self.inner.checkpoint);
+        c.dir.clone().filter(|_| !c.temporary)
+    }
+
+    /// The pipeline's shape as a checkpoint records it, a line per fact: each input by name
+    /// and each stateful operator's kind, partitions and types (the batch interval aside). Two
+    /// instances of a scaled-out application must agree on it.
+    pub fn shape_lines(&self) -> Vec<String> {
+        let inputs: Vec<String> = lock(&self.inner.graph)
+            .inputs
+            .iter()
+            .map(|i| i.name())
+            .collect();
+        let operators: Vec<String> = lock(&self.inner.durables)
+            .iter()
+            .map(|d| d.describe())
+            .collect();
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("input #{i} ({n})"))
+            .chain(
+                operators
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| format!("stateful operator #{i} ({d})")),
+            )
+            .collect()
     }
 
     /// Sets the checkpoint directory (Spark's `ssc.checkpoint(dir)`); see
@@ -960,14 +1007,33 @@ impl StreamingContext {
         };
         let store = self.inner.open_checkpoint()?;
         let recovery = store.as_ref().and_then(|s| s.recovery());
+        let agreed = self.inner.task.as_ref().and_then(|t| t.zero);
         let (zero, first) = match recovery {
+            Some(r) if agreed.is_some_and(|z| z != r.zero) => {
+                return Err(Error::invalid(format!(
+                    "the checkpoint of task {} has the zero time {}, and the application's agreed zero time is {}: it belongs to another run of the application (remove it to start the task afresh)",
+                    self.inner.task.as_ref().map_or("?", |t| t.task.as_str()),
+                    r.zero,
+                    agreed.map_or(r.zero, |z| z)
+                )));
+            }
             // Resume after the last completed batch; batches missed while down come at once.
             Some(r) => (r.zero, r.last + self.inner.batch),
             None => {
                 let batch = self.inner.batch.millis();
                 let now = self.inner.clock.now().millis();
-                let first = Time::from_millis((now.div_euclid(batch) + 1) * batch);
-                (first - self.inner.batch, first)
+                match agreed {
+                    // A task of a scaled-out application: the next time on the application's
+                    // grid, so that every task cuts the same batch times.
+                    Some(zero) => {
+                        let k = (now - zero.millis()).div_euclid(batch).max(0) + 1;
+                        (zero, Time::from_millis(zero.millis() + k * batch))
+                    }
+                    None => {
+                        let first = Time::from_millis((now.div_euclid(batch) + 1) * batch);
+                        (first - self.inner.batch, first)
+                    }
+                }
             }
         };
         let source_ctx = crate::source::SourceContext {
@@ -1003,6 +1069,7 @@ impl StreamingContext {
                     index: i,
                     last_committed: recovery.map(|r| r.last),
                     position,
+                    task: self.inner.task.clone(),
                 })
             });
             if let Err(e) = opened {

@@ -35,12 +35,48 @@ pub enum Error {
     /// The checkpoint (state, positions, recovery) failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A scaled-out application could not run a task, or refused to join its group.
+    #[error(transparent)]
+    Scale(#[from] ScaleError),
     /// User code failed (returned an error or panicked) while processing the batch at `time`.
     #[error("user function failed in the batch at time {time}: {message}")]
     UserFunction {
         /// The batch time.
         time: Time,
         /// What the function returned or the panic message.
+        message: String,
+    },
+}
+
+/// Errors of a scaled-out application (instances in a consumer group, tasks that move).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScaleError {
+    /// The instance refuses to join: its pipeline or the application's topics do not agree
+    /// with the application (another pipeline shape, a topic with the wrong partition count).
+    #[error("application {app}: this instance cannot join: {reason}")]
+    Refused {
+        /// The application id.
+        app: String,
+        /// What differs, and what to do.
+        reason: String,
+    },
+    /// A task could not be started or run here.
+    #[error("application {app}, task {task}: {message}")]
+    Task {
+        /// The application id.
+        app: String,
+        /// The task's name.
+        task: String,
+        /// What went wrong, and what to do.
+        message: String,
+    },
+    /// Kafka (the group, the application's internal topics) could not be reached or used.
+    #[error("application {app}: {message}")]
+    Kafka {
+        /// The application id.
+        app: String,
+        /// What failed, naming the brokers or topic.
         message: String,
     },
 }

@@ -25,6 +25,7 @@ mod show;
 mod signal;
 mod sink;
 mod source;
+mod task;
 pub mod testing;
 pub mod text;
 mod time;
@@ -39,7 +40,8 @@ pub use dstream::{
     map_with_state_checkpoint_interval,
 };
 pub use error::{
-    BoxError, CheckpointError, ContextError, Error, GraphError, OutputError, Result, SourceError,
+    BoxError, CheckpointError, ContextError, Error, GraphError, OutputError, Result, ScaleError,
+    SourceError,
 };
 pub use metrics::{
     BatchInfo, InputPartitionStatus, InputStatusFn, OperatorInfo, OutputOperationInfo, StateInfo,
@@ -49,6 +51,7 @@ pub use partitioner::{HashPartitioner, Partitioner};
 pub use show::Show;
 pub use sink::{OutputResult, Sink, SinkContext};
 pub use source::{FileStreamOptions, Queue, ReceiverHandle, Source, SourceContext};
+pub use task::TaskScope;
 pub use time::{Duration, Hours, Milliseconds, Minutes, Seconds, Time};
 
 /// Everything a pipeline usually needs: `use stream_core::prelude::*;`.

@@ -28,6 +28,9 @@ pub struct SinkContext {
     pub last_committed: Option<Time>,
     /// The sink's position as committed with that batch (see [`Sink::position`]).
     pub position: Option<Vec<u8>>,
+    /// The task, when the context runs one task of a scaled-out application: a sink takes its
+    /// identity (a transactional id) from it, so that the task's next owner fences this one.
+    pub task: Option<crate::TaskScope>,
 }
 
 /// An output with a position kept in the checkpoint (see [`DStream::save_to`]).

@@ -93,6 +93,14 @@ pub trait Source<T>: Send + 'static {
         Ok(())
     }
 
+    /// Called at recovery before [`restore`](Self::restore), with the position after the last
+    /// completed batch and the latest position written ahead (after the last batch captured,
+    /// completed or not): a source whose progress is also recorded elsewhere (a Kafka consumer
+    /// group) refuses a checkpoint that something else has moved past since.
+    fn check_resume(&mut self, _last: &[u8], _latest: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
     /// The records of the batch at `time`, captured between two positions, captured again (a
     /// batch replayed after a recovery); must not move the source. Only called on sources that
     /// have positions.
@@ -211,6 +219,8 @@ impl<T: Data> InputControl for InputNode<T> {
             }
             .into());
         };
+        let latest = positions.last().map_or(&at_last.1, |(_, p)| p);
+        source.check_resume(&at_last.1, latest)?;
         source.restore(&at_last.1)?;
         let remember = self.remember();
         let mut captured = lock(&self.captured);
