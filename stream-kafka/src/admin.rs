@@ -49,6 +49,46 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), S
     )
 }
 
+/// Creates `topic` with `partitions` partitions and these topic configs (`cleanup.policy`,
+/// `retention.ms`, ...) unless it exists. Returns whether it was created here.
+pub fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<bool, String> {
+    let admin = client(brokers)?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    let results = wait(admin.create_topics(&[new], &AdminOptions::new()))
+        .map_err(|e| format!("creating topic {topic}: {e}"))?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((_, code))) => Err(format!("creating topic {topic}: {code}")),
+        None => Ok(false),
+    }
+}
+
+/// How many partitions `topic` has, or `None` if it does not exist.
+pub fn partition_count(brokers: &str, topic: &str) -> Result<Option<usize>, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("cannot create a client for {brokers}: {e}"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| format!("cannot read the metadata of {topic} from {brokers}: {e}"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len()))
+}
+
 /// Grows `topic` to `total` partitions.
 pub fn add_partitions(brokers: &str, topic: &str, total: usize) -> Result<(), String> {
     let admin = client(brokers)?;

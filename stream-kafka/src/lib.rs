@@ -25,11 +25,13 @@ pub mod admin;
 mod produce;
 mod rate;
 mod record;
+mod scale;
 mod sink;
 mod source;
 
 pub use rate::PidRateEstimator;
 pub use record::{KafkaRecord, OutRecord, RawRecord};
+pub use scale::{Instance, ScaleOut, ScaleOutBuilder, ScaleOutStatus, TaskRole, TaskStatus};
 pub use sink::{BATCH_HEADER, Delivery, KafkaSink, KafkaSinkBuilder, SINK_HEADER, SaveToKafka};
 pub use source::{
     KafkaSource, KafkaSourceBuilder, KafkaSourceHandle, KafkaSourceStatus, KafkaStreams,

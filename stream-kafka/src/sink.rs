@@ -411,6 +411,15 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
             }
             Delivery::ExactlyOnce => {
                 let id = match (&self.settings.transactional_id, &ctx.checkpoint_dir) {
+                    // A task of a scaled-out application: the same id on whichever instance
+                    // runs the task, so that its next owner fences this one.
+                    (given, Some(_)) if ctx.task.is_some() => {
+                        let task = ctx.task.as_ref().expect("matched");
+                        match given {
+                            Some(id) => format!("{id}-{}", task.task),
+                            None => format!("{}-{}-sink{}", task.app, task.task, ctx.index),
+                        }
+                    }
                     (Some(id), Some(_)) => id.clone(),
                     (None, Some(dir)) => format!("dstream-{}-sink{}", fingerprint(dir), ctx.index),
                     (_, None) => {
@@ -443,9 +452,17 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
                     ))
                 })?;
             if let Some(source) = &self.settings.source {
+                // A task commits its offsets to the application's group. The member's own
+                // metadata is not used: its generation changes with every rebalance, and a
+                // commit with an old one fails the batch; a zombie is fenced by the task's
+                // transactional id instead (the next owner's init_transactions).
+                let group = match &ctx.task {
+                    Some(task) => task.app.clone(),
+                    None => source.group_id().to_string(),
+                };
                 let consumer: BaseConsumer = ClientConfig::new()
                     .set("bootstrap.servers", &self.settings.brokers)
-                    .set("group.id", source.group_id())
+                    .set("group.id", &group)
                     .create()
                     .map_err(|e| self.error(format!("cannot create a consumer: {e}")))?;
                 self.group = consumer.group_metadata();

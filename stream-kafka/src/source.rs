@@ -29,6 +29,7 @@ use stream_core::{
 use crate::produce::{self, TrackedProducer, Tracker};
 use crate::rate::PidRateEstimator;
 use crate::record::{KafkaRecord, RawRecord, decode_json, decode_text};
+use crate::scale::TaskLink;
 
 /// Which partitions a source reads.
 #[derive(Debug, Clone)]
@@ -371,6 +372,7 @@ impl<T: Data> KafkaSourceBuilder<T> {
             fetcher: None,
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             last_refresh: None,
+            task: None,
         })
     }
 }
@@ -427,6 +429,16 @@ pub struct KafkaSource<T> {
     fetcher: Option<std::thread::JoinHandle<()>>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
     last_refresh: Option<Instant>,
+    /// Set when the source belongs to a task of a scaled-out application.
+    task: Option<TaskMode>,
+}
+
+/// A source reading one task's partitions (see [`crate::ScaleOut`]).
+struct TaskMode {
+    task: String,
+    link: Option<Arc<TaskLink>>,
+    /// Why the source cannot be part of the task, reported at start.
+    error: Option<String>,
 }
 
 /// Shared by the source and its fetcher thread.
@@ -600,6 +612,79 @@ impl<T: Data> KafkaSource<T> {
         .into()
     }
 
+    /// Makes the source read only the task's partitions of its topics, with the application's
+    /// consumer group.
+    fn enter_task(&mut self, scope: &stream_core::TaskScope) {
+        let mine: Vec<Tp> = scope
+            .partitions
+            .iter()
+            .filter(|(t, _)| match (&self.subscription, &self.pattern) {
+                (Subscription::Topics(names), _) => names.contains(t),
+                (_, Some(re)) => re.is_match(t),
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        let error = if matches!(self.subscription, Subscription::Assign(_)) {
+            Some(
+                "a source with assigned partitions (.assign) cannot be part of a scaled-out application: read the task topics with .topics([...])"
+                    .to_string(),
+            )
+        } else if mine.is_empty() {
+            Some(format!(
+                "it reads none of the application's task topics ({}): every Kafka source of a scaled-out application reads some of them (a source reading another topic would read it whole in every task)",
+                scope
+                    .partitions
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else {
+            None
+        };
+        if error.is_none() {
+            self.subscription = Subscription::Assign(mine);
+        }
+        self.group_id = scope.app.clone();
+        self.task = Some(TaskMode {
+            task: scope.task.clone(),
+            link: scope.link::<TaskLink>(),
+            error,
+        });
+    }
+
+    /// The group's committed offset of each of these partitions (task mode).
+    fn group_offsets(
+        &self,
+        consumer: &KafkaConsumer,
+        partitions: &[Tp],
+    ) -> Result<BTreeMap<Tp, i64>, Error> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            let _ = tpl.add_partition(t, *p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, self.timeout())
+            .map_err(|e| {
+                self.error(format!(
+                    "cannot read group {}'s committed offsets from {}: {e}",
+                    self.group_id, self.settings.brokers
+                ))
+            })?;
+        let out = committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                _ => None,
+            })
+            .collect();
+        // (The list is dropped here, before the consumer: see BUILD.md on the drop hang.)
+        drop(committed);
+        Ok(out)
+    }
+
     fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.settings.brokers)
@@ -673,6 +758,22 @@ impl<T: Data> KafkaSource<T> {
         tp: &Tp,
         at_start: bool,
     ) -> Result<i64, Error> {
+        if let Some(task) = &self.task {
+            // A task new to this instance resumes where the group's last owner of its
+            // partitions committed.
+            if let Some(o) = self
+                .group_offsets(consumer, std::slice::from_ref(tp))?
+                .get(tp)
+            {
+                if task.link.as_ref().is_some_and(|l| l.stateful) {
+                    return Err(self.error(format!(
+                        "task {} has run on another instance (group {} committed offset {o} of {}-{}) and its state is not in this instance's checkpoint: state would be lost. Restoring task state from a changelog topic is not available yet: give the instances one shared checkpoint root, or keep each task on the instance that has its checkpoint",
+                        task.task, self.group_id, tp.0, tp.1
+                    )));
+                }
+                return Ok(*o);
+            }
+        }
         if let StartingOffsets::Explicit(map) = &self.settings.starting
             && let Some(o) = map.get(tp)
         {
@@ -966,6 +1067,9 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
     }
 
     fn start(&mut self, _ctx: &SourceContext) -> Result<(), Error> {
+        if let Some(e) = self.task.as_ref().and_then(|t| t.error.clone()) {
+            return Err(self.error(e));
+        }
         let consumer: KafkaConsumer = self
             .client_config()
             .set("statistics.interval.ms", "1000")
@@ -1096,6 +1200,36 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
         postcard::to_stdvec(&list).ok()
     }
 
+    fn check_resume(&mut self, _last: &[u8], latest: &[u8]) -> Result<(), Error> {
+        let latest = self.decode_position(latest)?;
+        if let (Some(task), Some(consumer)) = (&self.task, &self.consumer) {
+            // The local checkpoint is behind the group when another instance ran the task
+            // since: resuming from it would process those records again.
+            let parts: Vec<Tp> = latest.keys().cloned().collect();
+            let group = self.group_offsets(consumer, &parts)?;
+            if let Some(((t, p), g)) = group
+                .iter()
+                .find(|(tp, g)| latest.get(*tp).is_some_and(|o| **g > *o))
+            {
+                if let Some(link) = &task.link {
+                    link.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                return Err(self.error(format!(
+                    "task {}: this instance's checkpoint has read {t}-{p} up to offset {}, and group {} committed {g}: another instance ran the task since, so the checkpoint is stale{}",
+                    task.task,
+                    latest[&(t.clone(), *p)],
+                    self.group_id,
+                    if task.link.as_ref().is_some_and(|l| l.stateful) {
+                        " and its state would be wrong. Restoring task state from a changelog topic is not available yet: give the instances one shared checkpoint root"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn restore(&mut self, position: &[u8]) -> Result<(), Error> {
         let next = self.decode_position(position)?;
         if next == lock(&self.fetch).next {
@@ -1154,6 +1288,13 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
         let Ok(next) = self.decode_position(position) else {
             return;
         };
+        if let Some(link) = self.task.as_ref().and_then(|t| t.link.as_ref()) {
+            // A consumer outside the group may not commit to it while it has members.
+            let offsets: Vec<(String, i32, i64)> =
+                next.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect();
+            link.commit(&offsets);
+            return;
+        }
         let mut tpl = TopicPartitionList::new();
         for ((t, p), o) in &next {
             let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
@@ -1193,7 +1334,10 @@ pub trait KafkaStreams {
 }
 
 impl KafkaStreams for StreamingContext {
-    fn kafka_stream<T: Data>(&self, source: KafkaSource<T>) -> DStream<T> {
+    fn kafka_stream<T: Data>(&self, mut source: KafkaSource<T>) -> DStream<T> {
+        if let Some(scope) = self.task() {
+            source.enter_task(scope);
+        }
         if source.settings.backpressure {
             *lock(&source.shared.estimator) =
                 Some(PidRateEstimator::new(self.batch_duration().millis()));

@@ -1,0 +1,285 @@
+//! Group membership: one consumer per instance in the application's consumer group, subscribed
+//! to the topics whose partitions are the application's tasks, with the cooperative-sticky
+//! assignor. It fetches nothing (its partitions are paused as soon as they are assigned): it is
+//! there for Kafka's group protocol to tell the instance which tasks it owns, and to commit the
+//! tasks' offsets as a member of the group (a consumer outside the group may not commit to a
+//! group that has members). Tasks read their partitions with consumers of their own.
+//!
+//! Revocation runs on the consumer's poll thread inside librdkafka's rebalance callback: the
+//! callback returns only once the revoked tasks have finished their in-flight batch and committed
+//! it, so Kafka hands a partition to its next owner only after that (cooperative rebalancing
+//! leaves every other partition running meanwhile).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+/// What the instance does when Kafka moves partitions.
+pub(crate) trait Assignments: Send + Sync {
+    /// The partitions are no longer this instance's: stop their tasks, finishing and committing
+    /// the batch in flight. `lost` is true when the group already gave them to another member
+    /// (this instance was too slow to answer): the tasks stop without committing anything more.
+    fn revoke(&self, partitions: &[(String, i32)], lost: bool);
+    /// The partitions are now this instance's: start their tasks.
+    fn assign(&self, partitions: &[(String, i32)]);
+}
+
+pub(crate) struct GroupContext {
+    handler: Arc<dyn Assignments>,
+    /// Offsets to commit, the latest per partition: committed together once a second by the
+    /// group thread (a commit during a rebalance fails; the next one carries it), and at once
+    /// when partitions are revoked, after their tasks' last batch.
+    pending: Mutex<BTreeMap<(String, i32), i64>>,
+    /// The last rebalance, for status: when, and what it did.
+    pub(crate) last_rebalance: Mutex<Option<(std::time::SystemTime, String)>>,
+}
+
+impl ClientContext for GroupContext {}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    let mut v: Vec<(String, i32)> = tpl
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn describe(parts: &[(String, i32)]) -> String {
+    parts
+        .iter()
+        .map(|(t, p)| format!("{t}-{p}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = partitions(tpl);
+            if parts.is_empty() {
+                return;
+            }
+            let lost = consumer.assignment_lost();
+            log::info!(
+                "group rebalance: {} {}",
+                if lost { "lost" } else { "revoked" },
+                describe(&parts)
+            );
+            self.handler.revoke(&parts, lost);
+            if !lost {
+                // The revoked tasks' last batches, before the partitions go.
+                commit_pending(consumer, CommitMode::Sync);
+            }
+            *self
+                .last_rebalance
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some((
+                std::time::SystemTime::now(),
+                format!(
+                    "{} {}",
+                    if lost { "lost" } else { "revoked" },
+                    describe(&parts)
+                ),
+            ));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts = partitions(tpl);
+                if parts.is_empty() {
+                    return;
+                }
+                // This consumer only holds the membership: tasks fetch for themselves.
+                if let Err(e) = consumer.pause(tpl) {
+                    log::warn!("group membership: cannot pause {}: {e}", describe(&parts));
+                }
+                log::info!("group rebalance: assigned {}", describe(&parts));
+                self.handler.assign(&parts);
+                *self
+                    .last_rebalance
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some((
+                    std::time::SystemTime::now(),
+                    format!("assigned {}", describe(&parts)),
+                ));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => log::warn!("group rebalance failed: {e}"),
+        }
+    }
+}
+
+/// Commits the pending offsets of the partitions still assigned to this member.
+fn commit_pending(consumer: &BaseConsumer<GroupContext>, mode: CommitMode) {
+    let offsets = std::mem::take(
+        &mut *consumer
+            .context()
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    if offsets.is_empty() {
+        return;
+    }
+    let assigned = match consumer.assignment() {
+        Ok(tpl) => partitions(&tpl),
+        Err(_) => return,
+    };
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in &offsets {
+        if assigned.binary_search(&(t.clone(), *p)).is_ok() {
+            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+        }
+    }
+    if tpl.count() > 0
+        && let Err(e) = consumer.commit(&tpl, mode)
+    {
+        log::debug!("group membership: committing offsets: {e}");
+    }
+}
+
+/// The instance's member of the application's consumer group.
+pub(crate) struct Membership {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    stopping: Arc<AtomicBool>,
+    poller: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Settings of the membership consumer.
+pub(crate) struct MembershipSettings<'a> {
+    pub(crate) brokers: &'a str,
+    pub(crate) group: &'a str,
+    pub(crate) topics: &'a [String],
+    pub(crate) session_timeout: StdDuration,
+    pub(crate) properties: &'a [(String, String)],
+}
+
+impl Membership {
+    /// Joins the group: subscribes to `topics`; [`start`](Self::start) then polls, which runs
+    /// `handler` at each rebalance.
+    pub(crate) fn join(
+        s: MembershipSettings<'_>,
+        handler: Arc<dyn Assignments>,
+    ) -> Result<Membership, String> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", s.brokers)
+            .set("group.id", s.group)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                s.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (s.session_timeout.as_millis() / 3).max(100).to_string(),
+            )
+            // A member whose tasks take this long to finish a batch at revocation is dropped.
+            .set("max.poll.interval.ms", "300000")
+            // Tasks fetch for themselves; this consumer's partitions are paused when assigned,
+            // and what it fetched before that stays small.
+            .set("queued.max.messages.kbytes", "64");
+        for (k, v) in s.properties {
+            c.set(k, v);
+        }
+        let context = GroupContext {
+            handler,
+            pending: Mutex::new(BTreeMap::new()),
+            last_rebalance: Mutex::new(None),
+        };
+        let consumer: BaseConsumer<GroupContext> = c
+            .create_with_context(context)
+            .map_err(|e| format!("cannot create the group consumer: {e}"))?;
+        let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("cannot subscribe to {}: {e}", topics.join(", ")))?;
+        Ok(Membership {
+            consumer: Arc::new(consumer),
+            stopping: Arc::new(AtomicBool::new(false)),
+            poller: Mutex::new(None),
+        })
+    }
+
+    /// Starts polling on a thread of its own: from here on, rebalances run the handler.
+    pub(crate) fn start(&self) -> Result<(), String> {
+        let (consumer, stopping) = (self.consumer.clone(), self.stopping.clone());
+        let poller = std::thread::Builder::new()
+            .name("dstream-group".into())
+            .spawn(move || {
+                let mut last_commit = std::time::Instant::now();
+                while !stopping.load(Ordering::SeqCst) {
+                    match consumer.poll(StdDuration::from_millis(100)) {
+                        None | Some(Ok(_)) => {}
+                        Some(Err(e)) => log::debug!("group membership: {e}"),
+                    }
+                    if last_commit.elapsed() >= StdDuration::from_secs(1) {
+                        last_commit = std::time::Instant::now();
+                        commit_pending(&consumer, CommitMode::Async);
+                    }
+                }
+                commit_pending(&consumer, CommitMode::Async);
+            })
+            .map_err(|e| format!("cannot start the group thread: {e}"))?;
+        *self.poller.lock().unwrap_or_else(|e| e.into_inner()) = Some(poller);
+        Ok(())
+    }
+
+    /// Commits offsets to the group as this member (within a second; see `pending`).
+    pub(crate) fn commit(&self, offsets: &[(String, i32, i64)]) {
+        let mut pending = self
+            .consumer
+            .context()
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (t, p, o) in offsets {
+            pending.insert((t.clone(), *p), *o);
+        }
+    }
+
+    /// The member's current assignment.
+    pub(crate) fn assignment(&self) -> Vec<(String, i32)> {
+        match self.consumer.assignment() {
+            Ok(tpl) => partitions(&tpl),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The last rebalance: when, and what it did.
+    pub(crate) fn last_rebalance(&self) -> Option<(std::time::SystemTime, String)> {
+        self.consumer
+            .context()
+            .last_rebalance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Leaves the group: the revocation callback stops every task (each finishing its batch),
+    /// then the consumer closes. Blocks until both are done.
+    pub(crate) fn leave(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let poller = self.poller.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = poller {
+            let _ = p.join();
+        }
+        // Unsubscribing revokes everything; polling serves the callback.
+        self.consumer.unsubscribe();
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+        while !self.assignment().is_empty() && std::time::Instant::now() < deadline {
+            let _ = self.consumer.poll(StdDuration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,726 @@
+//! Scale-out on Kafka, the way Kafka Streams does it: run the same binary N times with the same
+//! application id, and Kafka's consumer-group protocol spreads the work. There is no driver and
+//! no scheduler of ours. See `docs/scaling.md`.
+//!
+//! - A **task** is one partition `p` of the application's input topics (partition `p` of every
+//!   co-partitioned topic) and all the keyed state that belongs to it. Each task runs as a
+//!   [`StreamingContext`] of its own, built by your code inside the task's [`TaskScope`]: its
+//!   Kafka sources read only the task's partitions, its state and positions live in a checkpoint
+//!   of its own (`<root>/<task>`), its exactly-once sinks take the task's transactional id (so
+//!   that the task's next owner fences this one), and it cuts batches on the application's grid.
+//! - **Membership.** One consumer per instance joins the group (`group.id` = the application
+//!   id) with the cooperative-sticky assignor and is given a share of the first topic's
+//!   partitions; the instance starts and stops tasks as partitions come and go.
+//! - **Revocation.** A task whose partition leaves finishes its batch in flight and commits it
+//!   before Kafka gives the partition to another instance.
+//! - **Agreement.** `<app>-meta` holds the application's facts (zero time, batch interval,
+//!   pipeline shape, task topics and partition count), written by the first instance; every
+//!   instance takes the first record, and one whose pipeline differs refuses to join.
+
+mod membership;
+mod meta;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration as StdDuration, SystemTime};
+
+use stream_core::{
+    BatchInfo, Error, ScaleError, StreamingContext, StreamingListener, TaskScope, Time,
+};
+
+use membership::{Assignments, Membership, MembershipSettings};
+pub(crate) use meta::AppRecord;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a task's sources and sinks take from the instance that runs it ([`TaskScope::link`]).
+pub(crate) struct TaskLink {
+    membership: Weak<Membership>,
+    /// Whether the pipeline has state (a task with state may not resume from the group's
+    /// offsets without that state).
+    pub(crate) stateful: bool,
+    /// Set by a source that found the task's local checkpoint behind the group's offsets.
+    pub(crate) stale: AtomicBool,
+}
+
+impl TaskLink {
+    /// Commits offsets to the group as this instance's member.
+    pub(crate) fn commit(&self, offsets: &[(String, i32, i64)]) {
+        if let Some(m) = self.membership.upgrade() {
+            m.commit(offsets);
+        }
+    }
+}
+
+/// A task's role on this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskRole {
+    /// Processing its partitions.
+    Active,
+}
+
+/// One task of this instance.
+#[derive(Debug, Clone)]
+pub struct TaskStatus {
+    /// The task's name (`<first topic>-<partition>`).
+    pub task: String,
+    /// Its input partitions.
+    pub partitions: Vec<(String, i32)>,
+    /// What the instance does with it.
+    pub role: TaskRole,
+    /// Since when this instance has it.
+    pub since: SystemTime,
+    /// Batches the task completed on this instance.
+    pub completed_batches: u64,
+    /// The task's last completed batch, if any.
+    pub last_batch: Option<Time>,
+}
+
+/// An instance's view of its application.
+#[derive(Debug, Clone)]
+pub struct ScaleOutStatus {
+    /// The application id.
+    pub app: String,
+    /// The tasks this instance runs.
+    pub tasks: Vec<TaskStatus>,
+    /// How many tasks the application has (the partitions of its topics).
+    pub total_tasks: usize,
+    /// The last rebalance this instance took part in: when, and what it did here.
+    pub last_rebalance: Option<(SystemTime, String)>,
+    /// The application's zero time: batches are at `zero + k × interval` on every instance.
+    pub zero: Time,
+}
+
+/// Settings of a scaled-out application; see [`ScaleOut::new`].
+#[derive(Debug, Clone)]
+pub struct ScaleOutBuilder {
+    app: String,
+    brokers: String,
+    topics: Vec<String>,
+    checkpoint: Option<PathBuf>,
+    session_timeout: StdDuration,
+    properties: Vec<(String, String)>,
+    stop_on_signal: bool,
+    timeout: StdDuration,
+}
+
+/// Scale-out on Kafka: the entry point.
+///
+/// ```no_run
+/// use stream_core::prelude::*;
+/// use stream_kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, SaveToKafka, ScaleOut};
+///
+/// # fn main() -> Result<(), Error> {
+/// let brokers = "127.0.0.1:9092";
+/// let instance = ScaleOut::new("page-counts", brokers)
+///     .topics(["pages"])
+///     .checkpoint("/var/lib/page-counts")
+///     .run(move |_task| {
+///         let ssc = StreamingContext::new(Seconds(1))?;
+///         let pages = ssc.kafka_stream(KafkaSource::strings(brokers).topics(["pages"]).build()?);
+///         pages
+///             .map(|p| (p, 1i64))
+///             .update_state_by_key(|vs: Vec<i64>, s: Option<i64>| Some(s.unwrap_or(0) + vs.iter().sum::<i64>()))
+///             .save_to_kafka(KafkaSink::json(brokers, "page-counts").delivery(Delivery::ExactlyOnce))?;
+///         Ok(ssc)
+///     })?;
+/// instance.await_termination()
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ScaleOut;
+
+impl ScaleOut {
+    /// An application with this id (the consumer group, the prefix of internal topics and of
+    /// transactional ids), on these brokers.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(app: impl Into<String>, brokers: impl Into<String>) -> ScaleOutBuilder {
+        ScaleOutBuilder {
+            app: app.into(),
+            brokers: brokers.into(),
+            topics: Vec::new(),
+            checkpoint: None,
+            session_timeout: StdDuration::from_secs(10),
+            properties: Vec::new(),
+            stop_on_signal: true,
+            timeout: StdDuration::from_secs(30),
+        }
+    }
+}
+
+impl ScaleOutBuilder {
+    /// The input topics whose partitions are the tasks: partition `p` of each (they must have
+    /// the same partition count: co-partitioned, as Kafka Streams requires for joins). Every
+    /// Kafka source of the pipeline reads some of them.
+    pub fn topics<S: Into<String>>(mut self, topics: impl IntoIterator<Item = S>) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The directory under which each task this instance runs keeps its checkpoint
+    /// (`<root>/<task>`). Required, unless the pipeline sets a checkpoint directory itself (that
+    /// directory is then the root).
+    pub fn checkpoint(mut self, root: impl AsRef<Path>) -> Self {
+        self.checkpoint = Some(root.as_ref().to_path_buf());
+        self
+    }
+
+    /// How long the group waits for a silent instance before moving its tasks (Kafka's
+    /// `session.timeout.ms`, default 10 s; Kafka accepts 6 s to 5 min unless the brokers'
+    /// `group.min.session.timeout.ms` allows less).
+    pub fn session_timeout(mut self, timeout: StdDuration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// A librdkafka property of the group consumer (`security.protocol`, `sasl.*`, ...).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// Whether Ctrl-C / SIGTERM stop the instance gracefully (default true): it leaves the
+    /// group, each task finishing and committing its batch; a second signal ends the process.
+    pub fn stop_gracefully_on_signal(mut self, yes: bool) -> Self {
+        self.stop_on_signal = yes;
+        self
+    }
+
+    /// How long set-up calls to the brokers may take (default 30 s).
+    pub fn broker_timeout(mut self, timeout: StdDuration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn error(&self, message: impl Into<String>) -> Error {
+        ScaleError::Kafka {
+            app: self.app.clone(),
+            message: message.into(),
+        }
+        .into()
+    }
+
+    fn refused(&self, reason: impl Into<String>) -> Error {
+        ScaleError::Refused {
+            app: self.app.clone(),
+            reason: reason.into(),
+        }
+        .into()
+    }
+
+    /// Joins the application: checks this instance's pipeline against the application's,
+    /// joins the group, and runs the tasks Kafka assigns here, each built by `build` (called
+    /// once per task, inside the task's [`TaskScope`]; it returns the task's context, built and
+    /// not started). Returns once the instance is in the group; tasks start as partitions are
+    /// assigned.
+    pub fn run<F>(self, build: F) -> Result<Instance, Error>
+    where
+        F: Fn(&TaskScope) -> Result<StreamingContext, Error> + Send + Sync + 'static,
+    {
+        if self.app.is_empty() || self.app.contains(['/', '\\']) {
+            return Err(self.refused(
+                "the application id must be non-empty, without slashes (it names topics and directories)",
+            ));
+        }
+        if self.topics.is_empty() {
+            return Err(self.refused(
+                "no task topics: call .topics([...]) with the input topics whose partitions are the tasks",
+            ));
+        }
+        let mut partitions = None::<usize>;
+        for t in &self.topics {
+            let n = crate::admin::partition_count(&self.brokers, t)
+                .map_err(|e| self.error(e))?
+                .ok_or_else(|| {
+                    self.refused(format!(
+                        "topic {t} does not exist on {}: create it with as many partitions as the tasks you want",
+                        self.brokers
+                    ))
+                })?;
+            match partitions {
+                Some(m) if m != n => {
+                    return Err(self.refused(format!(
+                        "the task topics must have the same partition count (co-partitioned): {} has {m}, {t} has {n}",
+                        self.topics[0]
+                    )));
+                }
+                _ => partitions = Some(n),
+            }
+        }
+        let partitions = partitions.unwrap_or(0);
+        // The pipeline's shape, from a context built for the first task and never started.
+        let probe = TaskScope {
+            app: self.app.clone(),
+            task: task_name(&self.topics, 0),
+            partitions: self.topics.iter().map(|t| (t.clone(), 0)).collect(),
+            zero: None,
+            link: None,
+        };
+        let (batch_ms, shape, own_root) = {
+            let ssc = probe.enter(|| build(&probe))?;
+            (
+                ssc.batch_duration().millis(),
+                ssc.shape_lines(),
+                ssc.checkpoint_dir(),
+            )
+        };
+        let root = own_root.or_else(|| self.checkpoint.clone()).ok_or_else(|| {
+            self.refused(
+                "no checkpoint root: call .checkpoint(dir) (each task keeps its state and positions in dir/<task>)",
+            )
+        })?;
+        let stateful = shape.iter().any(|l| l.starts_with("stateful operator"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mine = AppRecord {
+            zero_ms: now.div_euclid(batch_ms) * batch_ms,
+            batch_ms,
+            shape,
+            topics: self.topics.clone(),
+            partitions,
+        };
+        let meta_topic = format!("{}-meta", self.app);
+        crate::admin::ensure_topic(
+            &self.brokers,
+            &meta_topic,
+            1,
+            &[("retention.ms", "-1"), ("cleanup.policy", "delete")],
+        )
+        .map_err(|e| self.error(e))?;
+        let app_record = match meta::read_first(&self.brokers, &meta_topic, self.timeout)
+            .map_err(|e| self.error(e))?
+        {
+            Some(r) => r,
+            None => {
+                meta::write(&self.brokers, &meta_topic, &mine).map_err(|e| self.error(e))?;
+                // Another instance may have written first: the first record is the one.
+                meta::read_first(&self.brokers, &meta_topic, self.timeout)
+                    .map_err(|e| self.error(e))?
+                    .ok_or_else(|| {
+                        self.error(format!("{meta_topic} is empty after writing to it"))
+                    })?
+            }
+        };
+        if let Some(d) = app_record.difference(&mine) {
+            return Err(self.refused(format!(
+                "{d} (the application's record is the first in {meta_topic}; to run a changed pipeline, use a new application id)"
+            )));
+        }
+        let inner = Arc::new(InstanceInner {
+            settings: self.clone(),
+            root,
+            zero: Time::from_millis(app_record.zero_ms),
+            total_tasks: partitions,
+            stateful,
+            build: Box::new(build),
+            tasks: Mutex::new(BTreeMap::new()),
+            membership: OnceLock::new(),
+            end: Mutex::new(End::default()),
+            end_cv: Condvar::new(),
+        });
+        let membership = Membership::join(
+            MembershipSettings {
+                brokers: &self.brokers,
+                group: &self.app,
+                topics: &self.topics[..1],
+                session_timeout: self.session_timeout,
+                properties: &self.properties,
+            },
+            Arc::new(inner.clone()),
+        )
+        .map_err(|e| self.error(e))?;
+        let membership = Arc::new(membership);
+        let _ = inner.membership.set(Arc::downgrade(&membership));
+        membership.start().map_err(|e| self.error(e))?;
+        let instance = Instance {
+            inner,
+            membership: Mutex::new(Some(membership)),
+        };
+        if self.stop_on_signal {
+            crate::scale::signals::watch(&instance.inner);
+        }
+        Ok(instance)
+    }
+}
+
+fn task_name(topics: &[String], partition: i32) -> String {
+    format!("{}-{partition}", topics[0])
+}
+
+#[derive(Default)]
+struct End {
+    error: Option<Error>,
+    stopped: bool,
+}
+
+struct RunningTask {
+    scope: TaskScope,
+    ssc: StreamingContext,
+    since: SystemTime,
+}
+
+pub(crate) struct InstanceInner {
+    settings: ScaleOutBuilder,
+    root: PathBuf,
+    zero: Time,
+    total_tasks: usize,
+    stateful: bool,
+    #[allow(clippy::type_complexity)]
+    build: Box<dyn Fn(&TaskScope) -> Result<StreamingContext, Error> + Send + Sync>,
+    tasks: Mutex<BTreeMap<i32, RunningTask>>,
+    membership: OnceLock<Weak<Membership>>,
+    end: Mutex<End>,
+    end_cv: Condvar,
+}
+
+/// Reports a task's failed batches to its instance.
+struct TaskFailures {
+    instance: Weak<InstanceInner>,
+    task: String,
+}
+
+impl StreamingListener for TaskFailures {
+    fn on_batch_completed(&self, info: &BatchInfo) {
+        if let (Some(failure), Some(instance)) = (&info.failure, self.instance.upgrade()) {
+            instance.fail(ScaleError::Task {
+                app: instance.settings.app.clone(),
+                task: self.task.clone(),
+                message: format!("the batch at {} failed: {failure}", info.batch_time),
+            });
+        }
+    }
+}
+
+impl InstanceInner {
+    fn fail(&self, e: impl Into<Error>) {
+        let e = e.into();
+        log::error!("{e}");
+        let mut end = lock(&self.end);
+        end.error.get_or_insert(e);
+        self.end_cv.notify_all();
+    }
+
+    fn scope(&self, partition: i32, link: Option<Arc<TaskLink>>) -> TaskScope {
+        TaskScope {
+            app: self.settings.app.clone(),
+            task: task_name(&self.settings.topics, partition),
+            partitions: self
+                .settings
+                .topics
+                .iter()
+                .map(|t| (t.clone(), partition))
+                .collect(),
+            zero: Some(self.zero),
+            link: link.map(|l| l as Arc<dyn std::any::Any + Send + Sync>),
+        }
+    }
+
+    fn task_error(&self, task: &str, message: impl Into<String>) -> Error {
+        ScaleError::Task {
+            app: self.settings.app.clone(),
+            task: task.to_string(),
+            message: message.into(),
+        }
+        .into()
+    }
+
+    /// Builds and starts task `partition`. A stateless task whose local checkpoint is behind
+    /// the group (another instance ran it since) starts afresh from the group's offsets.
+    fn start_task(self: &Arc<Self>, partition: i32) -> Result<RunningTask, Error> {
+        let mut fresh = false;
+        loop {
+            let link = Arc::new(TaskLink {
+                membership: self.membership.get().cloned().unwrap_or_default(),
+                stateful: self.stateful,
+                stale: AtomicBool::new(false),
+            });
+            let scope = self.scope(partition, Some(link.clone()));
+            let ssc = scope.enter(|| (self.build)(&scope))?;
+            let dir = ssc
+                .checkpoint_dir()
+                .unwrap_or_else(|| self.root.clone())
+                .join(&scope.task);
+            if fresh && dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| {
+                    self.task_error(
+                        &scope.task,
+                        format!("cannot remove its stale checkpoint {}: {e}", dir.display()),
+                    )
+                })?;
+            }
+            ssc.checkpoint(&dir)?;
+            ssc.add_streaming_listener(Arc::new(TaskFailures {
+                instance: Arc::downgrade(self),
+                task: scope.task.clone(),
+            }));
+            match ssc.start() {
+                Ok(()) => {
+                    return Ok(RunningTask {
+                        scope,
+                        ssc,
+                        since: SystemTime::now(),
+                    });
+                }
+                Err(_) if link.stale.load(Ordering::SeqCst) && !fresh && !self.stateful => {
+                    log::info!(
+                        "task {}: the checkpoint in {} is older than the group's offsets (another instance ran the task since): starting afresh from the group's offsets",
+                        scope.task,
+                        dir.display()
+                    );
+                    fresh = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn status(&self, membership: Option<&Membership>) -> ScaleOutStatus {
+        let tasks = lock(&self.tasks)
+            .values()
+            .map(|t| TaskStatus {
+                task: t.scope.task.clone(),
+                partitions: t.scope.partitions.clone(),
+                role: TaskRole::Active,
+                since: t.since,
+                completed_batches: t.ssc.completed_batches(),
+                last_batch: t.ssc.recent_batches().last().map(|b| b.batch_time),
+            })
+            .collect();
+        ScaleOutStatus {
+            app: self.settings.app.clone(),
+            tasks,
+            total_tasks: self.total_tasks,
+            last_rebalance: membership.and_then(Membership::last_rebalance),
+            zero: self.zero,
+        }
+    }
+
+    /// Asks the instance to stop (from a signal): the waiter of `await_termination` leaves the
+    /// group.
+    fn request_stop(&self) {
+        let mut end = lock(&self.end);
+        end.stopped = true;
+        self.end_cv.notify_all();
+    }
+}
+
+impl Assignments for Arc<InstanceInner> {
+    fn revoke(&self, partitions: &[(String, i32)], lost: bool) {
+        let lead = &self.settings.topics[0];
+        let stopping: Vec<RunningTask> = {
+            let mut tasks = lock(&self.tasks);
+            partitions
+                .iter()
+                .filter(|(t, _)| t == lead)
+                .filter_map(|(_, p)| tasks.remove(p))
+                .collect()
+        };
+        // Stopped one after another on this (the group's) thread: the partitions go to their
+        // next owner only when this returns, after each task's batch in flight committed.
+        for t in stopping {
+            log::info!(
+                "task {}: {}; stopping after its batch in flight",
+                t.scope.task,
+                if lost {
+                    "lost to another instance"
+                } else {
+                    "revoked"
+                }
+            );
+            t.ssc.stop();
+        }
+    }
+
+    fn assign(&self, partitions: &[(String, i32)]) {
+        let lead = &self.settings.topics[0];
+        for (_, p) in partitions.iter().filter(|(t, _)| t == lead) {
+            if lock(&self.tasks).contains_key(p) {
+                continue;
+            }
+            match self.start_task(*p) {
+                Ok(task) => {
+                    log::info!("task {}: started", task.scope.task);
+                    lock(&self.tasks).insert(*p, task);
+                }
+                Err(e) => {
+                    // The partition stays with this instance and nothing reads it: the instance
+                    // stops (await_termination returns the error) and leaves the group.
+                    self.fail(e);
+                }
+            }
+        }
+    }
+}
+
+/// A running instance of a scaled-out application (see [`ScaleOut`]).
+pub struct Instance {
+    inner: Arc<InstanceInner>,
+    membership: Mutex<Option<Arc<Membership>>>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("app", &self.inner.settings.app)
+            .finish()
+    }
+}
+
+impl Instance {
+    /// The application id.
+    pub fn app(&self) -> &str {
+        &self.inner.settings.app
+    }
+
+    /// The tasks this instance runs now, and the last rebalance.
+    pub fn status(&self) -> ScaleOutStatus {
+        let m = lock(&self.membership).clone();
+        self.inner.status(m.as_deref())
+    }
+
+    /// The contexts of the tasks this instance runs now, by task name (for listeners and
+    /// dashboards; a context is replaced when its task leaves and comes back).
+    pub fn task_contexts(&self) -> Vec<(String, StreamingContext)> {
+        lock(&self.inner.tasks)
+            .values()
+            .map(|t| (t.scope.task.clone(), t.ssc.clone()))
+            .collect()
+    }
+
+    /// Leaves the group: every task finishes and commits its batch in flight, then the
+    /// instance's tasks go to the other instances. Returns when done.
+    pub fn stop(&self) {
+        let m = lock(&self.membership).take();
+        if let Some(m) = m {
+            m.leave();
+        }
+        // Tasks whose partitions were not revoked by leaving (a lost group).
+        let rest: Vec<RunningTask> = std::mem::take(&mut *lock(&self.inner.tasks))
+            .into_values()
+            .collect();
+        for t in rest {
+            t.ssc.stop();
+        }
+        let mut end = lock(&self.inner.end);
+        end.stopped = true;
+        self.inner.end_cv.notify_all();
+    }
+
+    /// Waits until the instance stops (by [`stop`](Self::stop) or a signal) or a task fails,
+    /// and returns the first task error. On an error the instance leaves the group first.
+    pub fn await_termination(&self) -> Result<(), Error> {
+        loop {
+            if let Some(r) = self.await_termination_or_timeout(StdDuration::from_secs(3600))? {
+                return r;
+            }
+        }
+    }
+
+    /// As [`await_termination`](Self::await_termination), for at most `timeout`: `Ok(None)`
+    /// when the instance still runs.
+    pub fn await_termination_or_timeout(
+        &self,
+        timeout: StdDuration,
+    ) -> Result<Option<Result<(), Error>>, Error> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut end = lock(&self.inner.end);
+        loop {
+            if end.error.is_some() || end.stopped {
+                let error = end.error.clone();
+                drop(end);
+                self.stop();
+                return Ok(Some(error.map_or(Ok(()), Err)));
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            end = self
+                .inner
+                .end_cv
+                .wait_timeout(end, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+mod signals {
+    //! Ctrl-C / SIGTERM stop the instances of this process gracefully; a second signal ends
+    //! the process at once.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+    use super::InstanceInner;
+
+    struct Watch {
+        received: Arc<AtomicBool>,
+        default_action: Arc<AtomicBool>,
+        instances: Mutex<Vec<Weak<InstanceInner>>>,
+    }
+
+    fn install() -> &'static Watch {
+        static WATCH: OnceLock<Watch> = OnceLock::new();
+        WATCH.get_or_init(|| {
+            let w = Watch {
+                received: Arc::new(AtomicBool::new(false)),
+                default_action: Arc::new(AtomicBool::new(false)),
+                instances: Mutex::new(Vec::new()),
+            };
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                let installed =
+                    signal_hook::flag::register_conditional_default(sig, w.default_action.clone())
+                        .and_then(|_| signal_hook::flag::register(sig, w.received.clone()));
+                if let Err(e) = installed {
+                    log::warn!("cannot install the handler of signal {sig}: {e}");
+                }
+            }
+            let _ = std::thread::Builder::new()
+                .name("dstream-scale-signals".into())
+                .spawn(|| {
+                    let w = install();
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        if !w.received.swap(false, Ordering::SeqCst) {
+                            continue;
+                        }
+                        w.default_action.store(true, Ordering::SeqCst);
+                        let all: Vec<_> = w
+                            .instances
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .drain(..)
+                            .collect();
+                        for i in all.iter().filter_map(Weak::upgrade) {
+                            log::warn!(
+                                "signal received: instance of {} leaving its group after its batches",
+                                i.settings.app
+                            );
+                            i.request_stop();
+                        }
+                    }
+                });
+            w
+        })
+    }
+
+    pub(super) fn watch(inner: &Arc<InstanceInner>) {
+        install()
+            .instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(inner));
+    }
+}
