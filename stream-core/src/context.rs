@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 
-use crate::checkpoint::{Durable, Shape, Store};
+use crate::checkpoint::{CheckpointRestore, Durable, Replicator, Shape, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::dstream::{AnyNode, DStream, clear_through, walk_graph};
 use crate::error::{CheckpointError, ContextError, Error, Result, panic_message};
@@ -230,6 +230,7 @@ impl StreamingContextBuilder {
                 next_node: AtomicUsize::new(0),
                 input_status: Mutex::new(Vec::new()),
                 task: self.task,
+                replicator: Mutex::new(None),
             }),
         })
     }
@@ -289,6 +290,8 @@ pub(crate) struct ContextInner {
     input_status: Mutex<Vec<InputStatusFn>>,
     /// Set when the context runs one task of a scaled-out application.
     task: Option<TaskScope>,
+    /// Sees every batch's state changes before the local commit (a changelog).
+    replicator: Mutex<Option<Arc<dyn Replicator>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -590,7 +593,26 @@ impl ContextInner {
                 .enumerate()
                 .filter_map(|(i, s)| s.position().map(|p| (i, p)))
                 .collect();
-            match store.commit(time, zero, &durables, inputs.len(), keep, &positions) {
+            let replicator = lock(&self.replicator).clone();
+            let input_positions: Vec<(usize, Vec<u8>)> = if replicator.is_some() {
+                inputs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, input)| input.position_at(time).map(|p| (i, p)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            match store.commit(
+                time,
+                zero,
+                &durables,
+                &input_positions,
+                inputs.len(),
+                keep,
+                &positions,
+                replicator.as_deref(),
+            ) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     store.abort(time, &durables);
@@ -734,6 +756,35 @@ impl StreamingContext {
     /// The task this context runs, when a scale-out runner built it (see [`TaskScope`]).
     pub fn task(&self) -> Option<&TaskScope> {
         self.inner.task.as_ref()
+    }
+
+    /// Hands every batch's state changes, with the inputs' and sinks' positions after it, to
+    /// `replicator` before the batch commits to the checkpoint (an error fails the batch). A
+    /// scale-out runner writes them to changelog topics, so that a task's state can be
+    /// restored on another machine. Only before `start`.
+    pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) -> Result<()> {
+        self.inner.check_can_add()?;
+        *lock(&self.inner.replicator) = Some(replicator);
+        Ok(())
+    }
+
+    /// Opens the checkpoint (as `start` would) and lets `restore` write a replica's records
+    /// into it: the context then resumes from the restored batch when started. Only before
+    /// `start`; the pipeline must be complete.
+    pub fn restore_checkpoint<R>(
+        &self,
+        restore: impl FnOnce(&mut CheckpointRestore<'_>) -> Result<R>,
+    ) -> Result<R> {
+        self.inner.check_can_add()?;
+        let store = self
+            .inner
+            .open_checkpoint()?
+            .ok_or_else(|| Error::from(crate::error::CheckpointError::NotSet))?;
+        let operators = lock(&self.inner.durables).len();
+        let mut writer = store.restore(operators);
+        let r = restore(&mut writer)?;
+        writer.flush()?;
+        Ok(r)
     }
 
     /// The checkpoint directory set so far, unless it is a temporary one.

@@ -32,6 +32,7 @@ mod time;
 
 pub use batch::{Batch, CHUNK, CoGrouped, Data, FullOuterJoined, Key, SEGMENT};
 pub use checkpoint::keyed::{StateKey, StateValue};
+pub use checkpoint::{CheckpointRestore, CommitRecord, Replicator, StateChange};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
 pub use dashboard::{AsDashboard, Dashboard, FeedStats};

@@ -55,7 +55,33 @@ pub(crate) fn send(
     value: Option<&[u8]>,
     headers: OwnedHeaders,
 ) -> Result<(), String> {
+    send_record(producer, topic, None, key, value, headers)
+}
+
+/// Sends one record to a given partition, as [`send`].
+pub(crate) fn send_to(
+    producer: &TrackedProducer,
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: OwnedHeaders,
+) -> Result<(), String> {
+    send_record(producer, topic, Some(partition), key, value, headers)
+}
+
+fn send_record(
+    producer: &TrackedProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: OwnedHeaders,
+) -> Result<(), String> {
     let mut record = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
     if let Some(k) = key {
         record = record.key(k);
     }

@@ -758,19 +758,14 @@ impl<T: Data> KafkaSource<T> {
         tp: &Tp,
         at_start: bool,
     ) -> Result<i64, Error> {
-        if let Some(task) = &self.task {
+        if self.task.is_some() {
             // A task new to this instance resumes where the group's last owner of its
-            // partitions committed.
+            // partitions committed (a stateful task's checkpoint, restored from its changelog,
+            // then says where it resumes).
             if let Some(o) = self
                 .group_offsets(consumer, std::slice::from_ref(tp))?
                 .get(tp)
             {
-                if task.link.as_ref().is_some_and(|l| l.stateful) {
-                    return Err(self.error(format!(
-                        "task {} has run on another instance (group {} committed offset {o} of {}-{}) and its state is not in this instance's checkpoint: state would be lost. Restoring task state from a changelog topic is not available yet: give the instances one shared checkpoint root, or keep each task on the instance that has its checkpoint",
-                        task.task, self.group_id, tp.0, tp.1
-                    )));
-                }
                 return Ok(*o);
             }
         }
@@ -1202,7 +1197,14 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
 
     fn check_resume(&mut self, _last: &[u8], latest: &[u8]) -> Result<(), Error> {
         let latest = self.decode_position(latest)?;
-        if let (Some(task), Some(consumer)) = (&self.task, &self.consumer) {
+        // A stateful task's checkpoint was brought up to date from its changelog: it is the
+        // truth (the group's offsets may be ahead of it by a batch whose outputs committed
+        // and whose state did not; that batch is processed again).
+        let stateless = self
+            .task
+            .as_ref()
+            .is_some_and(|t| t.link.as_ref().is_some_and(|l| !l.stateful));
+        if let (Some(task), Some(consumer), true) = (&self.task, &self.consumer, stateless) {
             // The local checkpoint is behind the group when another instance ran the task
             // since: resuming from it would process those records again.
             let parts: Vec<Tp> = latest.keys().cloned().collect();
@@ -1215,15 +1217,10 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
                     link.stale.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 return Err(self.error(format!(
-                    "task {}: this instance's checkpoint has read {t}-{p} up to offset {}, and group {} committed {g}: another instance ran the task since, so the checkpoint is stale{}",
+                    "task {}: this instance's checkpoint has read {t}-{p} up to offset {}, and group {} committed {g}: another instance ran the task since, so the checkpoint is stale",
                     task.task,
                     latest[&(t.clone(), *p)],
                     self.group_id,
-                    if task.link.as_ref().is_some_and(|l| l.stateful) {
-                        " and its state would be wrong. Restoring task state from a changelog topic is not available yet: give the instances one shared checkpoint root"
-                    } else {
-                        ""
-                    }
                 )));
             }
         }

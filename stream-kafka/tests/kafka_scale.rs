@@ -10,6 +10,7 @@ use std::time::Duration as StdDuration;
 
 use common::*;
 use stream_core::prelude::*;
+use stream_core::{State, StateSpec};
 use stream_kafka::{Delivery, Instance, KafkaSink, KafkaSource, KafkaStreams, OutRecord, ScaleOut};
 
 /// The brokers to run on: the test broker, and a real Kafka when given.
@@ -204,4 +205,108 @@ fn a_source_outside_the_task_topics_fails_the_task_with_a_clear_error() {
         "{message}"
     );
     let _ = std::fs::remove_dir_all(root);
+}
+
+/// A stateful instance: counts each user's events (`map_with_state`), writing `user n` for the
+/// n-th event of a user, exactly once. Users are keyed to partitions, so a user's state is in
+/// one task.
+fn counting_instance(brokers: &str, app: &str, input: &str, out: &str, root: &PathBuf) -> Instance {
+    let (b, i, o) = (brokers.to_string(), input.to_string(), out.to_string());
+    ScaleOut::new(app, brokers)
+        .topics([input])
+        .checkpoint(root)
+        .session_timeout(StdDuration::from_secs(6))
+        .stop_gracefully_on_signal(false)
+        .run(move |_task| {
+            let ssc = StreamingContext::builder(Milliseconds(200))
+                .stop_gracefully_on_signal(false)
+                .parallelism(2)
+                .build()?;
+            let source = KafkaSource::strings(&b).topics([i.as_str()]).build()?;
+            let handle = source.handle();
+            let counted =
+                ssc.kafka_stream(source)
+                    .map(|u| (u, ()))
+                    .map_with_state(StateSpec::function(
+                        |_, user: &String, v: Option<()>, st: &mut State<i64>| {
+                            v?;
+                            let n = st.get().copied().unwrap_or(0) + 1;
+                            st.update(n);
+                            Some(format!("{user} {n}"))
+                        },
+                    ));
+            counted.mapped().save_to(
+                KafkaSink::with_encoder(&b, &o, |l: &String| Ok(OutRecord::new(l.clone())))
+                    .delivery(Delivery::ExactlyOnce)
+                    .commit_offsets_of(&handle)
+                    .build(),
+            )?;
+            Ok(ssc)
+        })
+        .unwrap()
+}
+
+/// `per_user` events of each of 60 users, user `u` in partition `u % 6`.
+fn produce_users(b: &str, topic: &str, per_user: usize) {
+    let users: Vec<String> = (0..60).map(|u| format!("u{u}")).collect();
+    let mut records: Vec<In<'_>> = Vec::new();
+    for _ in 0..per_user {
+        for (u, name) in users.iter().enumerate() {
+            records.push(((u % 6) as i32, None, Some(name.as_bytes())));
+        }
+    }
+    produce(b, topic, &records);
+}
+
+#[test]
+fn stateful_tasks_move_with_their_state_through_the_changelog() {
+    for (kind, b) in each_broker("stateful_tasks_move_with_their_state_through_the_changelog") {
+        eprintln!("== on {kind} ({b})");
+        let input = unique("users-in");
+        let out = unique("users-out");
+        let app = unique("users-app");
+        create_topic(&b, &input, 6);
+        create_topic(&b, &out, 3);
+        // Separate checkpoint roots: as on separate machines, state moves only through Kafka.
+        let roots: Vec<PathBuf> = (0..3).map(|i| temp_root(&format!("users{i}"))).collect();
+        produce_users(&b, &input, 10);
+        let a = counting_instance(&b, &app, &input, &out, &roots[0]);
+        let c = counting_instance(&b, &app, &input, &out, &roots[1]);
+        let d = counting_instance(&b, &app, &input, &out, &roots[2]);
+        wait_for(90, "the 6 tasks split among 3 instances", || {
+            split_among(&[&a, &c, &d], 6)
+        });
+        wait_for(60, "600 counts out", || read_all(&b, &out).len() >= 600);
+
+        // One leaves: its tasks are restored elsewhere from their changelogs.
+        a.stop();
+        wait_for(90, "the 6 tasks on the 2 others", || {
+            split_among(&[&c, &d], 6)
+        });
+        produce_users(&b, &input, 10);
+        wait_for(60, "1200 counts out", || read_all(&b, &out).len() >= 1200);
+
+        // It comes back with its old checkpoints: a task it had before restores the
+        // changelog's tail onto its local copy.
+        let a = counting_instance(&b, &app, &input, &out, &roots[0]);
+        wait_for(90, "the 6 tasks among 3 again", || {
+            split_among(&[&a, &c, &d], 6)
+        });
+        produce_users(&b, &input, 10);
+        wait_for(60, "1800 counts out", || read_all(&b, &out).len() >= 1800);
+        std::thread::sleep(StdDuration::from_secs(1));
+
+        let got = counts(read_all(&b, &out).iter().map(|r| r.text()));
+        let want = counts((0..60).flat_map(|u| (1..=30).map(move |n| format!("u{u} {n}"))));
+        assert_eq!(
+            got, want,
+            "each user's counts 1..30 exactly once: state moved whole, no update twice ({kind})"
+        );
+        for i in [&a, &c, &d] {
+            i.stop();
+        }
+        for r in roots {
+            let _ = std::fs::remove_dir_all(r);
+        }
+    }
 }

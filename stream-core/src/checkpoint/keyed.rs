@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashMap;
-use rocksdb::{ColumnFamily, WriteBatch};
+use rocksdb::ColumnFamily;
+
+use super::CommitBatch;
 
 use super::Store;
 use crate::batch::{Data, Key};
@@ -274,8 +276,8 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
 
     /// Adds every partition's changes to `wb` (in key order, which RocksDB's memtable inserts
     /// far faster than random order) and evicts what the cache cannot keep.
-    pub(crate) fn commit(&self, store: &Store, wb: &mut WriteBatch) -> Result<()> {
-        let cf = store.cf(self.id)?;
+    pub(crate) fn commit(&self, store: &Store, wb: &mut CommitBatch<'_>) -> Result<()> {
+        let id = self.id;
         let mut added = 0i64;
         for (p, part) in self.parts.iter().enumerate() {
             let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
@@ -314,8 +316,8 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
             w.sort();
             for e in &w.entries {
                 match w.value(e) {
-                    Some(v) => wb.put_cf(cf, w.key(e), v),
-                    None => wb.delete_cf(cf, w.key(e)),
+                    Some(v) => wb.put(id, w.key(e), v)?,
+                    None => wb.delete(id, w.key(e))?,
                 }
             }
             drop(w);
@@ -341,7 +343,7 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
         if added != 0 {
             let keys = self.keys(store)? + added;
             self.keys.store(keys, Ordering::Relaxed);
-            wb.put_cf(cf, flag_key(KEYS_FLAG), keys.to_be_bytes());
+            wb.put(id, &flag_key(KEYS_FLAG), &keys.to_be_bytes())?;
         }
         Ok(())
     }
@@ -418,9 +420,8 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
     }
 
     /// A marker of the operator (e.g. "initial state merged"), committed with `wb`.
-    pub(crate) fn put_flag(&self, store: &Store, wb: &mut WriteBatch, name: &[u8]) -> Result<()> {
-        wb.put_cf(store.cf(self.id)?, flag_key(name), []);
-        Ok(())
+    pub(crate) fn put_flag(&self, wb: &mut CommitBatch<'_>, name: &[u8]) -> Result<()> {
+        wb.put(self.id, &flag_key(name), &[])
     }
 
     pub(crate) fn has_flag(&self, store: &Store, name: &[u8]) -> Result<bool> {

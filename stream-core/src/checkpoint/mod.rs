@@ -16,6 +16,10 @@
 //! outputs exactly-once.
 
 pub(crate) mod keyed;
+mod replica;
+
+pub(crate) use replica::CommitBatch;
+pub use replica::{CheckpointRestore, CommitRecord, Replicator, StateChange};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +36,8 @@ const META: &str = "meta";
 const KEY_SHAPE: &[u8] = b"shape";
 const KEY_ZERO: &[u8] = b"zero";
 const KEY_LAST: &[u8] = b"last";
+/// What a replicator returned at the last commit (e.g. changelog offsets).
+const KEY_REPLICA: &[u8] = b"replica";
 /// `wal/<input>/<time>`: an input's position right after it captured the batch of `time`.
 const WAL: u8 = b'w';
 /// `s<sink>`: a sink's position after the last completed batch.
@@ -48,7 +54,7 @@ pub(crate) trait Durable: Send + Sync {
     /// What the operator is, for the shape check: its kind, partitions and types.
     fn describe(&self) -> String;
     /// Adds the batch's state changes to `wb`; they are committed with the batch.
-    fn commit(&self, store: &Store, t: Time, wb: &mut WriteBatch) -> Result<()>;
+    fn commit(&self, store: &Store, t: Time, wb: &mut CommitBatch<'_>) -> Result<()>;
     /// Forgets the batch's uncommitted changes (the batch failed).
     fn abort(&self, t: Time);
     /// The size of its state, for metrics.
@@ -115,7 +121,8 @@ pub(crate) struct Store {
     sync: bool,
     /// Removed when the store closes (a context without a checkpoint directory of its own).
     temporary: bool,
-    recovery: Option<Recovery>,
+    /// Where the pipeline resumes; replaced when state is restored from a replica.
+    recovery: Mutex<Option<Recovery>>,
     /// Set when a batch failed: its state changes are gone, so state cannot go on from there.
     poisoned: Mutex<Option<Time>>,
     closed: AtomicBool,
@@ -225,7 +232,7 @@ impl Store {
             db,
             sync,
             temporary,
-            recovery: None,
+            recovery: Mutex::new(None),
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(false),
         };
@@ -301,7 +308,7 @@ impl Store {
                 .delete_range_cf(meta, [WAL], [WAL + 1])
                 .map_err(|e| db_error(&store.dir, e))?;
         }
-        store.recovery = recovery;
+        *store.recovery.get_mut().unwrap_or_else(|e| e.into_inner()) = recovery;
         Ok(store)
     }
 
@@ -336,7 +343,7 @@ impl Store {
 
     /// Where the pipeline resumes, when the checkpoint holds a completed batch.
     pub(crate) fn recovery(&self) -> Option<Recovery> {
-        self.recovery
+        *self.recovery.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Fails when an earlier batch failed: its state changes were discarded, so going on would
@@ -397,7 +404,7 @@ impl Store {
 
     /// A sink's position as committed with the last completed batch.
     pub(crate) fn sink_position(&self, sink: usize) -> Result<Option<Vec<u8>>> {
-        if self.recovery.is_none() {
+        if self.recovery().is_none() {
             return Ok(None);
         }
         self.db
@@ -406,25 +413,48 @@ impl Store {
     }
 
     /// Commits the batch of `t`: every operator's changes, the sinks' positions, the marker, and
-    /// the inputs' write-ahead positions older than `keep_from` dropped, in one write.
+    /// the inputs' write-ahead positions older than `keep_from` dropped, in one write. With a
+    /// replicator, the batch's changes go to it first (an error fails the batch), and what it
+    /// returns is committed with the batch as the replica's mark.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn commit(
         &self,
         t: Time,
         zero: Time,
         durables: &[Arc<dyn Durable>],
-        inputs: usize,
+        inputs: &[(usize, Vec<u8>)],
+        input_count: usize,
         keep_from: Time,
         sinks: &[(usize, Vec<u8>)],
+        replicator: Option<&dyn Replicator>,
     ) -> Result<()> {
-        let mut wb = WriteBatch::default();
+        let mut wb = CommitBatch {
+            store: self,
+            wb: WriteBatch::default(),
+            log: replicator.map(|_| Vec::new()),
+        };
         for d in durables {
             d.commit(self, t, &mut wb)?;
         }
+        let CommitBatch { mut wb, log, .. } = wb;
         let meta = self.meta();
+        if let (Some(r), Some(changes)) = (replicator, log) {
+            let mark = r.replicate(&CommitRecord {
+                time: t,
+                zero,
+                changes: &changes,
+                inputs,
+                sinks,
+            })?;
+            match mark {
+                Some(m) => wb.put_cf(meta, KEY_REPLICA, m),
+                None => wb.delete_cf(meta, KEY_REPLICA),
+            }
+        }
         for (i, position) in sinks {
             wb.put_cf(meta, sink_key(*i), position);
         }
-        for i in 0..inputs {
+        for i in 0..input_count {
             wb.delete_range_cf(
                 meta,
                 wal_key(i, Time::from_millis(i64::MIN)),
@@ -436,6 +466,29 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync);
         self.db.write_opt(wb, &wo).map_err(|e| self.error(e))
+    }
+
+    /// Replaces where the pipeline resumes (after a restore from a replica).
+    pub(crate) fn set_recovery(&self, r: Recovery) {
+        *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+
+    /// Opens a restore of this checkpoint for a pipeline with `operators` stateful operators.
+    pub(crate) fn restore(&self, operators: usize) -> CheckpointRestore<'_> {
+        CheckpointRestore {
+            store: self,
+            wb: WriteBatch::default(),
+            pending: 0,
+            operators,
+            applied: 0,
+        }
+    }
+
+    /// The replica's mark committed with the last completed batch (see [`Replicator`]).
+    pub(crate) fn replica_mark(&self) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.meta(), KEY_REPLICA)
+            .map_err(|e| self.error(e))
     }
 
     /// Discards the batch's changes and stops state from going on past it.

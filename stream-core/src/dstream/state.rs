@@ -279,10 +279,15 @@ impl<K: StateKey, S: StateValue> Durable for StateOp<K, S> {
         )
     }
 
-    fn commit(&self, store: &Store, _: Time, wb: &mut rocksdb::WriteBatch) -> Result<()> {
+    fn commit(
+        &self,
+        store: &Store,
+        _: Time,
+        wb: &mut crate::checkpoint::CommitBatch<'_>,
+    ) -> Result<()> {
         self.keyed.commit(store, wb)?;
         if self.init_merged.swap(false, Ordering::SeqCst) {
-            self.keyed.put_flag(store, wb, b"init")?;
+            self.keyed.put_flag(wb, b"init")?;
         }
         Ok(())
     }

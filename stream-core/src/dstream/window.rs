@@ -20,8 +20,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::checkpoint::CommitBatch;
 use rayon::prelude::*;
-use rocksdb::WriteBatch;
 
 use super::state::open_store;
 use super::{DStream, Owner};
@@ -398,8 +398,7 @@ impl<K: StateKey, V: StateValue> Durable for WindowOp<K, V> {
         )
     }
 
-    fn commit(&self, store: &Store, _: Time, wb: &mut WriteBatch) -> Result<()> {
-        let cf = store.cf(self.id)?;
+    fn commit(&self, store: &Store, _: Time, wb: &mut CommitBatch<'_>) -> Result<()> {
         let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
         let what = "a window pane";
         for (t, pane) in staged.panes.drain(..) {
@@ -409,15 +408,15 @@ impl<K: StateKey, V: StateValue> Durable for WindowOp<K, V> {
                 // Partition bytes are unused by reads; kept for a layout like the state's.
                 key.extend_from_slice(&[0, 0]);
                 key.extend(encode(what, &k)?);
-                wb.put_cf(cf, key, encode(what, &v)?);
+                wb.put(self.id, &key, &encode(what, &v)?)?;
             }
         }
         if let Some(through) = staged.expire_through.take() {
-            wb.delete_range_cf(
-                cf,
-                pane_prefix(Time::from_millis(i64::MIN)),
-                pane_prefix(through + Duration::from_millis(1)),
-            );
+            wb.delete_range(
+                self.id,
+                &pane_prefix(Time::from_millis(i64::MIN)),
+                &pane_prefix(through + Duration::from_millis(1)),
+            )?;
         }
         drop(staged);
         self.agg.commit(store, wb)

@@ -249,6 +249,33 @@ impl Membership {
         }
     }
 
+    /// The group's committed offsets of these partitions (those it has).
+    pub(crate) fn committed(
+        &self,
+        parts: &[(String, i32)],
+        timeout: StdDuration,
+    ) -> Result<Vec<(String, i32, i64)>, String> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in parts {
+            let _ = tpl.add_partition(t, *p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, timeout)
+            .map_err(|e| format!("cannot read the group's committed offsets: {e}"))?;
+        let out = committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.topic().to_string(), e.partition(), o)),
+                _ => None,
+            })
+            .collect();
+        // Dropped before the consumer can be (see BUILD.md on the drop hang).
+        drop(committed);
+        Ok(out)
+    }
+
     /// The member's current assignment.
     pub(crate) fn assignment(&self) -> Vec<(String, i32)> {
         match self.consumer.assignment() {

@@ -17,6 +17,7 @@
 //!   pipeline shape, task topics and partition count), written by the first instance; every
 //!   instance takes the first record, and one whose pipeline differs refuses to join.
 
+mod changelog;
 mod membership;
 mod meta;
 
@@ -274,7 +275,11 @@ impl ScaleOutBuilder {
                 "no checkpoint root: call .checkpoint(dir) (each task keeps its state and positions in dir/<task>)",
             )
         })?;
-        let stateful = shape.iter().any(|l| l.starts_with("stateful operator"));
+        let operators = shape
+            .iter()
+            .filter(|l| l.starts_with("stateful operator"))
+            .count();
+        let stateful = operators > 0;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -312,11 +317,37 @@ impl ScaleOutBuilder {
                 "{d} (the application's record is the first in {meta_topic}; to run a changed pipeline, use a new application id)"
             )));
         }
+        if stateful {
+            // Each stateful operator's changes, and each task's last batch: one partition per
+            // task, compacted.
+            let topics: Vec<String> = (0..operators)
+                .map(|op| changelog::op_topic(&self.app, op))
+                .chain([changelog::tasks_topic(&self.app)])
+                .collect();
+            for topic in &topics {
+                crate::admin::ensure_topic(
+                    &self.brokers,
+                    topic,
+                    partitions as i32,
+                    &[("cleanup.policy", "compact")],
+                )
+                .map_err(|e| self.error(e))?;
+                let n = crate::admin::partition_count(&self.brokers, topic)
+                    .map_err(|e| self.error(e))?
+                    .unwrap_or(0);
+                if n != partitions {
+                    return Err(self.refused(format!(
+                        "the changelog topic {topic} has {n} partitions and the application has {partitions} tasks: a task's state would be read from another task's partition (delete the topic only if the state in it may be lost)"
+                    )));
+                }
+            }
+        }
         let inner = Arc::new(InstanceInner {
             settings: self.clone(),
             root,
             zero: Time::from_millis(app_record.zero_ms),
             total_tasks: partitions,
+            operators,
             stateful,
             build: Box::new(build),
             tasks: Mutex::new(BTreeMap::new()),
@@ -370,6 +401,8 @@ pub(crate) struct InstanceInner {
     root: PathBuf,
     zero: Time,
     total_tasks: usize,
+    /// Stateful operators of the pipeline (each has a changelog topic).
+    operators: usize,
     stateful: bool,
     #[allow(clippy::type_complexity)]
     build: Box<dyn Fn(&TaskScope) -> Result<StreamingContext, Error> + Send + Sync>,
@@ -455,6 +488,59 @@ impl InstanceInner {
                 })?;
             }
             ssc.checkpoint(&dir)?;
+            if self.stateful {
+                let s = &self.settings;
+                let started = std::time::Instant::now();
+                let restored = ssc.restore_checkpoint(|r| {
+                    changelog::restore(&s.brokers, &s.app, partition, s.timeout, r).map_err(|e| {
+                        self.task_error(&scope.task, format!("restoring its state: {e}"))
+                    })
+                })?;
+                if restored.batch.is_none() && !restored.from_local {
+                    // Nothing to restore: a task run for the first time. If the group has
+                    // offsets for it, it ran before and its changelog lost what it had.
+                    let committed = match self.membership.get().and_then(Weak::upgrade) {
+                        Some(m) => m
+                            .committed(&scope.partitions, s.timeout)
+                            .map_err(|e| self.task_error(&scope.task, e))?,
+                        None => Vec::new(),
+                    };
+                    if let Some((t, p, o)) = committed.first() {
+                        return Err(self.task_error(
+                            &scope.task,
+                            format!(
+                                "group {} committed offset {o} of {t}-{p}, and the task's changelog ({}) holds no batch: its state is gone (were the changelog topics deleted?). Resuming would lose it: use a new application id to start afresh",
+                                s.app,
+                                changelog::tasks_topic(&s.app)
+                            ),
+                        ));
+                    }
+                }
+                if let Some(t) = restored.batch {
+                    log::info!(
+                        "task {}: restored to the batch at {t} from {} ({} changes, {} bytes of changelog, {:?})",
+                        scope.task,
+                        if restored.from_local {
+                            "the local copy and the changelog's tail"
+                        } else {
+                            "the changelog"
+                        },
+                        restored.changes,
+                        restored.bytes,
+                        started.elapsed()
+                    );
+                }
+                let log = changelog::Changelog::open(
+                    &s.brokers,
+                    &s.app,
+                    &scope.task,
+                    partition,
+                    self.operators,
+                    s.timeout,
+                )
+                .map_err(|e| self.task_error(&scope.task, e))?;
+                ssc.set_replicator(Arc::new(log))?;
+            }
             ssc.add_streaming_listener(Arc::new(TaskFailures {
                 instance: Arc::downgrade(self),
                 task: scope.task.clone(),

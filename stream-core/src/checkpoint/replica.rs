@@ -1,0 +1,230 @@
+//! Replicas of a checkpoint: what lets a task's state move to another machine. A
+//! [`Replicator`] sees every batch's state changes before the batch commits locally (a Kafka
+//! changelog producer, in stream-kafka's scale-out), and [`CheckpointRestore`] writes a replica's
+//! records back into a checkpoint before the context starts (a task restored from its
+//! changelog, or a local copy brought up to date with the changelog's tail).
+//!
+//! Changes are logged as the operators write them: puts and deletes of keys of an operator's
+//! column family; a range delete (expired window panes) is logged as a delete of each key in
+//! the range, since a compacted topic has no range deletes.
+
+use rocksdb::WriteBatch;
+
+use super::{KEY_LAST, KEY_REPLICA, KEY_ZERO, META, Store, WAL, sink_key, wal_key};
+use crate::error::{CheckpointError, Result};
+use crate::time::Time;
+
+/// One change of a stateful operator's state: its key in the operator's store, and the new
+/// value (`None`: deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The operator's number in the pipeline (creation order).
+    pub operator: usize,
+    /// The key, as the operator lays it out (partition, then the encoded key).
+    pub key: Vec<u8>,
+    /// The value, or `None` for a delete.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What a batch commits, as a replicator sees it.
+#[derive(Debug)]
+pub struct CommitRecord<'a> {
+    /// The batch time.
+    pub time: Time,
+    /// The context's zero time.
+    pub zero: Time,
+    /// Every state change of the batch, in the order the operators made them.
+    pub changes: &'a [StateChange],
+    /// Each replayable input's position after the batch, by input number.
+    pub inputs: &'a [(usize, Vec<u8>)],
+    /// Each sink's position after the batch, by sink number.
+    pub sinks: &'a [(usize, Vec<u8>)],
+}
+
+/// Receives each batch's state changes before the batch commits to the local checkpoint
+/// (see [`StreamingContext::set_replicator`](crate::StreamingContext::set_replicator)).
+pub trait Replicator: Send + Sync {
+    /// Makes the batch's changes durable elsewhere. An error fails the batch: its state changes
+    /// are discarded, as for any failed batch. What it returns (e.g. the replica's offsets after
+    /// this batch) is committed with the batch and handed back at the next restore
+    /// ([`CheckpointRestore::mark`]).
+    fn replicate(&self, batch: &CommitRecord<'_>) -> Result<Option<Vec<u8>>>;
+}
+
+/// The batch's writes to the checkpoint: a RocksDB write batch, and the same changes logged
+/// for a replicator when the context has one.
+pub(crate) struct CommitBatch<'a> {
+    pub(super) store: &'a Store,
+    pub(super) wb: WriteBatch,
+    pub(super) log: Option<Vec<StateChange>>,
+}
+
+impl CommitBatch<'_> {
+    /// Sets `key` of operator `op`.
+    pub(crate) fn put(&mut self, op: usize, key: &[u8], value: &[u8]) -> Result<()> {
+        self.wb.put_cf(self.store.cf(op)?, key, value);
+        if let Some(log) = &mut self.log {
+            log.push(StateChange {
+                operator: op,
+                key: key.to_vec(),
+                value: Some(value.to_vec()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes `key` of operator `op`.
+    pub(crate) fn delete(&mut self, op: usize, key: &[u8]) -> Result<()> {
+        self.wb.delete_cf(self.store.cf(op)?, key);
+        if let Some(log) = &mut self.log {
+            log.push(StateChange {
+                operator: op,
+                key: key.to_vec(),
+                value: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes the keys `[from, to)` of operator `op`.
+    pub(crate) fn delete_range(&mut self, op: usize, from: &[u8], to: &[u8]) -> Result<()> {
+        let cf = self.store.cf(op)?;
+        if let Some(log) = &mut self.log {
+            let mut it = self.store.db().raw_iterator_cf(cf);
+            it.seek(from);
+            while let Some(k) = it.key() {
+                if k >= to {
+                    break;
+                }
+                log.push(StateChange {
+                    operator: op,
+                    key: k.to_vec(),
+                    value: None,
+                });
+                it.next();
+            }
+            it.status().map_err(|e| self.store.error(e))?;
+        }
+        self.wb.delete_range_cf(cf, from, to);
+        Ok(())
+    }
+}
+
+/// Writes a replica's records into a checkpoint before its context starts (see
+/// [`StreamingContext::restore_checkpoint`](crate::StreamingContext::restore_checkpoint)).
+pub struct CheckpointRestore<'a> {
+    pub(super) store: &'a Store,
+    pub(super) wb: WriteBatch,
+    pub(super) pending: usize,
+    pub(super) operators: usize,
+    pub(super) applied: u64,
+}
+
+impl std::fmt::Debug for CheckpointRestore<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointRestore")
+            .field("dir", &self.store.dir())
+            .field("applied", &self.applied)
+            .finish()
+    }
+}
+
+/// Changes written per RocksDB write while restoring.
+const RESTORE_CHUNK: usize = 16_384;
+
+impl CheckpointRestore<'_> {
+    /// How many stateful operators the pipeline has (operator numbers are `0..operators()`).
+    pub fn operators(&self) -> usize {
+        self.operators
+    }
+
+    /// The replica's mark committed with the last batch of this checkpoint (what the
+    /// replicator returned then), if any.
+    pub fn mark(&self) -> Result<Option<Vec<u8>>> {
+        self.store.replica_mark()
+    }
+
+    /// The last completed batch of this checkpoint, if any.
+    pub fn last_batch(&self) -> Option<Time> {
+        self.store
+            .recovery()
+            .filter(|r| r.completed)
+            .map(|r| r.last)
+    }
+
+    /// How many changes were applied so far.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Applies one change of a restored batch.
+    pub fn apply(&mut self, change: &StateChange) -> Result<()> {
+        if change.operator >= self.operators {
+            return Err(CheckpointError::Corrupt {
+                file: self.store.dir().join("db"),
+                reason: format!(
+                    "a restored change is for stateful operator #{}, and the pipeline has {}",
+                    change.operator, self.operators
+                ),
+            }
+            .into());
+        }
+        let cf = self.store.cf(change.operator)?;
+        match &change.value {
+            Some(v) => self.wb.put_cf(cf, &change.key, v),
+            None => self.wb.delete_cf(cf, &change.key),
+        }
+        self.pending += 1;
+        self.applied += 1;
+        if self.pending >= RESTORE_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Records that the restored state is that after the batch of `time`: the inputs' and
+    /// sinks' positions after it, and the replica's `mark` (offsets to resume restoring from).
+    /// The context then resumes after `time`. Positions written ahead by an earlier run of
+    /// this checkpoint are dropped: the batches they describe are not the restored ones.
+    pub fn batch(
+        &mut self,
+        time: Time,
+        zero: Time,
+        inputs: &[(usize, Vec<u8>)],
+        sinks: &[(usize, Vec<u8>)],
+        mark: Option<&[u8]>,
+    ) -> Result<()> {
+        let meta = self
+            .store
+            .db()
+            .cf_handle(META)
+            .expect("the meta column family is opened with the database");
+        self.wb.delete_range_cf(meta, [WAL], [WAL + 1]);
+        for (i, p) in inputs {
+            self.wb.put_cf(meta, wal_key(*i, time), p);
+        }
+        for (i, p) in sinks {
+            self.wb.put_cf(meta, sink_key(*i), p);
+        }
+        match mark {
+            Some(m) => self.wb.put_cf(meta, KEY_REPLICA, m),
+            None => self.wb.delete_cf(meta, KEY_REPLICA),
+        }
+        self.wb.put_cf(meta, KEY_ZERO, zero.millis().to_be_bytes());
+        self.wb.put_cf(meta, KEY_LAST, time.millis().to_be_bytes());
+        self.flush()?;
+        self.store.set_recovery(super::Recovery {
+            zero,
+            last: time,
+            completed: true,
+        });
+        Ok(())
+    }
+
+    /// Writes what is buffered.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        let wb = std::mem::take(&mut self.wb);
+        self.pending = 0;
+        self.store.db().write(wb).map_err(|e| self.store.error(e))
+    }
+}

@@ -1,0 +1,363 @@
+//! Changelogs: the state of a task, in Kafka, so that the task can move to another machine.
+//!
+//! - `<app>-op<N>-changelog` (compacted, one partition per task) holds stateful operator `N`'s
+//!   changes: key = the operator's key in its store, value = the new value, a tombstone for a
+//!   delete; header `dstream.batch` = the batch time.
+//! - `<app>-tasks-changelog` (compacted, one partition per task) holds, under the key `batch`,
+//!   the task's last batch: its time, the zero time, and the inputs' and sinks' positions after
+//!   it.
+//!
+//! Each batch's changes and its batch record are written in one Kafka transaction by the
+//! task's changelog producer (transactional id `<app>-<task>-changelog`, so that the task's
+//! next owner fences a zombie's), before the batch commits to the local checkpoint. The local
+//! checkpoint keeps the changelog offsets after its last batch (the replica's mark): a task
+//! restored where it ran before reads only the changelog's tail; elsewhere, the whole
+//! partition.
+//!
+//! A restore applies the changes of batches up to the last batch record, in log order, and
+//! skips records of later batches (on a broker that shows aborted transactions, tansu, those
+//! are the records of a transaction that did not commit).
+
+use std::collections::BTreeMap;
+use std::time::{Duration as StdDuration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+use stream_core::{
+    CheckpointRestore, CommitRecord, Error, Replicator, ScaleError, StateChange, Time,
+};
+
+use crate::produce::{self, TrackedProducer, Tracker};
+use crate::sink::BATCH_HEADER;
+
+/// The changelog topic of stateful operator `op`.
+pub(crate) fn op_topic(app: &str, op: usize) -> String {
+    format!("{app}-op{op}-changelog")
+}
+
+/// The topic of the tasks' last batches.
+pub(crate) fn tasks_topic(app: &str) -> String {
+    format!("{app}-tasks-changelog")
+}
+
+const BATCH_KEY: &[u8] = b"batch";
+
+/// A task's last batch, as the tasks changelog holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct BatchRecord {
+    time_ms: i64,
+    zero_ms: i64,
+    inputs: Vec<(usize, Vec<u8>)>,
+    sinks: Vec<(usize, Vec<u8>)>,
+}
+
+/// The changelog offsets after a batch: where a restore of the local copy resumes.
+type Mark = BTreeMap<String, i64>;
+
+/// Writes a task's batches to its changelog partitions (a [`Replicator`]).
+pub(crate) struct Changelog {
+    app: String,
+    task: String,
+    partition: i32,
+    operators: usize,
+    producer: TrackedProducer,
+    timeout: StdDuration,
+}
+
+impl Changelog {
+    /// The task's changelog producer; fences the task's previous owner's.
+    pub(crate) fn open(
+        brokers: &str,
+        app: &str,
+        task: &str,
+        partition: i32,
+        operators: usize,
+        timeout: StdDuration,
+    ) -> Result<Changelog, String> {
+        let producer: TrackedProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("transactional.id", format!("{app}-{task}-changelog"))
+            .set("transaction.timeout.ms", "60000")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", timeout.as_millis().to_string())
+            .create_with_context(Tracker::default())
+            .map_err(|e| format!("cannot create the changelog producer: {e}"))?;
+        producer
+            .init_transactions(timeout)
+            .map_err(|e| format!("cannot initialise the changelog's transactions: {e}"))?;
+        Ok(Changelog {
+            app: app.to_string(),
+            task: task.to_string(),
+            partition,
+            operators,
+            producer,
+            timeout,
+        })
+    }
+
+    fn error(&self, message: String) -> Error {
+        ScaleError::Task {
+            app: self.app.clone(),
+            task: self.task.clone(),
+            message,
+        }
+        .into()
+    }
+
+    fn write(&self, batch: &CommitRecord<'_>) -> Result<Mark, String> {
+        let t = batch.time.millis().to_string();
+        let headers = || {
+            OwnedHeaders::new().insert(Header {
+                key: BATCH_HEADER,
+                value: Some(t.as_bytes()),
+            })
+        };
+        self.producer
+            .begin_transaction()
+            .map_err(|e| format!("cannot begin a changelog transaction: {e}"))?;
+        let topics: Vec<String> = (0..self.operators)
+            .map(|op| op_topic(&self.app, op))
+            .collect();
+        for c in batch.changes {
+            produce::send_to(
+                &self.producer,
+                &topics[c.operator],
+                self.partition,
+                Some(&c.key),
+                c.value.as_deref(),
+                headers(),
+            )?;
+        }
+        let record = BatchRecord {
+            time_ms: batch.time.millis(),
+            zero_ms: batch.zero.millis(),
+            inputs: batch.inputs.to_vec(),
+            sinks: batch.sinks.to_vec(),
+        };
+        let value = postcard::to_stdvec(&record).map_err(|e| e.to_string())?;
+        produce::send_to(
+            &self.producer,
+            &tasks_topic(&self.app),
+            self.partition,
+            Some(BATCH_KEY),
+            Some(&value),
+            headers(),
+        )?;
+        self.producer
+            .commit_transaction(self.timeout)
+            .map_err(|e| format!("cannot commit the changelog transaction: {e}"))?;
+        produce::flush(&self.producer, self.timeout)?;
+        let delivered = produce::delivered(&self.producer);
+        Ok(delivered
+            .into_iter()
+            .filter(|((_, p), _)| *p == self.partition)
+            .map(|((t, _), o)| (t, o))
+            .collect())
+    }
+}
+
+impl Replicator for Changelog {
+    fn replicate(&self, batch: &CommitRecord<'_>) -> Result<Option<Vec<u8>>, Error> {
+        match self.write(batch) {
+            Ok(mark) => postcard::to_stdvec(&mark)
+                .map(Some)
+                .map_err(|e| self.error(format!("cannot encode the changelog offsets: {e}"))),
+            Err(e) => {
+                let _ = self.producer.abort_transaction(self.timeout);
+                Err(self.error(format!(
+                    "writing the batch at {} to the changelog: {e}",
+                    batch.time
+                )))
+            }
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Restored {
+    /// The batch the task resumes after, if the changelog had one newer than the local copy.
+    pub(crate) batch: Option<Time>,
+    /// Changes applied.
+    pub(crate) changes: u64,
+    /// Bytes of changelog read.
+    pub(crate) bytes: u64,
+    /// Whether the local copy was used (only the tail was read).
+    pub(crate) from_local: bool,
+}
+
+/// Reads one changelog partition from `from` to its end, calling `each` with each record's
+/// offset, key, value, batch time and size.
+#[allow(clippy::type_complexity)]
+fn read_partition(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    from: Option<i64>,
+    timeout: StdDuration,
+    mut each: impl FnMut(i64, &[u8], Option<&[u8]>, Option<i64>) -> Result<(), String>,
+) -> Result<(), String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "dstream-changelog-restore")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| format!("cannot create a consumer: {e}"))?;
+    {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            topic,
+            partition,
+            from.map_or(Offset::Beginning, Offset::Offset),
+        )
+        .map_err(|e| format!("{topic}-{partition}: {e}"))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| format!("cannot read {topic}-{partition}: {e}"))?;
+    }
+    // The deadline is for silence, not for the whole read: a long changelog takes long.
+    let mut deadline = Instant::now() + timeout;
+    loop {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "reading {topic}-{partition}: no progress for {timeout:?} (brokers {brokers})"
+            ));
+        }
+        match consumer.poll(StdDuration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                deadline = Instant::now() + timeout;
+                let batch = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == BATCH_HEADER)
+                        .and_then(|x| x.value)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.parse::<i64>().ok())
+                });
+                each(m.offset(), m.key().unwrap_or_default(), m.payload(), batch)?;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
+            Some(Err(e)) => log::debug!("reading {topic}-{partition}: {e}"),
+        }
+    }
+}
+
+/// Brings the task's checkpoint up to date with its changelog partitions (see the module).
+pub(crate) fn restore(
+    brokers: &str,
+    app: &str,
+    partition: i32,
+    timeout: StdDuration,
+    r: &mut CheckpointRestore<'_>,
+) -> Result<Restored, String> {
+    let mark: Mark = match r.mark().map_err(|e| e.to_string())? {
+        Some(bytes) => postcard::from_bytes(&bytes)
+            .map_err(|e| format!("the checkpoint's changelog offsets do not decode: {e}"))?,
+        None => Mark::new(),
+    };
+    let local = r.last_batch();
+    let from_local = local.is_some() && !mark.is_empty();
+    let tasks = tasks_topic(app);
+    let mut last: Option<(i64, BatchRecord)> = None;
+    read_partition(
+        brokers,
+        &tasks,
+        partition,
+        from_local.then(|| mark.get(&tasks).copied()).flatten(),
+        timeout,
+        |offset, key, value, _| {
+            if key != BATCH_KEY {
+                return Ok(());
+            }
+            let Some(v) = value else { return Ok(()) };
+            let record: BatchRecord = postcard::from_bytes(v).map_err(|e| {
+                format!(
+                    "the batch record at {tasks}-{partition} offset {offset} does not decode: {e}"
+                )
+            })?;
+            last = Some((offset, record));
+            Ok(())
+        },
+    )?;
+    let Some((batch_offset, record)) = last else {
+        return Ok(Restored {
+            from_local,
+            ..Restored::default()
+        });
+    };
+    if local.is_some_and(|l| l.millis() >= record.time_ms) {
+        // The local copy already has it (its commit came after the changelog's).
+        return Ok(Restored {
+            from_local,
+            ..Restored::default()
+        });
+    }
+    let mut new_mark = mark.clone();
+    new_mark.insert(tasks.clone(), batch_offset + 1);
+    let mut done = Restored {
+        batch: Some(Time::from_millis(record.time_ms)),
+        from_local,
+        ..Restored::default()
+    };
+    for op in 0..r.operators() {
+        let topic = op_topic(app, op);
+        let from = if from_local {
+            mark.get(&topic).copied()
+        } else {
+            None
+        };
+        let mut next = from;
+        let mut skipped_at = None::<i64>;
+        read_partition(
+            brokers,
+            &topic,
+            partition,
+            from,
+            timeout,
+            |offset, key, value, batch| {
+                next = Some(offset + 1);
+                done.bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
+                match batch {
+                    Some(b) if b > record.time_ms => {
+                        skipped_at.get_or_insert(offset);
+                        Ok(())
+                    }
+                    None => Err(format!(
+                        "the change at {topic}-{partition} offset {offset} has no {BATCH_HEADER} header: it was not written by dstream"
+                    )),
+                    Some(_) => {
+                        done.changes += 1;
+                        r.apply(&StateChange {
+                            operator: op,
+                            key: key.to_vec(),
+                            value: value.map(<[u8]>::to_vec),
+                        })
+                        .map_err(|e| format!("{topic}-{partition} offset {offset}: {e}"))
+                    }
+                }
+            },
+        )?;
+        if let Some(n) = skipped_at.or(next) {
+            new_mark.insert(topic, n);
+        }
+    }
+    let mark_bytes = postcard::to_stdvec(&new_mark).map_err(|e| e.to_string())?;
+    r.batch(
+        Time::from_millis(record.time_ms),
+        Time::from_millis(record.zero_ms),
+        &record.inputs,
+        &record.sinks,
+        Some(&mark_bytes),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(done)
+}
