@@ -192,10 +192,10 @@ pub(crate) struct Restored {
     pub(crate) from_local: bool,
 }
 
-/// Reads one changelog partition from `from` to its end, calling `each` with each record's
-/// offset, key, value, batch time and size.
-#[allow(clippy::type_complexity)]
-fn read_partition(
+/// Reads one partition (`read_committed`) from `from` (default: its start) to its end, calling
+/// `each` with each record's offset, key, value and `dstream.batch` header. The timeout is for
+/// silence, not for the whole read.
+pub(crate) fn read_partition(
     brokers: &str,
     topic: &str,
     partition: i32,
@@ -205,7 +205,7 @@ fn read_partition(
 ) -> Result<(), String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", "dstream-changelog-restore")
+        .set("group.id", "dstream-internal-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")

@@ -4,13 +4,10 @@
 //! takes the *first* record as the application's, so that two instances starting at once still
 //! agree. An instance whose facts differ refuses to join, naming the difference.
 
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedHeaders};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::message::OwnedHeaders;
 
 use crate::produce::{self, TrackedProducer, Tracker};
 
@@ -76,58 +73,27 @@ impl AppRecord {
     }
 }
 
-fn consumer(brokers: &str) -> Result<BaseConsumer, String> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "dstream-meta-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .map_err(|e| format!("cannot create a consumer for {brokers}: {e}"))
-}
-
 /// The first application record in `topic`, reading it from the start to its end.
 pub(crate) fn read_first(
     brokers: &str,
     topic: &str,
     timeout: StdDuration,
 ) -> Result<Option<AppRecord>, String> {
-    let consumer = consumer(brokers)?;
-    {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning)
-            .map_err(|e| format!("{topic}: {e}"))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| format!("cannot read {topic}: {e}"))?;
-    }
-    let deadline = Instant::now() + timeout;
-    loop {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "could not read {topic} to its end within {timeout:?} (are the brokers {brokers} up?)"
-            ));
+    let mut first = None;
+    super::changelog::read_partition(brokers, topic, 0, None, timeout, |offset, key, value, _| {
+        if first.is_some() || key != b"application" {
+            return Ok(());
         }
-        match consumer.poll(StdDuration::from_millis(100)) {
-            None => {}
-            Some(Ok(m)) => {
-                if m.key() != Some(b"application".as_slice()) {
-                    continue;
-                }
-                let Some(v) = m.payload() else { continue };
-                let record: AppRecord = serde_json::from_slice(v).map_err(|e| {
-                    format!(
-                        "the application record at {topic}-0 offset {} does not decode ({e}); it was not written by this version of dstream",
-                        m.offset()
-                    )
-                })?;
-                return Ok(Some(record));
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
-            Some(Err(e)) => log::debug!("reading {topic}: {e}"),
-        }
-    }
+        let Some(v) = value else { return Ok(()) };
+        let record: AppRecord = serde_json::from_slice(v).map_err(|e| {
+            format!(
+                "the application record at {topic}-0 offset {offset} does not decode ({e}); it was not written by this version of dstream"
+            )
+        })?;
+        first = Some(record);
+        Ok(())
+    })?;
+    Ok(first)
 }
 
 /// Appends `record` as an application record to `topic`.
