@@ -220,6 +220,7 @@ impl StreamingContextBuilder {
                 progress: Mutex::new(Progress::default()),
                 progress_cv: Condvar::new(),
                 stopping: AtomicBool::new(false),
+                exchanges: AtomicBool::new(false),
                 stop_now: AtomicBool::new(false),
                 drain: AtomicI64::new(0),
                 checkpoint: Mutex::new(self.checkpoint),
@@ -264,7 +265,7 @@ struct Progress {
 pub(crate) struct ContextInner {
     pub(crate) id: usize,
     batch: Duration,
-    parallelism: usize,
+    pub(crate) parallelism: usize,
     clock: Arc<dyn Clock>,
     stop_on_signal: bool,
     zero: AtomicI64,
@@ -274,6 +275,10 @@ pub(crate) struct ContextInner {
     progress: Mutex<Progress>,
     progress_cv: Condvar,
     stopping: AtomicBool,
+    /// Whether the pipeline exchanges records with the application's other tasks: a task that
+    /// starts afresh then starts at the application's first batch, as the others did, so that
+    /// every task sends every batch.
+    pub(crate) exchanges: AtomicBool,
     stop_now: AtomicBool,
     /// The longest window of the graph, in ms: how long a batch job keeps generating batches
     /// after its inputs finish, so that every window holding their last records is emitted.
@@ -330,6 +335,11 @@ impl ContextInner {
     pub(crate) fn input_status(&self) -> Vec<InputPartitionStatus> {
         let reports = lock(&self.input_status).clone();
         reports.iter().flat_map(|f| f()).collect()
+    }
+
+    /// Whether the context is stopping (a batch waiting on other tasks gives up).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Whether operator metrics are collected.
@@ -564,7 +574,12 @@ impl ContextInner {
             .enumerate()
             .filter_map(|(i, input)| input.position_at(t).map(|p| (i, p)))
             .collect();
-        store.write_ahead(&positions, t, start)
+        store.write_ahead(&positions, t, start)?;
+        let replicator = lock(&self.replicator).clone();
+        match replicator {
+            Some(r) if !positions.is_empty() => r.write_ahead(t, &positions),
+            _ => Ok(()),
+        }
     }
 
     /// Commits the batch to the checkpoint if it succeeded (and every batch before it did);
@@ -703,7 +718,13 @@ impl ContextInner {
         info.processing_time = Some(started.elapsed());
         info.processing_end = Some(self.clock.now());
         if let Some(e) = errors.first() {
-            log::error!("Error running job streaming job {time}: {e}");
+            if self.is_stopping() && self.exchanges.load(Ordering::Relaxed) {
+                // A task of a scaled-out application gave up waiting for the others because it
+                // stops: its next owner processes the batch.
+                log::info!("the batch at {time} stops unfinished: {e}");
+            } else {
+                log::error!("Error running job streaming job {time}: {e}");
+            }
             info.failure = Some(e.to_string());
         }
         {
@@ -1077,7 +1098,13 @@ impl StreamingContext {
                     // A task of a scaled-out application: the next time on the application's
                     // grid, so that every task cuts the same batch times.
                     Some(zero) => {
-                        let k = (now - zero.millis()).div_euclid(batch).max(0) + 1;
+                        let k = if self.inner.exchanges.load(Ordering::Relaxed) {
+                            // The application's first batch: the other tasks wait for this
+                            // task's part of every batch since.
+                            1
+                        } else {
+                            (now - zero.millis()).div_euclid(batch).max(0) + 1
+                        };
                         (zero, Time::from_millis(zero.millis() + k * batch))
                     }
                     None => {

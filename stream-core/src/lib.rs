@@ -48,11 +48,11 @@ pub use metrics::{
     BatchInfo, InputPartitionStatus, InputStatusFn, OperatorInfo, OutputOperationInfo, StateInfo,
     StatusLine, StreamingListener,
 };
-pub use partitioner::{HashPartitioner, Partitioner};
+pub use partitioner::{HashPartitioner, Partitioner, kafka_partition};
 pub use show::Show;
 pub use sink::{OutputResult, Sink, SinkContext};
 pub use source::{FileStreamOptions, Queue, ReceiverHandle, Source, SourceContext};
-pub use task::TaskScope;
+pub use task::{Exchange, Exchanges, Received, TaskScope};
 pub use time::{Duration, Hours, Milliseconds, Minutes, Seconds, Time};
 
 /// Everything a pipeline usually needs: `use stream_core::prelude::*;`.

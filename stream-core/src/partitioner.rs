@@ -21,6 +21,52 @@ pub(crate) fn shuffle_state() -> FixedState {
     )
 }
 
+/// Kafka's default partitioner: the partition of a record whose key is `key` (bytes) in a topic
+/// of `partitions` partitions, `(murmur2(key) & 0x7fffffff) % partitions`, as Kafka's Java
+/// producer places keyed records. Scale-out exchanges place records by this function of their
+/// key's postcard encoding, so a producer that writes the same encoded keys to a topic of the
+/// same partition count places them where the exchange would.
+///
+/// ```
+/// assert_eq!(stream_core::kafka_partition(b"foobar", 1), 0);
+/// assert!(stream_core::kafka_partition(b"user-17", 6) < 6);
+/// ```
+pub fn kafka_partition(key: &[u8], partitions: usize) -> usize {
+    (murmur2(key) & 0x7fff_ffff) as usize % partitions.max(1)
+}
+
+/// Kafka's `Utils.murmur2` (MurmurHash2, 32 bits, seed `0x9747b28c`).
+pub(crate) fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= (tail[2] as u32) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= (tail[1] as u32) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= tail[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
 /// Decides the partition of each key in a shuffle (Spark's `Partitioner`).
 pub trait Partitioner<K: ?Sized>: Send + Sync + 'static {
     /// How many partitions the shuffle produces.
@@ -94,5 +140,34 @@ impl<K: Hash + ?Sized> Partitioner<K> for HashPartitioner {
     fn partition_hashed(&self, _key: &K, hash: u64) -> usize {
         // Bits 32..56, scaled to 0..n without a division.
         ((((hash >> 32) & 0xff_ffff) * self.n as u64) >> 24) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vectors of Kafka's own `UtilsTest.testMurmur2`: keyed records land in the partition
+    /// where Kafka's Java producer puts them.
+    #[test]
+    fn murmur2_is_kafkas() {
+        let cases: &[(&[u8], i32)] = &[
+            (b"21", -973932308),
+            (b"foobar", -790332482),
+            (b"a-little-bit-long-string", -985981536),
+            (b"a-little-bit-longer-string", -1486304829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
+            (b"abc", 479470107),
+        ];
+        for (key, want) in cases {
+            assert_eq!(murmur2(key) as i32, *want, "{:?}", std::str::from_utf8(key));
+        }
+        assert_eq!(
+            kafka_partition(b"foobar", 7),
+            (-790332482i32 & 0x7fff_ffff) as usize % 7
+        );
     }
 }

@@ -31,6 +31,55 @@ pub struct TaskScope {
     pub zero: Option<Time>,
     /// Whatever the runner's sources and sinks need (for Kafka, the group membership).
     pub link: Option<Arc<dyn Any + Send + Sync>>,
+    /// Where the task's exchanges go (`repartition_by_key`, `global`): for Kafka, the
+    /// application's repartition topics. `None` where the runner offers none: an exchange is
+    /// then an error when the pipeline is built.
+    pub exchanges: Option<Arc<dyn Exchanges>>,
+}
+
+/// The runner's side of the exchanges of a task: records move between the tasks of an
+/// application through it (see [`DStream::repartition_by_key`](crate::DStream::repartition_by_key)).
+pub trait Exchanges: Send + Sync {
+    /// Opens the exchange of stateful operator `op`: to every task by key (`global` false), or
+    /// to the application's first task (`global` true).
+    fn open(&self, op: usize, global: bool) -> crate::Result<Arc<dyn Exchange>>;
+}
+
+/// One exchange of one task: what the task sends for a batch time, and what it receives.
+///
+/// Records travel as chunks: each a run of postcard-encoded records. A batch's chunks from
+/// every task of the application must have arrived before `receive` returns them; a task that
+/// sends a batch again (after a crash) sends a second copy, of which readers take one.
+pub trait Exchange: Send + Sync {
+    /// How many destinations records are routed to (the task count, or 1).
+    fn destinations(&self) -> usize;
+    /// Whether this task receives records (every task of a by-key exchange; the first task
+    /// only of a global one).
+    fn receives(&self) -> bool;
+    /// Sends this task's records of the batch at `t`: `chunks[d]` go to destination `d` (an
+    /// empty list says that there are none: every destination is told the batch is complete).
+    fn send(&self, t: Time, chunks: Vec<Vec<Vec<u8>>>) -> crate::Result<()>;
+    /// The chunks for this task of the batch at `t`, from every task; `None` when this task
+    /// receives nothing (the other tasks of a global exchange). Waits until every task has sent
+    /// the batch, or until `cancelled` (the task is stopping) says to give up. `from` is where
+    /// to start reading when the exchange must look back (the position `resume` returned for
+    /// the batch before `t`).
+    fn receive(
+        &self,
+        t: Time,
+        from: Option<i64>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> crate::Result<Option<Received>>;
+}
+
+/// What a task received from an exchange for one batch.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    /// The chunks sent to this task, from every task.
+    pub chunks: Vec<Vec<u8>>,
+    /// Where to start reading for the next batch (the earliest position that may hold a record
+    /// of a later batch), kept in the checkpoint with the batch.
+    pub resume: i64,
 }
 
 impl fmt::Debug for TaskScope {
@@ -86,6 +135,7 @@ mod tests {
             partitions: vec![("in".into(), 0)],
             zero: None,
             link: Some(Arc::new(7u32)),
+            exchanges: None,
         }
     }
 

@@ -49,6 +49,17 @@ pub trait Replicator: Send + Sync {
     /// this batch) is committed with the batch and handed back at the next restore
     /// ([`CheckpointRestore::mark`]).
     fn replicate(&self, batch: &CommitRecord<'_>) -> Result<Option<Vec<u8>>>;
+
+    /// Makes the inputs' positions after capturing the batch of `time` durable elsewhere,
+    /// before the batch is processed (as the checkpoint writes them ahead locally), so that a
+    /// restore elsewhere replays that batch with the same records. An error fails the batch.
+    /// The default keeps nothing: a restored task then cuts the batches after its last
+    /// completed one afresh, which is right unless other tasks may have seen a batch in flight
+    /// (exchanges).
+    fn write_ahead(&self, time: Time, positions: &[(usize, Vec<u8>)]) -> Result<()> {
+        let _ = (time, positions);
+        Ok(())
+    }
 }
 
 /// The batch's writes to the checkpoint: a RocksDB write batch, and the same changes logged
@@ -218,6 +229,37 @@ impl CheckpointRestore<'_> {
             last: time,
             completed: true,
         });
+        Ok(())
+    }
+
+    /// Records the inputs' positions written ahead for the batch of `time`, after the restored
+    /// batch (see [`Replicator::write_ahead`]): the context replays that batch with the same
+    /// records. Call after [`batch`](Self::batch); with no restored batch, `zero` becomes the
+    /// checkpoint's zero time (a run that completed no batch).
+    pub fn ahead(&mut self, time: Time, zero: Time, inputs: &[(usize, Vec<u8>)]) -> Result<()> {
+        let meta = self
+            .store
+            .db()
+            .cf_handle(META)
+            .expect("the meta column family is opened with the database");
+        let recovery = self.store.recovery();
+        if recovery.is_some_and(|r| r.completed && r.last >= time) {
+            return Ok(());
+        }
+        for (i, p) in inputs {
+            self.wb.put_cf(meta, wal_key(*i, time), p);
+        }
+        if recovery.is_none() {
+            self.wb.put_cf(meta, KEY_ZERO, zero.millis().to_be_bytes());
+        }
+        self.flush()?;
+        if recovery.is_none() {
+            self.store.set_recovery(super::Recovery {
+                zero,
+                last: zero,
+                completed: false,
+            });
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 //! Operations are grouped by family: [`ops`](self) for single-stream operations, `pair` for
 //! key-value operations, `multi` for union and transform over several streams.
 
+mod exchange;
 mod multi;
 mod ops;
 mod pair;
@@ -52,8 +53,20 @@ pub(crate) struct NodeBase {
     persist: AtomicBool,
     /// Set when the node was made after its context started or stopped (Spark refuses those).
     pub(crate) detached: Option<ContextError>,
+    /// The node's batches are computed by another task of the application (it is downstream
+    /// of a global exchange, in a task that does not combine): it has none here.
+    elsewhere: bool,
+    /// Whether the node's children are `elsewhere`.
+    children_elsewhere: AtomicBool,
     /// Its records and time per batch, when the context observes operators.
     pub(crate) stats: Arc<NodeStats>,
+}
+
+impl NodeBase {
+    /// Makes the nodes made from this one from now on `elsewhere`.
+    pub(crate) fn set_children_elsewhere(&self) {
+        self.children_elsewhere.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The type-erased view of a node, for graph checks and per-batch clean-up.
@@ -174,6 +187,9 @@ impl<T: Data> DStream<T> {
         for p in &parents {
             p.base().consumers.fetch_add(1, Ordering::Relaxed);
         }
+        let elsewhere = parents
+            .iter()
+            .any(|p| p.base().children_elsewhere.load(Ordering::Relaxed));
         let ctx = owner.ctx.upgrade();
         DStream {
             node: Arc::new(NodeCell {
@@ -188,6 +204,8 @@ impl<T: Data> DStream<T> {
                     remember: Arc::new(AtomicI64::new(0)),
                     persist: AtomicBool::new(false),
                     slide,
+                    elsewhere,
+                    children_elsewhere: AtomicBool::new(elsewhere),
                     detached: problem.or(match ctx {
                         Some(ctx) => ctx.check_can_add().err(),
                         None => Some(ContextError::ContextDropped),
@@ -225,6 +243,9 @@ impl<T: Data> DStream<T> {
     /// The batch of time `t`: `None` when the stream has no batch then (Spark's `getOrCompute`).
     pub(crate) fn get_or_compute(&self, t: Time) -> Result<Option<Batch<T>>> {
         let cell = &self.node;
+        if cell.base.elsewhere {
+            return Ok(None);
+        }
         let ctx = cell.base.ctx.upgrade();
         // Spark's `isTimeValid`: a stream has batches only at multiples of its slide after zero.
         let zero = ctx.as_ref().and_then(|ctx| ctx.zero_time());
