@@ -120,3 +120,15 @@ pub(crate) fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<(),
 pub(crate) fn delivered(producer: &TrackedProducer) -> Offsets {
     lock(&producer.context().delivered).clone()
 }
+
+/// The delivery failures so far, without waiting for records in flight (serves the delivery
+/// reports that arrived).
+pub(crate) fn failures(producer: &TrackedProducer) -> Result<(), String> {
+    producer.poll(Duration::ZERO);
+    let failures = std::mem::take(&mut *lock(&producer.context().failures));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("records not delivered: {}", failures.join("; ")))
+    }
+}

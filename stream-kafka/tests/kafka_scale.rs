@@ -310,3 +310,286 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
         }
     }
 }
+
+/// Counts each user's events like `counting_instance`, with the input *not* keyed by user: the
+/// events go through a repartition topic to the task of their user first.
+fn repartitioning_instance(
+    brokers: &str,
+    app: &str,
+    input: &str,
+    out: &str,
+    root: &PathBuf,
+) -> Instance {
+    let (b, i, o) = (brokers.to_string(), input.to_string(), out.to_string());
+    ScaleOut::new(app, brokers)
+        .topics([input])
+        .checkpoint(root)
+        .session_timeout(StdDuration::from_secs(6))
+        .stop_gracefully_on_signal(false)
+        .run(move |_task| {
+            let ssc = StreamingContext::builder(Milliseconds(500))
+                .stop_gracefully_on_signal(false)
+                .parallelism(2)
+                .build()?;
+            let source = KafkaSource::strings(&b).topics([i.as_str()]).build()?;
+            let handle = source.handle();
+            let counted = ssc
+                .kafka_stream(source)
+                .map(|u| (u, ()))
+                .repartition_by_key()
+                .map_with_state(StateSpec::function(
+                    |_, user: &String, v: Option<()>, st: &mut State<i64>| {
+                        v?;
+                        let n = st.get().copied().unwrap_or(0) + 1;
+                        st.update(n);
+                        Some(format!("{user} {n}"))
+                    },
+                ));
+            counted.mapped().save_to(
+                KafkaSink::with_encoder(&b, &o, |l: &String| Ok(OutRecord::new(l.clone())))
+                    .delivery(Delivery::ExactlyOnce)
+                    .commit_offsets_of(&handle)
+                    .build(),
+            )?;
+            Ok(ssc)
+        })
+        .unwrap()
+}
+
+/// `per_user` events of each of 60 users, spread over all 6 partitions (event `k` of user `u`
+/// in partition `(u + k) % 6`): no partition holds all of a user's events.
+fn produce_users_everywhere(b: &str, topic: &str, per_user: usize) {
+    let users: Vec<String> = (0..60).map(|u| format!("u{u}")).collect();
+    let mut records: Vec<In<'_>> = Vec::new();
+    for k in 0..per_user {
+        for (u, name) in users.iter().enumerate() {
+            records.push((((u + k) % 6) as i32, None, Some(name.as_bytes())));
+        }
+    }
+    produce(b, topic, &records);
+}
+
+/// On a real Kafka broker only: the tasks of a pipeline with an exchange run in step and commit
+/// their transactions at the same instants, and tansu then leaves some of them open for good
+/// (their records are in the log, and a `read_committed` reader never gets past them; a
+/// `read_uncommitted` one sees all 600 counts, exactly once, with the values one process gives).
+#[test]
+fn a_repartition_brings_each_users_events_to_one_task_across_instances() {
+    let Some(b) = std::env::var("DSTREAM_REAL_KAFKA")
+        .ok()
+        .filter(|b| !b.is_empty())
+    else {
+        eprintln!(
+            "a_repartition_brings_each_users_events_to_one_task_across_instances: skipped: set DSTREAM_REAL_KAFKA=host:port (CI starts one: scripts/kafka-broker.sh start kafka)"
+        );
+        return;
+    };
+    {
+        let kind = "kafka";
+        eprintln!("== on {kind} ({b})");
+        let isolation = "read_committed";
+        let input = unique("spread-in");
+        let out = unique("spread-out");
+        let app = unique("spread-app");
+        create_topic(&b, &input, 6);
+        create_topic(&b, &out, 3);
+        let roots: Vec<PathBuf> = (0..3).map(|i| temp_root(&format!("spread{i}"))).collect();
+        produce_users_everywhere(&b, &input, 10);
+        let a = repartitioning_instance(&b, &app, &input, &out, &roots[0]);
+        let c = repartitioning_instance(&b, &app, &input, &out, &roots[1]);
+        let d = repartitioning_instance(&b, &app, &input, &out, &roots[2]);
+        wait_for(90, "the 6 tasks split among 3 instances", || {
+            split_among(&[&a, &c, &d], 6)
+        });
+        wait_or_report(&[&a, &c, &d], &b, &app, &input, &out, isolation, 600);
+
+        // One leaves: its tasks, with their state and their place in the repartition topic,
+        // are restored on the other two.
+        a.stop();
+        wait_for(90, "the 6 tasks on the 2 others", || {
+            split_among(&[&c, &d], 6)
+        });
+        produce_users_everywhere(&b, &input, 10);
+        wait_or_report(&[&c, &d], &b, &app, &input, &out, isolation, 1200);
+
+        let a = repartitioning_instance(&b, &app, &input, &out, &roots[0]);
+        wait_for(90, "the 6 tasks among 3 again", || {
+            split_among(&[&a, &c, &d], 6)
+        });
+        produce_users_everywhere(&b, &input, 10);
+        let want = counts((0..60).flat_map(|u| (1..=30).map(move |n| format!("u{u} {n}"))));
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+        while read_all_as(&b, &out, isolation).len() < 1800 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(StdDuration::from_millis(500));
+        }
+        std::thread::sleep(StdDuration::from_secs(1));
+        let got = counts(read_all_as(&b, &out, isolation).iter().map(|r| r.text()));
+        report(&[&a, &c, &d], &b, &app, &input, &out, isolation);
+        assert_same_counts(&got, &want, kind);
+        wait_for(30, "the group's offsets at the end of the input", || {
+            group_offsets(&b, &app, &input, 6) == vec![300; 6]
+        });
+        for i in [&a, &c, &d] {
+            i.stop();
+        }
+        for r in roots {
+            let _ = std::fs::remove_dir_all(r);
+        }
+    }
+}
+
+#[test]
+fn a_global_count_is_computed_once_per_batch_over_every_task() {
+    for (kind, b) in each_broker("a_global_count_is_computed_once_per_batch_over_every_task") {
+        eprintln!("== on {kind} ({b})");
+        let input = unique("global-in");
+        let app = unique("global-app");
+        create_topic(&b, &input, 4);
+        let roots: Vec<PathBuf> = (0..2).map(|i| temp_root(&format!("global{i}"))).collect();
+        produce_lines(&b, &input, 4, &lines(0, 400));
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, i64, i64)>>>;
+        let seen: Seen = Default::default();
+        let start = |root: &PathBuf| {
+            let (b2, i2, seen) = (b.clone(), input.clone(), seen.clone());
+            ScaleOut::new(&app, &b)
+                .topics([input.as_str()])
+                .checkpoint(root)
+                .session_timeout(StdDuration::from_secs(6))
+                .stop_gracefully_on_signal(false)
+                .run(move |task| {
+                    let ssc = StreamingContext::builder(Milliseconds(200))
+                        .stop_gracefully_on_signal(false)
+                        .build()?;
+                    let name = task.task.clone();
+                    let seen = seen.clone();
+                    ssc.kafka_stream(KafkaSource::strings(&b2).topics([i2.as_str()]).build()?)
+                        .global()
+                        .count()
+                        .foreach_batch(move |batch, t| {
+                            for n in batch.collect() {
+                                seen.lock().unwrap().push((name.clone(), t.millis(), n));
+                            }
+                        })?;
+                    Ok(ssc)
+                })
+                .unwrap()
+        };
+        let a = start(&roots[0]);
+        let c = start(&roots[1]);
+        wait_for(90, "the 4 tasks split among 2 instances", || {
+            split_among(&[&a, &c], 4)
+        });
+        let total = || seen.lock().unwrap().iter().map(|x| x.2).sum::<i64>();
+        wait_for(60, "400 records counted", || total() >= 400);
+        produce_lines(&b, &input, 4, &lines(400, 600));
+        wait_for(60, "600 records counted", || total() >= 600);
+        std::thread::sleep(StdDuration::from_secs(1));
+        a.stop();
+        c.stop();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(total_of(&seen), 600, "every record counted once ({kind})");
+        let tasks: BTreeSet<&String> = seen.iter().map(|x| &x.0).collect();
+        assert_eq!(
+            tasks.into_iter().collect::<Vec<_>>(),
+            vec![&format!("{input}-0")],
+            "only the first task computes the global count ({kind})"
+        );
+        let times: BTreeSet<i64> = seen.iter().map(|x| x.1).collect();
+        assert_eq!(times.len(), seen.len(), "one count per batch ({kind})");
+        for r in roots {
+            let _ = std::fs::remove_dir_all(r);
+        }
+    }
+}
+
+/// What the instances' tasks did last, and where the application is.
+fn report(instances: &[&Instance], b: &str, app: &str, input: &str, out: &str, isolation: &str) {
+    for i in instances {
+        for (task, ssc) in i.task_contexts() {
+            if let Some(last) = ssc.recent_batches().last() {
+                eprintln!(
+                    "{task}: last batch {} ({} records, done {:?} ms after its time, took {:?}), outputs {:?}",
+                    last.batch_time,
+                    last.num_records,
+                    last.processing_end
+                        .map(|e| e.millis() - last.batch_time.millis()),
+                    last.processing_time,
+                    last.output_operations
+                        .iter()
+                        .map(|o| format!("{} {:?} {:?}", o.description, o.duration, o.failure))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+    let mut per_user: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for r in read_all_as(b, out, isolation) {
+        let t = r.text();
+        if let Some((u, n)) = t.split_once(' ') {
+            per_user
+                .entry(u.to_string())
+                .or_default()
+                .push(n.parse().unwrap_or(-1));
+        }
+    }
+    for (u, ns) in &mut per_user {
+        ns.sort();
+        let complete = ns.iter().enumerate().all(|(i, n)| *n == i as i64 + 1);
+        if !complete || ns.len() % 10 != 0 {
+            eprintln!("{u}: {ns:?}");
+        }
+    }
+    eprintln!(
+        "group offsets {:?}, {} records out, {} in the repartition topic",
+        group_offsets(b, app, input, 6),
+        read_all_as(b, out, isolation).len(),
+        read_all(b, &format!("{app}-op0-repartition")).len()
+    );
+}
+
+/// Waits up to 60 s for `n` records in `out`; reports where things are if they do not come.
+#[allow(clippy::too_many_arguments)]
+fn wait_or_report(
+    instances: &[&Instance],
+    b: &str,
+    app: &str,
+    input: &str,
+    out: &str,
+    isolation: &str,
+    n: usize,
+) {
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+    while read_all_as(b, out, isolation).len() < n {
+        if std::time::Instant::now() > deadline {
+            report(instances, b, app, input, out, isolation);
+            panic!("timed out waiting for {n} records in {out}");
+        }
+        std::thread::sleep(StdDuration::from_millis(500));
+    }
+}
+
+/// Fails naming what is missing and what is extra (a few of each), not the whole of both.
+fn assert_same_counts(got: &BTreeMap<String, usize>, want: &BTreeMap<String, usize>, kind: &str) {
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|(k, n)| got.get(*k).copied().unwrap_or(0) < **n)
+        .map(|(k, _)| k)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, n)| want.get(*k).copied().unwrap_or(0) < **n)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "each user's counts exactly once, as one process counts them ({kind}): {} missing, e.g. {:?}; {} extra, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(12)],
+        extra.len(),
+        &extra[..extra.len().min(12)]
+    );
+}
+
+fn total_of(seen: &[(String, i64, i64)]) -> i64 {
+    seen.iter().map(|x| x.2).sum()
+}

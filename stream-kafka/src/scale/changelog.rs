@@ -45,6 +45,23 @@ pub(crate) fn tasks_topic(app: &str) -> String {
 }
 
 const BATCH_KEY: &[u8] = b"batch";
+/// `ahead <time>`: the inputs' positions after capturing the batch of `time`, written before
+/// the batch is processed (pipelines with exchanges only), deleted when the batch commits.
+const AHEAD_KEY: &[u8] = b"ahead";
+
+fn ahead_key(t: i64) -> Vec<u8> {
+    let mut k = AHEAD_KEY.to_vec();
+    k.extend_from_slice(&t.to_be_bytes());
+    k
+}
+
+/// The positions of a batch written ahead.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct AheadRecord {
+    time_ms: i64,
+    zero_ms: i64,
+    inputs: Vec<(usize, Vec<u8>)>,
+}
 
 /// A task's last batch, as the tasks changelog holds it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,6 +83,16 @@ pub(crate) struct Changelog {
     operators: usize,
     producer: TrackedProducer,
     timeout: StdDuration,
+    /// Write the inputs' positions ahead of each batch (the pipeline has exchanges: other tasks
+    /// may see a batch in flight, so its next owner must cut it the same).
+    ahead: Option<Time>,
+    /// Batches written ahead and not yet committed (their records are deleted at the commit).
+    outstanding: std::sync::Mutex<std::collections::BTreeSet<i64>>,
+    /// One transaction at a time.
+    txn: std::sync::Mutex<()>,
+    brokers: String,
+    /// The producer of positions written ahead (idempotent, not transactional).
+    ahead_producer: std::sync::OnceLock<Result<TrackedProducer, String>>,
 }
 
 impl Changelog {
@@ -77,6 +104,7 @@ impl Changelog {
         partition: i32,
         operators: usize,
         timeout: StdDuration,
+        ahead: Option<Time>,
     ) -> Result<Changelog, String> {
         let producer: TrackedProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -98,6 +126,11 @@ impl Changelog {
             operators,
             producer,
             timeout,
+            ahead,
+            outstanding: Default::default(),
+            txn: Default::default(),
+            brokers: brokers.to_string(),
+            ahead_producer: Default::default(),
         })
     }
 
@@ -111,6 +144,7 @@ impl Changelog {
     }
 
     fn write(&self, batch: &CommitRecord<'_>) -> Result<Mark, String> {
+        let _txn = self.txn.lock().unwrap_or_else(|e| e.into_inner());
         let t = batch.time.millis().to_string();
         let headers = || {
             OwnedHeaders::new().insert(Header {
@@ -149,9 +183,29 @@ impl Changelog {
             Some(&value),
             headers(),
         )?;
+        let done: Vec<i64> = {
+            let o = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
+            o.range(..=batch.time.millis()).copied().collect()
+        };
+        for a in &done {
+            produce::send_to(
+                &self.producer,
+                &tasks_topic(&self.app),
+                self.partition,
+                Some(&ahead_key(*a)),
+                None,
+                headers(),
+            )?;
+        }
         self.producer
             .commit_transaction(self.timeout)
             .map_err(|e| format!("cannot commit the changelog transaction: {e}"))?;
+        {
+            let mut o = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
+            for a in &done {
+                o.remove(a);
+            }
+        }
         produce::flush(&self.producer, self.timeout)?;
         let delivered = produce::delivered(&self.producer);
         Ok(delivered
@@ -162,13 +216,76 @@ impl Changelog {
     }
 }
 
+impl Changelog {
+    fn write_ahead_record(&self, time: Time, inputs: &[(usize, Vec<u8>)]) -> Result<(), String> {
+        let Some(zero) = self.ahead else {
+            return Ok(());
+        };
+        let record = AheadRecord {
+            time_ms: time.millis(),
+            zero_ms: zero.millis(),
+            inputs: inputs.to_vec(),
+        };
+        let value = postcard::to_stdvec(&record).map_err(|e| e.to_string())?;
+        let t = time.millis().to_string();
+        // Outside the changelog's transactions: a position written ahead by a zombie describes
+        // the batch as that zombie cut it (and sent it to the exchanges), which is what its next
+        // owner must replay.
+        let producer = self.ahead_producer()?;
+        produce::send_to(
+            producer,
+            &tasks_topic(&self.app),
+            self.partition,
+            Some(&ahead_key(time.millis())),
+            Some(&value),
+            OwnedHeaders::new().insert(Header {
+                key: BATCH_HEADER,
+                value: Some(t.as_bytes()),
+            }),
+        )?;
+        produce::flush(producer, self.timeout)?;
+        self.outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(time.millis());
+        Ok(())
+    }
+
+    fn ahead_producer(&self) -> Result<&TrackedProducer, String> {
+        self.ahead_producer
+            .get_or_init(|| {
+                ClientConfig::new()
+                    .set("bootstrap.servers", &self.brokers)
+                    .set("acks", "all")
+                    .set("enable.idempotence", "true")
+                    .set("linger.ms", "0")
+                    .set("message.timeout.ms", self.timeout.as_millis().to_string())
+                    .create_with_context(Tracker::default())
+                    .map_err(|e| {
+                        format!("cannot create the changelog's producer of positions: {e}")
+                    })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
 impl Replicator for Changelog {
+    fn write_ahead(&self, time: Time, positions: &[(usize, Vec<u8>)]) -> Result<(), Error> {
+        self.write_ahead_record(time, positions).map_err(|e| {
+            self.error(format!(
+                "writing the positions of the batch at {time} ahead to the changelog: {e}"
+            ))
+        })
+    }
+
     fn replicate(&self, batch: &CommitRecord<'_>) -> Result<Option<Vec<u8>>, Error> {
         match self.write(batch) {
             Ok(mark) => postcard::to_stdvec(&mark)
                 .map(Some)
                 .map_err(|e| self.error(format!("cannot encode the changelog offsets: {e}"))),
             Err(e) => {
+                let _txn = self.txn.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = self.producer.abort_transaction(self.timeout);
                 Err(self.error(format!(
                     "writing the batch at {} to the changelog: {e}",
@@ -192,6 +309,22 @@ pub(crate) struct Restored {
     pub(crate) from_local: bool,
 }
 
+/// A consumer context for readers that read to the end: librdkafka also reports the end of a
+/// partition as a client error, which the default context logs at the error level.
+pub(crate) struct EndIsNoError;
+
+impl rdkafka::ClientContext for EndIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            log::debug!("{error}: {reason}");
+        } else {
+            log::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndIsNoError {}
+
 /// Reads one partition (`read_committed`) from `from` (default: its start) to its end, calling
 /// `each` with each record's offset, key, value and `dstream.batch` header. The timeout is for
 /// silence, not for the whole read.
@@ -203,14 +336,14 @@ pub(crate) fn read_partition(
     timeout: StdDuration,
     mut each: impl FnMut(i64, &[u8], Option<&[u8]>, Option<i64>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<EndIsNoError> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "dstream-internal-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(EndIsNoError)
         .map_err(|e| format!("cannot create a consumer: {e}"))?;
     {
         let mut tpl = TopicPartitionList::new();
@@ -268,6 +401,7 @@ pub(crate) fn restore(
     let from_local = local.is_some() && !mark.is_empty();
     let tasks = tasks_topic(app);
     let mut last: Option<(i64, BatchRecord)> = None;
+    let mut ahead: BTreeMap<Vec<u8>, Option<AheadRecord>> = BTreeMap::new();
     read_partition(
         brokers,
         &tasks,
@@ -275,6 +409,18 @@ pub(crate) fn restore(
         from_local.then(|| mark.get(&tasks).copied()).flatten(),
         timeout,
         |offset, key, value, _| {
+            if key.starts_with(AHEAD_KEY) {
+                let record = match value {
+                    Some(v) => Some(postcard::from_bytes::<AheadRecord>(v).map_err(|e| {
+                        format!(
+                            "the positions written ahead at {tasks}-{partition} offset {offset} do not decode: {e}"
+                        )
+                    })?),
+                    None => None,
+                };
+                ahead.insert(key.to_vec(), record);
+                return Ok(());
+            }
             if key != BATCH_KEY {
                 return Ok(());
             }
@@ -288,7 +434,24 @@ pub(crate) fn restore(
             Ok(())
         },
     )?;
+    let mut ahead: Vec<AheadRecord> = ahead.into_values().flatten().collect();
+    ahead.sort_by_key(|a| a.time_ms);
+    let apply_ahead = |r: &mut CheckpointRestore<'_>, after: Option<i64>| -> Result<(), String> {
+        for a in ahead.iter().filter(|a| after.is_none_or(|t| a.time_ms > t)) {
+            r.ahead(
+                Time::from_millis(a.time_ms),
+                Time::from_millis(a.zero_ms),
+                &a.inputs,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
     let Some((batch_offset, record)) = last else {
+        if local.is_none() {
+            // No batch completed anywhere: the batches cut before are replayed as cut.
+            apply_ahead(r, None)?;
+        }
         return Ok(Restored {
             from_local,
             ..Restored::default()
@@ -359,5 +522,6 @@ pub(crate) fn restore(
         Some(&mark_bytes),
     )
     .map_err(|e| e.to_string())?;
+    apply_ahead(r, Some(record.time_ms))?;
     Ok(done)
 }

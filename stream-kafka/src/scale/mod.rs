@@ -18,6 +18,7 @@
 //!   instance takes the first record, and one whose pipeline differs refuses to join.
 
 mod changelog;
+mod exchange;
 mod membership;
 mod meta;
 
@@ -46,6 +47,10 @@ pub(crate) struct TaskLink {
     pub(crate) stateful: bool,
     /// Set by a source that found the task's local checkpoint behind the group's offsets.
     pub(crate) stale: AtomicBool,
+    /// Set when the instance stops the task (its partition is revoked, the instance leaves): a
+    /// batch that fails then (one that waited for other tasks at an exchange and gave up) is
+    /// the next owner's to process, not an error of this instance.
+    pub(crate) stopping: AtomicBool,
 }
 
 impl TaskLink {
@@ -255,12 +260,17 @@ impl ScaleOutBuilder {
         }
         let partitions = partitions.unwrap_or(0);
         // The pipeline's shape, from a context built for the first task and never started.
+        let probe_exchanges = Arc::new(exchange::Probe {
+            tasks: partitions as u32,
+            ..exchange::Probe::default()
+        });
         let probe = TaskScope {
             app: self.app.clone(),
             task: task_name(&self.topics, 0),
             partitions: self.topics.iter().map(|t| (t.clone(), 0)).collect(),
             zero: None,
             link: None,
+            exchanges: Some(probe_exchanges.clone()),
         };
         let (batch_ms, shape, own_root) = {
             let ssc = probe.enter(|| build(&probe))?;
@@ -342,19 +352,53 @@ impl ScaleOutBuilder {
                 }
             }
         }
+        let exchanges = std::mem::take(&mut *lock(&probe_exchanges.opened));
+        for (op, global) in &exchanges {
+            // Each exchange's records, by destination task (one partition for a global one).
+            let topic = exchange::topic(&self.app, *op);
+            let want = if *global { 1 } else { partitions };
+            crate::admin::ensure_topic(
+                &self.brokers,
+                &topic,
+                want as i32,
+                &[
+                    ("cleanup.policy", "delete"),
+                    ("retention.ms", REPARTITION_RETENTION_MS),
+                ],
+            )
+            .map_err(|e| self.error(e))?;
+            let n = crate::admin::partition_count(&self.brokers, &topic)
+                .map_err(|e| self.error(e))?
+                .unwrap_or(0);
+            if n != want {
+                return Err(self.refused(format!(
+                    "the repartition topic {topic} has {n} partitions and must have {want} ({}): records would reach the wrong task (delete the topic when no instance runs, and start again)",
+                    if *global {
+                        "a global exchange has one".to_string()
+                    } else {
+                        format!("one per task, {partitions}")
+                    }
+                )));
+            }
+        }
         let inner = Arc::new(InstanceInner {
             settings: self.clone(),
             root,
             zero: Time::from_millis(app_record.zero_ms),
             total_tasks: partitions,
             operators,
+            exchanges: !exchanges.is_empty(),
             stateful,
             build: Box::new(build),
             tasks: Mutex::new(BTreeMap::new()),
+            assigned: Mutex::new(Default::default()),
+            starting: Mutex::new(()),
+            starter: Mutex::new(None),
             membership: OnceLock::new(),
             end: Mutex::new(End::default()),
             end_cv: Condvar::new(),
         });
+        InstanceInner::spawn_starter(&inner).map_err(|e| self.error(e))?;
         let membership = Membership::join(
             MembershipSettings {
                 brokers: &self.brokers,
@@ -380,6 +424,10 @@ impl ScaleOutBuilder {
     }
 }
 
+/// How long repartition topics keep records: a task that was down for longer cannot resume
+/// (the records of the batches it missed are gone).
+const REPARTITION_RETENTION_MS: &str = "604800000";
+
 fn task_name(topics: &[String], partition: i32) -> String {
     format!("{}-{partition}", topics[0])
 }
@@ -394,6 +442,15 @@ struct RunningTask {
     scope: TaskScope,
     ssc: StreamingContext,
     since: SystemTime,
+    link: Arc<TaskLink>,
+}
+
+impl RunningTask {
+    /// Stops the task after its batch in flight (which gives up waiting for other tasks).
+    fn stop(&self) {
+        self.link.stopping.store(true, Ordering::SeqCst);
+        self.ssc.stop();
+    }
 }
 
 pub(crate) struct InstanceInner {
@@ -403,10 +460,19 @@ pub(crate) struct InstanceInner {
     total_tasks: usize,
     /// Stateful operators of the pipeline (each has a changelog topic).
     operators: usize,
+    /// Whether the pipeline has exchanges (repartition topics).
+    exchanges: bool,
     stateful: bool,
     #[allow(clippy::type_complexity)]
     build: Box<dyn Fn(&TaskScope) -> Result<StreamingContext, Error> + Send + Sync>,
     tasks: Mutex<BTreeMap<i32, RunningTask>>,
+    /// The partitions the group gave this instance (their tasks start on the starter thread).
+    assigned: Mutex<std::collections::BTreeSet<i32>>,
+    /// Held while a task starts, and by a revocation (which waits for a start in progress).
+    starting: Mutex<()>,
+    /// Partitions whose tasks are to start: tasks start (and restore) outside the group's
+    /// rebalance callback, which returns at once.
+    starter: Mutex<Option<std::sync::mpsc::Sender<i32>>>,
     membership: OnceLock<Weak<Membership>>,
     end: Mutex<End>,
     end_cv: Condvar,
@@ -416,11 +482,20 @@ pub(crate) struct InstanceInner {
 struct TaskFailures {
     instance: Weak<InstanceInner>,
     task: String,
+    link: Arc<TaskLink>,
 }
 
 impl StreamingListener for TaskFailures {
     fn on_batch_completed(&self, info: &BatchInfo) {
         if let (Some(failure), Some(instance)) = (&info.failure, self.instance.upgrade()) {
+            if self.link.stopping.load(Ordering::SeqCst) {
+                log::info!(
+                    "task {}: the batch at {} did not complete before the task stopped ({failure}); its next owner processes it",
+                    self.task,
+                    info.batch_time
+                );
+                return;
+            }
             instance.fail(ScaleError::Task {
                 app: instance.settings.app.clone(),
                 task: self.task.clone(),
@@ -451,6 +526,14 @@ impl InstanceInner {
                 .collect(),
             zero: Some(self.zero),
             link: link.map(|l| l as Arc<dyn std::any::Any + Send + Sync>),
+            exchanges: Some(Arc::new(exchange::KafkaExchanges::new(
+                &self.settings.brokers,
+                &self.settings.app,
+                &task_name(&self.settings.topics, partition),
+                partition as u32,
+                self.total_tasks as u32,
+                self.settings.timeout,
+            ))),
         }
     }
 
@@ -472,6 +555,7 @@ impl InstanceInner {
                 membership: self.membership.get().cloned().unwrap_or_default(),
                 stateful: self.stateful,
                 stale: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
             });
             let scope = self.scope(partition, Some(link.clone()));
             let ssc = scope.enter(|| (self.build)(&scope))?;
@@ -537,6 +621,7 @@ impl InstanceInner {
                     partition,
                     self.operators,
                     s.timeout,
+                    self.exchanges.then_some(self.zero),
                 )
                 .map_err(|e| self.task_error(&scope.task, e))?;
                 ssc.set_replicator(Arc::new(log))?;
@@ -544,6 +629,7 @@ impl InstanceInner {
             ssc.add_streaming_listener(Arc::new(TaskFailures {
                 instance: Arc::downgrade(self),
                 task: scope.task.clone(),
+                link: link.clone(),
             }));
             match ssc.start() {
                 Ok(()) => {
@@ -551,6 +637,7 @@ impl InstanceInner {
                         scope,
                         ssc,
                         since: SystemTime::now(),
+                        link,
                     });
                 }
                 Err(_) if link.stale.load(Ordering::SeqCst) && !fresh && !self.stateful => {
@@ -600,11 +687,17 @@ impl Assignments for Arc<InstanceInner> {
     fn revoke(&self, partitions: &[(String, i32)], lost: bool) {
         let lead = &self.settings.topics[0];
         let stopping: Vec<RunningTask> = {
+            // A task starting now finishes starting first.
+            let _starting = lock(&self.starting);
+            let mut assigned = lock(&self.assigned);
             let mut tasks = lock(&self.tasks);
             partitions
                 .iter()
                 .filter(|(t, _)| t == lead)
-                .filter_map(|(_, p)| tasks.remove(p))
+                .filter_map(|(_, p)| {
+                    assigned.remove(p);
+                    tasks.remove(p)
+                })
                 .collect()
         };
         // Stopped one after another on this (the group's) thread: the partitions go to their
@@ -619,28 +712,53 @@ impl Assignments for Arc<InstanceInner> {
                     "revoked"
                 }
             );
-            t.ssc.stop();
+            t.stop();
         }
     }
 
     fn assign(&self, partitions: &[(String, i32)]) {
         let lead = &self.settings.topics[0];
+        let starter = lock(&self.starter).clone();
         for (_, p) in partitions.iter().filter(|(t, _)| t == lead) {
-            if lock(&self.tasks).contains_key(p) {
-                continue;
-            }
-            match self.start_task(*p) {
-                Ok(task) => {
-                    log::info!("task {}: started", task.scope.task);
-                    lock(&self.tasks).insert(*p, task);
-                }
-                Err(e) => {
-                    // The partition stays with this instance and nothing reads it: the instance
-                    // stops (await_termination returns the error) and leaves the group.
-                    self.fail(e);
-                }
+            lock(&self.assigned).insert(*p);
+            if let Some(tx) = &starter {
+                let _ = tx.send(*p);
             }
         }
+    }
+}
+
+impl InstanceInner {
+    /// The thread that starts the tasks of assigned partitions, one after another.
+    fn spawn_starter(inner: &Arc<InstanceInner>) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel::<i32>();
+        *lock(&inner.starter) = Some(tx);
+        let weak = Arc::downgrade(inner);
+        std::thread::Builder::new()
+            .name("dstream-tasks".into())
+            .spawn(move || {
+                for p in rx {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let _starting = lock(&inner.starting);
+                    if !lock(&inner.assigned).contains(&p) || lock(&inner.tasks).contains_key(&p) {
+                        continue;
+                    }
+                    match inner.start_task(p) {
+                        Ok(task) => {
+                            log::info!("task {}: started", task.scope.task);
+                            lock(&inner.tasks).insert(p, task);
+                        }
+                        Err(e) => {
+                            // The partition stays with this instance and nothing reads it: the
+                            // instance stops (await_termination returns the error) and leaves
+                            // the group.
+                            inner.fail(e);
+                        }
+                    }
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start the tasks' thread: {e}"))
     }
 }
 
@@ -686,12 +804,16 @@ impl Instance {
         if let Some(m) = m {
             m.leave();
         }
+        // No more starts.
+        lock(&self.inner.starter).take();
+        let _starting = lock(&self.inner.starting);
+        lock(&self.inner.assigned).clear();
         // Tasks whose partitions were not revoked by leaving (a lost group).
         let rest: Vec<RunningTask> = std::mem::take(&mut *lock(&self.inner.tasks))
             .into_values()
             .collect();
         for t in rest {
-            t.ssc.stop();
+            t.stop();
         }
         let mut end = lock(&self.inner.end);
         end.stopped = true;

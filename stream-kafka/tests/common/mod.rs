@@ -210,12 +210,18 @@ impl Read {
 /// Everything in `topic` now, as a `read_committed` reader sees it (to the end of every
 /// partition).
 pub fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
+    read_all_as(brokers, topic, "read_committed")
+}
+
+/// Everything in `topic` now, as a reader of `isolation` (`read_committed`,
+/// `read_uncommitted`) sees it.
+pub fn read_all_as(brokers: &str, topic: &str, isolation: &str) -> Vec<Read> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .create()
         .expect("consumer");
     let md = c
