@@ -29,8 +29,11 @@ use dstream::prelude::*;
 use dstream::text;
 
 const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
-                [--kafka BROKERS --topic TOPIC [--checkpoint DIR] [--feed]]";
+                [--kafka BROKERS --topic TOPIC [--checkpoint DIR] [--feed] [--app NAME]]
+  --app NAME  scale out: run this several times with the same NAME; the topic's partitions
+              are spread over the instances (state in DIR/<task>, default target/hashtags-NAME)";
 
+#[derive(Default)]
 struct Args {
     seconds: Option<u64>,
     rate: u64,
@@ -41,6 +44,7 @@ struct Args {
     topic: Option<String>,
     checkpoint: Option<String>,
     feed: bool,
+    app: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         topic: None,
         checkpoint: None,
         feed: false,
+        app: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,6 +80,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--feed" => {
                 args.feed = true;
+                continue;
+            }
+            "--app" => {
+                args.app = Some(text("--app")?);
                 continue;
             }
             _ => {}
@@ -100,8 +109,8 @@ fn parse_args() -> Result<Args, String> {
     if args.kafka.is_some() != args.topic.is_some() {
         return Err("--kafka and --topic go together".into());
     }
-    if (args.feed || args.checkpoint.is_some()) && args.kafka.is_none() {
-        return Err("--feed and --checkpoint need --kafka".into());
+    if (args.feed || args.checkpoint.is_some() || args.app.is_some()) && args.kafka.is_none() {
+        return Err("--feed, --checkpoint and --app need --kafka".into());
     }
     Ok(args)
 }
@@ -238,6 +247,20 @@ fn feed(brokers: String, topic: String, rate: u64) {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
+    if let (Some(brokers), Some(topic)) = (&args.kafka, &args.topic)
+        && args.feed
+    {
+        // The topic may be new: create it (6 partitions) unless it exists.
+        if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, 6)
+            && !e.contains("AlreadyExists")
+        {
+            eprintln!("hashtags: {e}");
+        }
+        feed(brokers.clone(), topic.clone(), args.rate);
+    }
+    if let (Some(app), Some(brokers), Some(topic)) = (&args.app, &args.kafka, &args.topic) {
+        return scale_out(args, app, brokers, topic);
+    }
     let batch = Milliseconds(args.batch_ms);
     // A status line on stderr (batch time, records, rate, delays), at most once a second.
     let mut builder = StreamingContext::builder(batch).status_line(true);
@@ -252,15 +275,6 @@ fn run(args: &Args) -> Result<(), Error> {
 
     let tweets = match (&args.kafka, &args.topic) {
         (Some(brokers), Some(topic)) => {
-            if args.feed {
-                // The topic may be new: create it (2 partitions) unless it exists.
-                if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, 2)
-                    && !e.contains("AlreadyExists")
-                {
-                    eprintln!("hashtags: {e}");
-                }
-                feed(brokers.clone(), topic.clone(), args.rate);
-            }
             let source = KafkaSource::strings(brokers)
                 .topics([topic.as_str()])
                 .group_id("dstream-hashtags")
@@ -277,9 +291,72 @@ fn run(args: &Args) -> Result<(), Error> {
                 .map(move |i| tweet(i, rate, &cdf, &tags))
         }
     };
+    top_hashtags(&ssc, tweets, args)?;
+    common::run(&ssc, args.seconds)
+}
 
+/// Scale-out: this process is one instance of application `app`; each partition of `topic` is
+/// a task, run as a context of its own by whichever instance the group gives it to.
+fn scale_out(args: &Args, app: &str, brokers: &str, topic: &str) -> Result<(), Error> {
+    let root = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| format!("target/hashtags-{app}"));
+    let (b, t, batch_ms) = (brokers.to_string(), topic.to_string(), args.batch_ms);
+    let (window_s, slide_s) = (args.window_s, args.slide_s);
+    let instance = dstream::kafka::ScaleOut::new(app, brokers)
+        .topics([topic])
+        .checkpoint(&root)
+        .run(move |_task| {
+            let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
+            let source = KafkaSource::strings(&b).topics([t.as_str()]).build()?;
+            let tweets = ssc.kafka_stream(source);
+            top_hashtags(
+                &ssc,
+                tweets,
+                &Args {
+                    window_s,
+                    slide_s,
+                    ..Args::default()
+                },
+            )?;
+            Ok(ssc)
+        })?;
+    eprintln!("hashtags: instance of {app} started (state in {root}/<task>)");
+    let started = std::time::Instant::now();
+    let mut owned = Vec::new();
+    loop {
+        let now: Vec<String> = instance
+            .status()
+            .tasks
+            .into_iter()
+            .map(|t| t.task)
+            .collect();
+        if now != owned {
+            eprintln!("hashtags: this instance runs tasks {now:?}");
+            owned = now;
+        }
+        if let Some(end) =
+            instance.await_termination_or_timeout(std::time::Duration::from_secs(1))?
+        {
+            return end;
+        }
+        if args
+            .seconds
+            .is_some_and(|s| started.elapsed().as_secs() >= s)
+        {
+            instance.stop();
+            return instance.await_termination();
+        }
+    }
+}
+
+/// The pipeline, as the Spark Streaming talks write it in Scala. In one process the exchanges
+/// change nothing; in a scaled-out application `repartitionByKey` brings each tag's counts to
+/// the task of the tag, and `global` brings the window's counts of every task to one task for
+/// the top 10.
+fn top_hashtags(ssc: &StreamingContext, tweets: DStream<String>, args: &Args) -> Result<(), Error> {
     let (window_s, slide_s, parallelism) = (args.window_s, args.slide_s, ssc.parallelism());
-    // The pipeline, as the Spark Streaming talks write it in Scala.
     stream! {
         using tweets
         val hashTags = tweets.flatMap(status => get_tags(&status))
@@ -287,8 +364,10 @@ fn run(args: &Args) -> Result<(), Error> {
         // previous counts, minus the batches that left, plus those that came in); tags whose
         // count fell to 0 are dropped.
         val counts = hashTags.map(tag => (tag, 1i64))
+            .repartitionByKey()
             .reduceByKeyAndWindow(_ + _, _ - _, Seconds(window_s), Seconds(slide_s), parallelism, _._2 > 0)
         val topCounts = counts.map { case (tag, n) => (n, tag) }
+            .global()
             .transform(rdd => rdd.sort_by_key(false, 1))
         topCounts.foreachRDD { rdd =>
             let top_list = rdd.take(10);
@@ -297,7 +376,5 @@ fn run(args: &Args) -> Result<(), Error> {
                 println!("{tag} ({count} tweets)");
             }
         }
-    }?;
-
-    common::run(&ssc, args.seconds)
+    }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
-use support::example;
+use support::{example, run_example};
 
 /// The blocks of "Popular topics" output: (total, [(tag, count)]).
 fn blocks(stdout: &str) -> Vec<(u64, Vec<(String, u64)>)> {
@@ -258,5 +258,126 @@ fn reads_tweets_from_a_kafka_topic() {
             .iter()
             .any(|(total, top)| *total == 12 && *top == expected),
         "no window showed the topic's 12 tags with their counts:\n{stdout}"
+    );
+}
+
+/// Scale-out: two instances of the example share the topic's 6 partitions; the tags' counts
+/// meet in one task per tag (`repartitionByKey`) and the top 10 in the first task (`global`),
+/// so the instance that runs it prints the top 10 one process prints for the same tweets.
+/// On a real Kafka broker when `DSTREAM_REAL_KAFKA` names one (CI starts it), else on the
+/// test broker.
+#[test]
+fn scaled_out_instances_print_the_top_ten_of_one_process() {
+    let local;
+    let brokers = match std::env::var("DSTREAM_REAL_KAFKA") {
+        Ok(b) if !b.is_empty() => b,
+        _ => {
+            local = Broker::get();
+            local.brokers.clone()
+        }
+    };
+    let topic = format!("example-scaled-{}", std::process::id());
+    dstream::kafka::admin::create_topic(&brokers, &topic, 6).unwrap();
+    // #k1 in 24 tweets down to #k12 in 2, each tweet keyed on its own (spread over partitions).
+    let mut tweets = Vec::new();
+    for k in 1..=12u32 {
+        for i in 0..(26 - 2 * k) {
+            tweets.push(
+                dstream::kafka::OutRecord::new(format!("tweet {i} about #k{k} today"))
+                    .key(format!("{k}-{i}")),
+            );
+        }
+    }
+    dstream::kafka::admin::produce(&brokers, &topic, tweets).unwrap();
+    let expected: Vec<(String, u64)> = (1..=10u64)
+        .map(|k| (format!("#k{k}"), 26 - 2 * k))
+        .collect();
+
+    // One process.
+    let one = run_example(
+        "hashtags",
+        &[
+            "--kafka",
+            &brokers,
+            "--topic",
+            &topic,
+            "--seconds",
+            "4",
+            "--batch-ms",
+            "500",
+            "--window",
+            "30",
+            "--slide",
+            "1",
+        ],
+        Duration::from_secs(60),
+    );
+    let last_one = blocks(&one).pop().expect("one process printed a top 10");
+    assert_eq!(last_one, (12, expected.clone()), "{one}");
+
+    // Two instances of application `app`, each with its own state directory.
+    let app = format!("example-app-{}", std::process::id());
+    let dirs: Vec<PathBuf> = (0..2)
+        .map(|i| std::env::temp_dir().join(format!("{app}-{i}")))
+        .collect();
+    let start = |dir: &PathBuf, seconds: &str| {
+        Command::new(example("hashtags"))
+            .args([
+                "--kafka",
+                &brokers,
+                "--topic",
+                &topic,
+                "--app",
+                &app,
+                "--checkpoint",
+            ])
+            .arg(dir)
+            .args([
+                "--seconds",
+                seconds,
+                "--batch-ms",
+                "500",
+                "--window",
+                "30",
+                "--slide",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = start(&dirs[0], "25");
+    std::thread::sleep(Duration::from_secs(3));
+    let second = start(&dirs[1], "22");
+    let outputs: Vec<(String, String)> = [first, second]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .collect();
+    for d in &dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let ran = |o: &(String, String)| o.1.contains("this instance runs tasks [\"");
+    assert!(
+        outputs.iter().all(ran),
+        "both instances ran tasks:\n{}\n---\n{}",
+        outputs[0].1,
+        outputs[1].1
+    );
+    // Whichever instance ran the first task last printed the top 10 of every tweet.
+    let lasts: Vec<_> = outputs.iter().filter_map(|o| blocks(&o.0).pop()).collect();
+    assert!(
+        lasts.contains(&(12, expected)),
+        "the scaled-out top 10 differs from one process's ({last_one:?}):\n{}\n---\n{}\n---\n{}\n---\n{}",
+        outputs[0].0,
+        outputs[0].1,
+        outputs[1].0,
+        outputs[1].1
     );
 }

@@ -556,7 +556,7 @@ impl Lowering {
                 let cl = f.closure(1, 0, 0);
                 stream(quote_spanned!(s=> #recv.#meth(#cl)))
             }
-            "glom" | "count" | "stateSnapshots" => {
+            "glom" | "count" | "stateSnapshots" | "repartitionByKey" | "global" => {
                 let meth = m(op.snake);
                 stream(quote_spanned!(s=> #recv.#meth()))
             }

@@ -108,6 +108,15 @@ pub const OPS: &[Op] = &[
     ),
     op("glom", "glom", Stream, &[0], "", Transform),
     op(
+        "repartitionByKey",
+        "repartition_by_key",
+        Stream,
+        &[0],
+        "",
+        Transform,
+    ),
+    op("global", "global", Stream, &[0], "", Transform),
+    op(
         "repartition",
         "repartition",
         Stream,
