@@ -183,18 +183,22 @@ impl<K: Key + Serialize + DeserializeOwned, V: Data + Serialize + DeserializeOwn
     /// `map_with_state`, joins) whose key is not the key the input topic is partitioned by: a
     /// key's records then meet in one task, and its state lives there. A record goes to the
     /// task [`kafka_partition`](crate::kafka_partition) of its key's postcard encoding names;
-    /// records keep their batch time. Keys and values must be serde types.
+    /// records keep their batch time. Keys and values must be owned serde types (`String`, not
+    /// `&str`).
     ///
     /// ```
     /// use stream_core::testing::TestContext;
     /// let tc = TestContext::new();
     /// let clicks = tc.input_stream(vec![vec![("u1", 1), ("u2", 1), ("u1", 1)]]);
-    /// let per_user = clicks.repartition_by_key().reduce_by_key(|a, b| a + b);
+    /// let per_user = clicks
+    ///     .map(|(u, n)| (u.to_string(), n))
+    ///     .repartition_by_key()
+    ///     .reduce_by_key(|a, b| a + b);
     /// let out = tc.collect(&per_user).unwrap();
     /// tc.run(1).unwrap();
     /// let mut got = out.batch(0);
     /// got.sort();
-    /// assert_eq!(got, vec![("u1", 2), ("u2", 1)]);
+    /// assert_eq!(got, vec![("u1".to_string(), 2), ("u2".to_string(), 1)]);
     /// ```
     pub fn repartition_by_key(&self) -> DStream<(K, V)> {
         self.exchange(Route::ByKey, |(k, v), route| {
@@ -224,7 +228,7 @@ impl<T: Data + Serialize + DeserializeOwned> DStream<T> {
     /// use stream_core::testing::TestContext;
     /// let tc = TestContext::new();
     /// let words = tc.input_stream(vec![vec!["a", "b", "a"]]);
-    /// let total = words.global().count();
+    /// let total = words.map(str::to_string).global().count();
     /// let out = tc.collect(&total).unwrap();
     /// tc.run(1).unwrap();
     /// assert_eq!(out.batch(0), vec![3]);
