@@ -343,6 +343,8 @@ pub(crate) fn read_partition(
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
+        // The end of the partition is what is waited for: do not let the broker hold a fetch.
+        .set("fetch.wait.max.ms", "10")
         .create_with_context(EndIsNoError)
         .map_err(|e| format!("cannot create a consumer: {e}"))?;
     {
