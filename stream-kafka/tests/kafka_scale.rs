@@ -593,3 +593,44 @@ fn assert_same_counts(got: &BTreeMap<String, usize>, want: &BTreeMap<String, usi
 fn total_of(seen: &[(String, i64, i64)]) -> i64 {
     seen.iter().map(|x| x.2).sum()
 }
+
+#[test]
+fn a_repartition_topic_with_the_wrong_partition_count_is_refused() {
+    let b = brokers();
+    let input = unique("wrongx-in");
+    let out = unique("wrongx-out");
+    let app = unique("wrongx-app");
+    create_topic(&b, &input, 3);
+    // Left from another pipeline, or created by hand: 2 partitions where the tasks are 3.
+    create_topic(&b, &format!("{app}-op0-repartition"), 2);
+    let root = temp_root("wrongx");
+    let (b2, i2, o2) = (b.clone(), input.clone(), out.clone());
+    let refused = ScaleOut::new(&app, &b)
+        .topics([input.as_str()])
+        .checkpoint(&root)
+        .stop_gracefully_on_signal(false)
+        .run(move |_| {
+            let ssc = StreamingContext::builder(Milliseconds(200))
+                .stop_gracefully_on_signal(false)
+                .build()?;
+            ssc.kafka_stream(KafkaSource::strings(&b2).topics([i2.as_str()]).build()?)
+                .map(|u| (u, 1i64))
+                .repartition_by_key()
+                .reduce_by_key(|a, b| a + b)
+                .map(|(u, n)| format!("{u} {n}"))
+                .save_to(
+                    KafkaSink::with_encoder(&b2, &o2, |l: &String| Ok(OutRecord::new(l.clone())))
+                        .build(),
+                )?;
+            Ok(ssc)
+        })
+        .expect_err("records would reach the wrong task");
+    let message = refused.to_string();
+    assert!(
+        message.contains("cannot join")
+            && message.contains(&format!("{app}-op0-repartition"))
+            && message.contains("has 2 partitions and must have 3"),
+        "the error names the topic and the counts: {message}"
+    );
+    let _ = std::fs::remove_dir_all(root);
+}
