@@ -17,14 +17,21 @@
 mod common;
 
 use common::{Flags, mix, zipf_cdf, zipf_pick};
+use dstream::kafka::KafkaStreams;
 use dstream::prelude::*;
 use dstream::{Batch, State};
 
 const USAGE: &str = "usage: sessions [--seconds N] [--rate CLICKS_PER_SECOND] [--arrivals VISITORS_PER_SECOND] [--stay LONGEST_SECONDS] [--idle SECONDS]
-                [--batch-ms MS] [--serve [--addr HOST:PORT]]";
+                [--batch-ms MS] [--serve [--addr HOST:PORT]]
+                [--kafka BROKERS --topic TOPIC [--feed-only | --app NAME [--checkpoint DIR]]]
+  --kafka, --topic  read clicks (`visitor url time_ms` lines) from the topic
+  --feed-only       only write generated clicks to the topic (6 partitions if it is new)
+  --app NAME        scale out: run this several times with the same NAME; the topic's
+                    partitions are spread over the instances (state in DIR/<task>,
+                    default target/sessions-NAME)";
 
 /// One click of the stream: who, where, when (ms since the epoch).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Click {
     pub visitor: String,
     pub url: String,
@@ -41,7 +48,7 @@ pub struct Session {
 }
 
 /// A session that ended (no click for the idle timeout).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClosedSession {
     pub visitor: String,
     pub landing: String,
@@ -174,24 +181,154 @@ fn duration_text(ms: i64) -> String {
     }
 }
 
+impl Click {
+    /// The line a click travels as in Kafka: `visitor url time_ms`.
+    fn line(&self) -> String {
+        format!("{} {} {}", self.visitor, self.url, self.time_ms)
+    }
+
+    fn parse(line: &str) -> Option<Click> {
+        let mut it = line.split(' ');
+        let (visitor, url, time) = (it.next()?, it.next()?, it.next()?);
+        Some(Click {
+            visitor: visitor.to_string(),
+            url: url.to_string(),
+            time_ms: time.parse().ok()?,
+        })
+    }
+}
+
 fn main() {
     let flags = Flags::parse(
         &[
-            "seconds", "rate", "arrivals", "stay", "idle", "batch-ms", "addr",
+            "seconds",
+            "rate",
+            "arrivals",
+            "stay",
+            "idle",
+            "batch-ms",
+            "addr",
+            "kafka",
+            "topic",
+            "app",
+            "checkpoint",
         ],
-        &["serve"],
+        &["serve", "feed-only"],
         USAGE,
     );
-    if let Err(e) = run(&flags) {
+    if flags.text("kafka").is_some() != flags.text("topic").is_some() {
+        eprintln!("sessions: --kafka and --topic go together\n{USAGE}");
+        std::process::exit(2);
+    }
+    let result = match (flags.text("kafka"), flags.text("topic")) {
+        (Some(b), Some(t)) if flags.on("feed-only") => feed(&flags, &b, &t),
+        (Some(b), Some(t)) if flags.text("app").is_some() => scale_out(&flags, &b, &t),
+        _ => run(&flags),
+    };
+    if let Err(e) = result {
         eprintln!("sessions: {e}");
         std::process::exit(1);
     }
 }
 
+/// The generated visits, from the flags.
+fn visits(flags: &Flags) -> (Visits, Vec<f64>, Vec<String>) {
+    let visits = Visits {
+        rate: flags.num("rate", 300).max(1),
+        arrivals: flags.num("arrivals", 20).max(1),
+        longest: flags.num("stay", 90).max(1),
+        start_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    };
+    (
+        visits,
+        zipf_cdf(PAGES, 1.1),
+        (0..PAGES).map(page_name).collect::<Vec<_>>(),
+    )
+}
+
+/// Writes generated clicks into the topic at `--rate` per second, unkeyed: a visitor's clicks
+/// land in every partition, so the sessions need `repartitionByKey`.
+fn feed(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
+    if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, 6)
+        && !e.contains("AlreadyExists")
+    {
+        eprintln!("sessions: {e}");
+    }
+    let (visits, cdf, pages) = visits(flags);
+    eprintln!(
+        "sessions: feeding {topic} with {} clicks a second",
+        visits.rate
+    );
+    let started = std::time::Instant::now();
+    let seconds = flags.text("seconds").map(|_| flags.num("seconds", 0));
+    let mut i = 0u64;
+    while seconds.is_none_or(|s| started.elapsed().as_secs() < s) {
+        let due = (started.elapsed().as_secs_f64() * visits.rate as f64) as u64;
+        let batch: Vec<_> = (i..due)
+            .map(|j| dstream::kafka::OutRecord::new(click(j, visits, &cdf, &pages).line()))
+            .collect();
+        i = due;
+        dstream::kafka::admin::produce(brokers, topic, batch)
+            .map_err(|e| Error::from(dstream::ContextError::InvalidArgument(e)))?;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Scale-out: this process is one instance of application `--app`; each partition of the topic
+/// is a task, run by whichever instance the group gives it to.
+fn scale_out(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
+    let app = flags.text("app").unwrap_or_default();
+    let root = flags
+        .text("checkpoint")
+        .unwrap_or_else(|| format!("target/sessions-{app}"));
+    let idle_s = flags.num("idle", 10).max(1) as i64;
+    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
+    let (b, t) = (brokers.to_string(), topic.to_string());
+    let instance = dstream::kafka::ScaleOut::new(&app, brokers)
+        .topics([topic])
+        .checkpoint(&root)
+        .run(move |_task| {
+            let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
+            let source = dstream::kafka::KafkaSource::strings(&b)
+                .topics([t.as_str()])
+                .build()?;
+            let clicks = ssc
+                .kafka_stream(source)
+                .flat_map(|l: String| Click::parse(&l));
+            sessions(&ssc, clicks, idle_s, None)?;
+            Ok(ssc)
+        })?;
+    eprintln!("sessions: instance of {app} started (state in {root}/<task>)");
+    let started = std::time::Instant::now();
+    let seconds = flags.text("seconds").map(|_| flags.num("seconds", 0));
+    let mut owned = Vec::new();
+    loop {
+        let now: Vec<String> = instance
+            .status()
+            .tasks
+            .into_iter()
+            .map(|t| t.task)
+            .collect();
+        if now != owned {
+            eprintln!("sessions: this instance runs tasks {now:?}");
+            owned = now;
+        }
+        if let Some(end) =
+            instance.await_termination_or_timeout(std::time::Duration::from_secs(1))?
+        {
+            return end;
+        }
+        if seconds.is_some_and(|s| started.elapsed().as_secs() >= s) {
+            instance.stop();
+            return instance.await_termination();
+        }
+    }
+}
+
 fn run(flags: &Flags) -> Result<(), Error> {
-    let rate = flags.num("rate", 300).max(1);
-    let arrivals = flags.num("arrivals", 20).max(1);
-    let longest = flags.num("stay", 90).max(1);
     let idle_s = flags.num("idle", 10).max(1) as i64;
     let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
     // Sessions live in RocksDB; generated clicks cannot be replayed, so a temporary checkpoint
@@ -203,38 +340,51 @@ fn run(flags: &Flags) -> Result<(), Error> {
     if let Some(d) = &dashboard {
         println!("WebSocket feed: {}", d.feed_url("closed-sessions"));
     }
-
-    let visits = Visits {
-        rate,
-        arrivals,
-        longest,
-        start_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+    let clicks = match (flags.text("kafka"), flags.text("topic")) {
+        (Some(b), Some(t)) => {
+            let source = dstream::kafka::KafkaSource::strings(&b)
+                .topics([t.as_str()])
+                .build()?;
+            ssc.kafka_stream(source)
+                .flat_map(|l: String| Click::parse(&l))
+        }
+        _ => {
+            let (visits, cdf, pages) = visits(flags);
+            ssc.rate_stream(visits.rate)
+                .map(move |i| click(i, visits, &cdf, &pages))
+        }
     };
-    let (cdf, pages) = (
-        zipf_cdf(PAGES, 1.1),
-        (0..PAGES).map(page_name).collect::<Vec<_>>(),
-    );
-    let clicks = ssc
-        .rate_stream(rate)
-        .map(move |i| click(i, visits, &cdf, &pages));
+    sessions(&ssc, clicks, idle_s, dashboard)?;
+    common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
+}
+
+/// The pipeline. In one process the exchanges change nothing; scaled out, `repartitionByKey`
+/// brings a visitor's clicks to the task of the visitor, and `global` brings each task's
+/// counts and closed sessions to one task, which prints them.
+fn sessions(
+    ssc: &StreamingContext,
+    clicks: DStream<Click>,
+    idle_s: i64,
+    dashboard: Option<dstream::Dashboard>,
+) -> Result<(), Error> {
     // The history, and the partitioner of the joins, for each of the two lambdas that use them.
-    let (history, by_visitor) = (history(&ssc), HashPartitioner::new(ssc.parallelism())?);
+    let (history, by_visitor) = (history(ssc), HashPartitioner::new(ssc.parallelism())?);
     let (known, by_visitor2) = (history.clone(), by_visitor.clone());
 
     stream! {
         using clicks
         val sessions = clicks.map(c => (c.visitor.clone(), c))
+            .repartitionByKey()
             .mapWithState(StateSpec.function(track).timeout(Seconds(idle_s)))
         val closed = sessions.flatMap(c => c)
 
         // Live sessions joined with the historical dataset: who is back?
         val live = sessions.stateSnapshots()
             .transform(rdd => rdd.left_outer_join(history.clone(), by_visitor.clone()))
+            .map { case (_, (_, past)) => (1i64, past.is_some() as i64) }
+            .global()
         live.foreachRDD { (rdd, time) =>
-            let all = rdd.count();
-            let returning = rdd.filter(|(_, (_, past))| past.is_some()).count();
+            let (all, returning) = rdd.collect().into_iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
             println!("{}: {all} live sessions, {returning} of returning visitors", common::clock(time));
         }
 
@@ -242,6 +392,7 @@ fn run(flags: &Flags) -> Result<(), Error> {
         val ended = closed.map(c => (c.visitor.clone(), c))
             .transform(rdd => rdd.left_outer_join(known.clone(), by_visitor2.clone()))
             .map { case (_, (session, past)) => (session, past.map(|h| h.earlier_visits)) }
+            .global()
         ended.foreachRDD { rdd =>
             let mut ended = rdd.collect();
             if !ended.is_empty() {
@@ -260,7 +411,5 @@ fn run(flags: &Flags) -> Result<(), Error> {
             }
         }
         ended.saveToWebSocket(dashboard, "closed-sessions")
-    }?;
-
-    common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
+    }
 }
