@@ -29,7 +29,9 @@ use dstream::prelude::*;
 use dstream::text;
 
 const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
-                [--kafka BROKERS --topic TOPIC [--checkpoint DIR] [--feed] [--app NAME]]
+                [--kafka BROKERS --topic TOPIC [--checkpoint DIR] [--feed | --feed-only] [--app NAME]]
+  --feed      also write generated tweets to the topic (6 partitions if it is new)
+  --feed-only only write them (a feeder for instances started with --app)
   --app NAME  scale out: run this several times with the same NAME; the topic's partitions
               are spread over the instances (state in DIR/<task>, default target/hashtags-NAME)";
 
@@ -44,6 +46,7 @@ struct Args {
     topic: Option<String>,
     checkpoint: Option<String>,
     feed: bool,
+    feed_only: bool,
     app: Option<String>,
 }
 
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
         topic: None,
         checkpoint: None,
         feed: false,
+        feed_only: false,
         app: None,
     };
     let mut it = std::env::args().skip(1);
@@ -80,6 +84,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--feed" => {
                 args.feed = true;
+                continue;
+            }
+            "--feed-only" => {
+                args.feed = true;
+                args.feed_only = true;
                 continue;
             }
             "--app" => {
@@ -257,6 +266,19 @@ fn run(args: &Args) -> Result<(), Error> {
             eprintln!("hashtags: {e}");
         }
         feed(brokers.clone(), topic.clone(), args.rate);
+        if args.feed_only {
+            eprintln!(
+                "hashtags: feeding {topic} with {} tweets a second",
+                args.rate
+            );
+            match args.seconds {
+                Some(s) => std::thread::sleep(std::time::Duration::from_secs(s)),
+                None => loop {
+                    std::thread::park();
+                },
+            }
+            return Ok(());
+        }
     }
     if let (Some(app), Some(brokers), Some(topic)) = (&args.app, &args.kafka, &args.topic) {
         return scale_out(args, app, brokers, topic);
