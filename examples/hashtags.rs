@@ -345,32 +345,7 @@ fn scale_out(args: &Args, app: &str, brokers: &str, topic: &str) -> Result<(), E
             Ok(ssc)
         })?;
     eprintln!("hashtags: instance of {app} started (state in {root}/<task>)");
-    let started = std::time::Instant::now();
-    let mut owned = Vec::new();
-    loop {
-        let now: Vec<String> = instance
-            .status()
-            .tasks
-            .into_iter()
-            .map(|t| t.task)
-            .collect();
-        if now != owned {
-            eprintln!("hashtags: this instance runs tasks {now:?}");
-            owned = now;
-        }
-        if let Some(end) =
-            instance.await_termination_or_timeout(std::time::Duration::from_secs(1))?
-        {
-            return end;
-        }
-        if args
-            .seconds
-            .is_some_and(|s| started.elapsed().as_secs() >= s)
-        {
-            instance.stop();
-            return instance.await_termination();
-        }
-    }
+    common::run_instance("hashtags", instance, args.seconds)
 }
 
 /// The pipeline, as the Spark Streaming talks write it in Scala. In one process the exchanges

@@ -302,30 +302,11 @@ fn scale_out(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
             Ok(ssc)
         })?;
     eprintln!("sessions: instance of {app} started (state in {root}/<task>)");
-    let started = std::time::Instant::now();
-    let seconds = flags.text("seconds").map(|_| flags.num("seconds", 0));
-    let mut owned = Vec::new();
-    loop {
-        let now: Vec<String> = instance
-            .status()
-            .tasks
-            .into_iter()
-            .map(|t| t.task)
-            .collect();
-        if now != owned {
-            eprintln!("sessions: this instance runs tasks {now:?}");
-            owned = now;
-        }
-        if let Some(end) =
-            instance.await_termination_or_timeout(std::time::Duration::from_secs(1))?
-        {
-            return end;
-        }
-        if seconds.is_some_and(|s| started.elapsed().as_secs() >= s) {
-            instance.stop();
-            return instance.await_termination();
-        }
-    }
+    common::run_instance(
+        "sessions",
+        instance,
+        flags.text("seconds").map(|_| flags.num("seconds", 0)),
+    )
 }
 
 fn run(flags: &Flags) -> Result<(), Error> {

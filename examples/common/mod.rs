@@ -129,6 +129,38 @@ pub fn dashboard(ssc: &StreamingContext, flags: &Flags) -> Result<Option<Dashboa
 }
 
 /// Starts the context and runs it for `seconds` (then stops gracefully), or until Ctrl-C.
+/// Runs a scaled-out instance until it stops (Ctrl-C), fails, or `seconds` pass; prints the
+/// tasks it runs whenever they change.
+pub fn run_instance(
+    example: &str,
+    instance: dstream::kafka::Instance,
+    seconds: Option<u64>,
+) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let mut owned = Vec::new();
+    loop {
+        let now: Vec<String> = instance
+            .status()
+            .tasks
+            .into_iter()
+            .map(|t| t.task)
+            .collect();
+        if now != owned {
+            eprintln!("{example}: this instance runs tasks {now:?}");
+            owned = now;
+        }
+        if let Some(end) =
+            instance.await_termination_or_timeout(std::time::Duration::from_secs(1))?
+        {
+            return end;
+        }
+        if seconds.is_some_and(|s| started.elapsed().as_secs() >= s) {
+            instance.stop();
+            return instance.await_termination();
+        }
+    }
+}
+
 pub fn run(ssc: &StreamingContext, seconds: Option<u64>) -> Result<(), Error> {
     ssc.start()?;
     if let Some(s) = seconds

@@ -208,9 +208,17 @@ fn a_source_outside_the_task_topics_fails_the_task_with_a_clear_error() {
 }
 
 /// A stateful instance: counts each user's events (`map_with_state`), writing `user n` for the
-/// n-th event of a user, exactly once. Users are keyed to partitions, so a user's state is in
-/// one task.
-fn counting_instance(brokers: &str, app: &str, input: &str, out: &str, root: &PathBuf) -> Instance {
+/// n-th event of a user, exactly once. With `repartition`, the events go through a repartition
+/// topic to the task of their user first (for input not keyed by user); without, users must be
+/// keyed to partitions, so that a user's state is in one task.
+fn counting_instance(
+    brokers: &str,
+    app: &str,
+    input: &str,
+    out: &str,
+    root: &PathBuf,
+    repartition: bool,
+) -> Instance {
     let (b, i, o) = (brokers.to_string(), input.to_string(), out.to_string());
     ScaleOut::new(app, brokers)
         .topics([input])
@@ -218,23 +226,26 @@ fn counting_instance(brokers: &str, app: &str, input: &str, out: &str, root: &Pa
         .session_timeout(StdDuration::from_secs(6))
         .stop_gracefully_on_signal(false)
         .run(move |_task| {
-            let ssc = StreamingContext::builder(Milliseconds(200))
+            let ssc = StreamingContext::builder(Milliseconds(if repartition { 500 } else { 200 }))
                 .stop_gracefully_on_signal(false)
                 .parallelism(2)
                 .build()?;
             let source = KafkaSource::strings(&b).topics([i.as_str()]).build()?;
             let handle = source.handle();
-            let counted =
-                ssc.kafka_stream(source)
-                    .map(|u| (u, ()))
-                    .map_with_state(StateSpec::function(
-                        |_, user: &String, v: Option<()>, st: &mut State<i64>| {
-                            v?;
-                            let n = st.get().copied().unwrap_or(0) + 1;
-                            st.update(n);
-                            Some(format!("{user} {n}"))
-                        },
-                    ));
+            let events = ssc.kafka_stream(source).map(|u| (u, ()));
+            let events = if repartition {
+                events.repartition_by_key()
+            } else {
+                events
+            };
+            let counted = events.map_with_state(StateSpec::function(
+                |_, user: &String, v: Option<()>, st: &mut State<i64>| {
+                    v?;
+                    let n = st.get().copied().unwrap_or(0) + 1;
+                    st.update(n);
+                    Some(format!("{user} {n}"))
+                },
+            ));
             counted.mapped().save_to(
                 KafkaSink::with_encoder(&b, &o, |l: &String| Ok(OutRecord::new(l.clone())))
                     .delivery(Delivery::ExactlyOnce)
@@ -270,9 +281,9 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
         // Separate checkpoint roots: as on separate machines, state moves only through Kafka.
         let roots: Vec<PathBuf> = (0..3).map(|i| temp_root(&format!("users{i}"))).collect();
         produce_users(&b, &input, 10);
-        let a = counting_instance(&b, &app, &input, &out, &roots[0]);
-        let c = counting_instance(&b, &app, &input, &out, &roots[1]);
-        let d = counting_instance(&b, &app, &input, &out, &roots[2]);
+        let a = counting_instance(&b, &app, &input, &out, &roots[0], false);
+        let c = counting_instance(&b, &app, &input, &out, &roots[1], false);
+        let d = counting_instance(&b, &app, &input, &out, &roots[2], false);
         wait_for(90, "the 6 tasks split among 3 instances", || {
             split_among(&[&a, &c, &d], 6)
         });
@@ -288,7 +299,7 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
 
         // It comes back with its old checkpoints: a task it had before restores the
         // changelog's tail onto its local copy.
-        let a = counting_instance(&b, &app, &input, &out, &roots[0]);
+        let a = counting_instance(&b, &app, &input, &out, &roots[0], false);
         wait_for(90, "the 6 tasks among 3 again", || {
             split_among(&[&a, &c, &d], 6)
         });
@@ -309,51 +320,6 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
             let _ = std::fs::remove_dir_all(r);
         }
     }
-}
-
-/// Counts each user's events like `counting_instance`, with the input *not* keyed by user: the
-/// events go through a repartition topic to the task of their user first.
-fn repartitioning_instance(
-    brokers: &str,
-    app: &str,
-    input: &str,
-    out: &str,
-    root: &PathBuf,
-) -> Instance {
-    let (b, i, o) = (brokers.to_string(), input.to_string(), out.to_string());
-    ScaleOut::new(app, brokers)
-        .topics([input])
-        .checkpoint(root)
-        .session_timeout(StdDuration::from_secs(6))
-        .stop_gracefully_on_signal(false)
-        .run(move |_task| {
-            let ssc = StreamingContext::builder(Milliseconds(500))
-                .stop_gracefully_on_signal(false)
-                .parallelism(2)
-                .build()?;
-            let source = KafkaSource::strings(&b).topics([i.as_str()]).build()?;
-            let handle = source.handle();
-            let counted = ssc
-                .kafka_stream(source)
-                .map(|u| (u, ()))
-                .repartition_by_key()
-                .map_with_state(StateSpec::function(
-                    |_, user: &String, v: Option<()>, st: &mut State<i64>| {
-                        v?;
-                        let n = st.get().copied().unwrap_or(0) + 1;
-                        st.update(n);
-                        Some(format!("{user} {n}"))
-                    },
-                ));
-            counted.mapped().save_to(
-                KafkaSink::with_encoder(&b, &o, |l: &String| Ok(OutRecord::new(l.clone())))
-                    .delivery(Delivery::ExactlyOnce)
-                    .commit_offsets_of(&handle)
-                    .build(),
-            )?;
-            Ok(ssc)
-        })
-        .unwrap()
 }
 
 /// `per_user` events of each of 60 users, spread over all 6 partitions (event `k` of user `u`
@@ -395,9 +361,9 @@ fn a_repartition_brings_each_users_events_to_one_task_across_instances() {
         create_topic(&b, &out, 3);
         let roots: Vec<PathBuf> = (0..3).map(|i| temp_root(&format!("spread{i}"))).collect();
         produce_users_everywhere(&b, &input, 10);
-        let a = repartitioning_instance(&b, &app, &input, &out, &roots[0]);
-        let c = repartitioning_instance(&b, &app, &input, &out, &roots[1]);
-        let d = repartitioning_instance(&b, &app, &input, &out, &roots[2]);
+        let a = counting_instance(&b, &app, &input, &out, &roots[0], true);
+        let c = counting_instance(&b, &app, &input, &out, &roots[1], true);
+        let d = counting_instance(&b, &app, &input, &out, &roots[2], true);
         wait_for(90, "the 6 tasks split among 3 instances", || {
             split_among(&[&a, &c, &d], 6)
         });
@@ -412,7 +378,7 @@ fn a_repartition_brings_each_users_events_to_one_task_across_instances() {
         produce_users_everywhere(&b, &input, 10);
         wait_or_report(&[&c, &d], &b, &app, &input, &out, isolation, 1200);
 
-        let a = repartitioning_instance(&b, &app, &input, &out, &roots[0]);
+        let a = counting_instance(&b, &app, &input, &out, &roots[0], true);
         wait_for(90, "the 6 tasks among 3 again", || {
             split_among(&[&a, &c, &d], 6)
         });

@@ -27,9 +27,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
-use stream_core::{
-    CheckpointRestore, CommitRecord, Error, Replicator, ScaleError, StateChange, Time,
-};
+use stream_core::{CheckpointRestore, CommitRecord, Error, Replicator, StateChange, Time};
 
 use crate::produce::{self, TrackedProducer, Tracker};
 use crate::sink::BATCH_HEADER;
@@ -135,12 +133,7 @@ impl Changelog {
     }
 
     fn error(&self, message: String) -> Error {
-        ScaleError::Task {
-            app: self.app.clone(),
-            task: self.task.clone(),
-            message,
-        }
-        .into()
+        super::task_error(&self.app, &self.task, message)
     }
 
     fn write(&self, batch: &CommitRecord<'_>) -> Result<Mark, String> {

@@ -26,7 +26,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
-use stream_core::{Error, Exchange, Exchanges, Received, ScaleError, Time};
+use stream_core::{Error, Exchange, Exchanges, Received, Time};
 
 use crate::produce::{self, TrackedProducer, Tracker};
 
@@ -81,12 +81,7 @@ impl KafkaExchanges {
     }
 
     fn error(&self, message: String) -> Error {
-        ScaleError::Task {
-            app: self.app.clone(),
-            task: self.task.clone(),
-            message,
-        }
-        .into()
+        super::task_error(&self.app, &self.task, message)
     }
 
     fn producer(&self) -> Result<Arc<TrackedProducer>, Error> {
@@ -210,12 +205,7 @@ fn attempt() -> u64 {
 
 impl KafkaExchange {
     fn error(&self, message: String) -> Error {
-        ScaleError::Task {
-            app: self.app.clone(),
-            task: self.task.clone(),
-            message,
-        }
-        .into()
+        super::task_error(&self.app, &self.task, message)
     }
 
     /// Waits for this task's records to be delivered; a delivery failure fails the batch.

@@ -424,6 +424,16 @@ impl ScaleOutBuilder {
     }
 }
 
+/// An error of task `task` of application `app`.
+pub(crate) fn task_error(app: &str, task: &str, message: impl Into<String>) -> Error {
+    ScaleError::Task {
+        app: app.to_string(),
+        task: task.to_string(),
+        message: message.into(),
+    }
+    .into()
+}
+
 /// How long repartition topics keep records: a task that was down for longer cannot resume
 /// (the records of the batches it missed are gone).
 const REPARTITION_RETENTION_MS: &str = "604800000";
@@ -538,12 +548,7 @@ impl InstanceInner {
     }
 
     fn task_error(&self, task: &str, message: impl Into<String>) -> Error {
-        ScaleError::Task {
-            app: self.settings.app.clone(),
-            task: task.to_string(),
-            message: message.into(),
-        }
-        .into()
+        task_error(&self.settings.app, task, message)
     }
 
     /// Builds and starts task `partition`. A stateless task whose local checkpoint is behind
