@@ -25,6 +25,18 @@ fn each_broker(test: &str) -> Vec<(&'static str, String)> {
     v
 }
 
+/// How to read outputs written exactly once on broker `kind`. tansu shows aborted transactions
+/// to `read_committed` readers anyway (the sinks' read-back is what keeps outputs exactly-once
+/// there), and its last stable offset can stay behind a transaction that committed during a
+/// rebalance, so that a `read_committed` reader stops there for good: read everything on tansu.
+fn isolation(kind: &str) -> &'static str {
+    if kind == "tansu" {
+        "read_uncommitted"
+    } else {
+        "read_committed"
+    }
+}
+
 fn temp_root(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(unique(name));
     std::fs::create_dir_all(&d).unwrap();
@@ -102,7 +114,9 @@ fn instances_split_the_tasks_and_take_over_those_of_one_that_leaves() {
             split_among(&[&a, &c, &d], 6)
         });
         eprintln!("tasks: {:?}", owned(&[&a, &c, &d]));
-        wait_for(60, "600 records out", || read_all(&b, &out).len() >= 600);
+        wait_for(60, "600 records out", || {
+            read_all_as(&b, &out, isolation(kind)).len() >= 600
+        });
 
         // One instance leaves: its tasks finish their batch and move to the other two.
         a.stop();
@@ -111,10 +125,16 @@ fn instances_split_the_tasks_and_take_over_those_of_one_that_leaves() {
             split_among(&[&c, &d], 6)
         });
         produce_lines(&b, &input, 6, &lines(600, 1200));
-        wait_for(60, "1200 records out", || read_all(&b, &out).len() >= 1200);
+        wait_for(60, "1200 records out", || {
+            read_all_as(&b, &out, isolation(kind)).len() >= 1200
+        });
         // Some more batches: nothing more may come out.
         std::thread::sleep(StdDuration::from_secs(1));
-        let got = counts(read_all(&b, &out).iter().map(|r| r.text()));
+        let got = counts(
+            read_all_as(&b, &out, isolation(kind))
+                .iter()
+                .map(|r| r.text()),
+        );
         let want = counts(lines(0, 1200).iter().map(|l| l.to_uppercase()));
         assert_eq!(
             got, want,
@@ -287,7 +307,9 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
         wait_for(90, "the 6 tasks split among 3 instances", || {
             split_among(&[&a, &c, &d], 6)
         });
-        wait_for(60, "600 counts out", || read_all(&b, &out).len() >= 600);
+        wait_for(60, "600 counts out", || {
+            read_all_as(&b, &out, isolation(kind)).len() >= 600
+        });
 
         // One leaves: its tasks are restored elsewhere from their changelogs.
         a.stop();
@@ -295,7 +317,9 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
             split_among(&[&c, &d], 6)
         });
         produce_users(&b, &input, 10);
-        wait_for(60, "1200 counts out", || read_all(&b, &out).len() >= 1200);
+        wait_for(60, "1200 counts out", || {
+            read_all_as(&b, &out, isolation(kind)).len() >= 1200
+        });
 
         // It comes back with its old checkpoints: a task it had before restores the
         // changelog's tail onto its local copy.
@@ -304,10 +328,16 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
             split_among(&[&a, &c, &d], 6)
         });
         produce_users(&b, &input, 10);
-        wait_for(60, "1800 counts out", || read_all(&b, &out).len() >= 1800);
+        wait_for(60, "1800 counts out", || {
+            read_all_as(&b, &out, isolation(kind)).len() >= 1800
+        });
         std::thread::sleep(StdDuration::from_secs(1));
 
-        let got = counts(read_all(&b, &out).iter().map(|r| r.text()));
+        let got = counts(
+            read_all_as(&b, &out, isolation(kind))
+                .iter()
+                .map(|r| r.text()),
+        );
         let want = counts((0..60).flat_map(|u| (1..=30).map(move |n| format!("u{u} {n}"))));
         assert_eq!(
             got, want,
