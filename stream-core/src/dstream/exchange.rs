@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use super::DStream;
 use crate::batch::{Batch, Data, Key};
-use crate::checkpoint::keyed::{encode_into, time_bytes};
+use crate::checkpoint::keyed::{encode_into, time_bytes, time_from_bytes};
 use crate::checkpoint::{CommitBatch, Durable, Store};
 use crate::error::{CheckpointError, ContextError, Error, Result};
 use crate::task::{Exchange, TaskScope};
@@ -44,13 +44,6 @@ fn resume_key(t: Time) -> Vec<u8> {
     k
 }
 
-fn time_of_resume_key(k: &[u8]) -> Option<Time> {
-    let b: [u8; 8] = k.get(1..9)?.try_into().ok()?;
-    Some(Time::from_millis(
-        (u64::from_be_bytes(b) ^ (1 << 63)) as i64,
-    ))
-}
-
 fn be_i64(what: &str, b: &[u8]) -> Result<i64> {
     <[u8; 8]>::try_from(b).map(i64::from_be_bytes).map_err(|_| {
         CheckpointError::Encode {
@@ -66,6 +59,16 @@ fn be_i64(what: &str, b: &[u8]) -> Result<i64> {
 enum Route {
     ByKey,
     Global,
+}
+
+impl Route {
+    /// The operation's name (Spark-style, as the DSL and the shape write it).
+    fn name(self) -> &'static str {
+        match self {
+            Route::ByKey => "repartitionByKey",
+            Route::Global => "global",
+        }
+    }
 }
 
 /// The durable side of an exchange: the last batch sent, and where reading resumes after each
@@ -121,10 +124,12 @@ impl ExchangeOp {
         let mut it = store.db().raw_iterator_cf(store.cf(self.id)?);
         it.seek_for_prev(resume_key(t - Duration::from_millis(1)));
         let committed = match (it.key(), it.value()) {
-            (Some(k), Some(v)) if k.first() == Some(&TAG_RESUME) => match time_of_resume_key(k) {
-                Some(at) => Some((at, be_i64("an exchange position", v)?)),
-                None => None,
-            },
+            (Some(k), Some(v)) if k.first() == Some(&TAG_RESUME) => {
+                match time_from_bytes(&k[1..]) {
+                    Some(at) => Some((Time::from_millis(at), be_i64("an exchange position", v)?)),
+                    None => None,
+                }
+            }
             _ => None,
         };
         it.status().map_err(|e| store.error(e))?;
@@ -137,14 +142,7 @@ impl ExchangeOp {
 
 impl Durable for ExchangeOp {
     fn describe(&self) -> String {
-        format!(
-            "{} (records {})",
-            match self.route {
-                Route::ByKey => "repartitionByKey",
-                Route::Global => "global",
-            },
-            self.records
-        )
+        format!("{} (records {})", self.route.name(), self.records)
     }
 
     fn commit(&self, _: &Store, t: Time, wb: &mut CommitBatch<'_>) -> Result<()> {
@@ -245,10 +243,7 @@ impl<T: Data + Serialize + DeserializeOwned> DStream<T> {
         route: Route,
         place: impl Fn(&T, &mut Router) -> Result<()> + Send + Sync + 'static,
     ) -> DStream<T> {
-        let name = match route {
-            Route::ByKey => "repartitionByKey",
-            Route::Global => "global",
-        };
+        let name = route.name();
         let Some(scope) = TaskScope::current() else {
             return self.lift(name, |b, _| Ok(b));
         };
