@@ -108,12 +108,7 @@ pub(crate) fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<(),
     producer
         .flush(timeout)
         .map_err(|e| format!("records not delivered within {timeout:?}: {e}"))?;
-    let failures = std::mem::take(&mut *lock(&producer.context().failures));
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("records not delivered: {}", failures.join("; ")))
-    }
+    take_failures(producer)
 }
 
 /// Where the delivered records landed so far.
@@ -125,10 +120,34 @@ pub(crate) fn delivered(producer: &TrackedProducer) -> Offsets {
 /// reports that arrived).
 pub(crate) fn failures(producer: &TrackedProducer) -> Result<(), String> {
     producer.poll(Duration::ZERO);
+    take_failures(producer)
+}
+
+/// The delivery failures reported since the last call, as one error.
+fn take_failures(producer: &TrackedProducer) -> Result<(), String> {
     let failures = std::mem::take(&mut *lock(&producer.context().failures));
     if failures.is_empty() {
         Ok(())
     } else {
         Err(format!("records not delivered: {}", failures.join("; ")))
     }
+}
+
+/// An idempotent, non-transactional producer with `acks=all` that tracks its deliveries (the
+/// scale-out runner's records outside transactions: exchanges, positions written ahead).
+pub(crate) fn idempotent(
+    brokers: &str,
+    timeout: Duration,
+    linger_ms: u32,
+    max_message_bytes: u32,
+) -> Result<TrackedProducer, String> {
+    rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", linger_ms.to_string())
+        .set("message.max.bytes", max_message_bytes.to_string())
+        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .create_with_context(Tracker::default())
+        .map_err(|e| e.to_string())
 }

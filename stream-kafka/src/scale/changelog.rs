@@ -247,16 +247,9 @@ impl Changelog {
     fn ahead_producer(&self) -> Result<&TrackedProducer, String> {
         self.ahead_producer
             .get_or_init(|| {
-                ClientConfig::new()
-                    .set("bootstrap.servers", &self.brokers)
-                    .set("acks", "all")
-                    .set("enable.idempotence", "true")
-                    .set("linger.ms", "0")
-                    .set("message.timeout.ms", self.timeout.as_millis().to_string())
-                    .create_with_context(Tracker::default())
-                    .map_err(|e| {
-                        format!("cannot create the changelog's producer of positions: {e}")
-                    })
+                produce::idempotent(&self.brokers, self.timeout, 0, 1_000_000).map_err(|e| {
+                    format!("cannot create the changelog's producer of positions: {e}")
+                })
             })
             .as_ref()
             .map_err(Clone::clone)

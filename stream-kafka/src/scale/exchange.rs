@@ -28,7 +28,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use stream_core::{Error, Exchange, Exchanges, Received, Time};
 
-use crate::produce::{self, TrackedProducer, Tracker};
+use crate::produce::{self, TrackedProducer};
 
 const HEADER: &str = "dstream.x";
 
@@ -87,14 +87,8 @@ impl KafkaExchanges {
     fn producer(&self) -> Result<Arc<TrackedProducer>, Error> {
         self.producer
             .get_or_init(|| {
-                ClientConfig::new()
-                    .set("bootstrap.servers", &self.brokers)
-                    .set("acks", "all")
-                    .set("enable.idempotence", "true")
-                    .set("linger.ms", "2")
-                    .set("message.max.bytes", "4000000")
-                    .set("message.timeout.ms", self.timeout.as_millis().to_string())
-                    .create_with_context(Tracker::default())
+                // Chunks are up to 256 KB plus one record: room for records of a few MB.
+                produce::idempotent(&self.brokers, self.timeout, 2, 4_000_000)
                     .map(Arc::new)
                     .map_err(|e| format!("cannot create the repartition producer: {e}"))
             })
@@ -159,10 +153,7 @@ impl Exchange for ProbeExchange {
         true
     }
     fn send(&self, _: Time, _: Vec<Vec<Vec<u8>>>) -> stream_core::Result<()> {
-        Err(stream_core::ContextError::InvalidArgument(
-            "the shape probe of a scale-out runner never runs".into(),
-        )
-        .into())
+        Err(probe_never_runs())
     }
     fn receive(
         &self,
@@ -170,11 +161,15 @@ impl Exchange for ProbeExchange {
         _: Option<i64>,
         _: &dyn Fn() -> bool,
     ) -> stream_core::Result<Option<Received>> {
-        Err(stream_core::ContextError::InvalidArgument(
-            "the shape probe of a scale-out runner never runs".into(),
-        )
-        .into())
+        Err(probe_never_runs())
     }
+}
+
+fn probe_never_runs() -> Error {
+    stream_core::ContextError::InvalidArgument(
+        "the shape probe of a scale-out runner never runs".into(),
+    )
+    .into()
 }
 
 struct KafkaExchange {
@@ -210,12 +205,14 @@ impl KafkaExchange {
 
     /// Waits for this task's records to be delivered; a delivery failure fails the batch.
     fn flushed(&self, t: Time) -> stream_core::Result<()> {
-        produce::flush(&self.producer, self.timeout).map_err(|e| {
-            self.error(format!(
-                "sending its records of the batch at {t} to {}: {e}",
-                self.topic
-            ))
-        })
+        produce::flush(&self.producer, self.timeout).map_err(|e| self.error(self.not_sent(t, &e)))
+    }
+
+    fn not_sent(&self, t: Time, e: &str) -> String {
+        format!(
+            "sending its records of the batch at {t} to {}: {e}",
+            self.topic
+        )
     }
 
     fn head(h: &Head) -> OwnedHeaders {
@@ -301,12 +298,9 @@ impl Exchange for KafkaExchange {
             if cancelled() {
                 return Some("stopped".to_string());
             }
-            produce::failures(&self.producer).err().map(|e| {
-                format!(
-                    "sending its records of the batch at {t} to {}: {e}",
-                    self.topic
-                )
-            })
+            produce::failures(&self.producer)
+                .err()
+                .map(|e| self.not_sent(t, &e))
         };
         let received = r
             .receive(t, from, &abort, self.timeout)

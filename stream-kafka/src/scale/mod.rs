@@ -203,6 +203,26 @@ impl ScaleOutBuilder {
         self
     }
 
+    /// Creates `topic` with `want` partitions unless it exists; refuses to join, with `why(n)`,
+    /// when it has `n != want` partitions.
+    fn ensure_partitions(
+        &self,
+        topic: &str,
+        want: usize,
+        configs: &[(&str, &str)],
+        why: impl FnOnce(usize) -> String,
+    ) -> Result<(), Error> {
+        crate::admin::ensure_topic(&self.brokers, topic, want as i32, configs)
+            .map_err(|e| self.error(e))?;
+        let n = crate::admin::partition_count(&self.brokers, topic)
+            .map_err(|e| self.error(e))?
+            .unwrap_or(0);
+        if n != want {
+            return Err(self.refused(why(n)));
+        }
+        Ok(())
+    }
+
     fn error(&self, message: impl Into<String>) -> Error {
         ScaleError::Kafka {
             app: self.app.clone(),
@@ -335,21 +355,11 @@ impl ScaleOutBuilder {
                 .chain([changelog::tasks_topic(&self.app)])
                 .collect();
             for topic in &topics {
-                crate::admin::ensure_topic(
-                    &self.brokers,
-                    topic,
-                    partitions as i32,
-                    &[("cleanup.policy", "compact")],
-                )
-                .map_err(|e| self.error(e))?;
-                let n = crate::admin::partition_count(&self.brokers, topic)
-                    .map_err(|e| self.error(e))?
-                    .unwrap_or(0);
-                if n != partitions {
-                    return Err(self.refused(format!(
+                self.ensure_partitions(topic, partitions, &[("cleanup.policy", "compact")], |n| {
+                    format!(
                         "the changelog topic {topic} has {n} partitions and the application has {partitions} tasks: a task's state would be read from another task's partition (delete the topic only if the state in it may be lost)"
-                    )));
-                }
+                    )
+                })?;
             }
         }
         let exchanges = std::mem::take(&mut *lock(&probe_exchanges.opened));
@@ -357,29 +367,20 @@ impl ScaleOutBuilder {
             // Each exchange's records, by destination task (one partition for a global one).
             let topic = exchange::topic(&self.app, *op);
             let want = if *global { 1 } else { partitions };
-            crate::admin::ensure_topic(
-                &self.brokers,
-                &topic,
-                want as i32,
-                &[
-                    ("cleanup.policy", "delete"),
-                    ("retention.ms", REPARTITION_RETENTION_MS),
-                ],
-            )
-            .map_err(|e| self.error(e))?;
-            let n = crate::admin::partition_count(&self.brokers, &topic)
-                .map_err(|e| self.error(e))?
-                .unwrap_or(0);
-            if n != want {
-                return Err(self.refused(format!(
+            let configs = [
+                ("cleanup.policy", "delete"),
+                ("retention.ms", REPARTITION_RETENTION_MS),
+            ];
+            self.ensure_partitions(&topic, want, &configs, |n| {
+                format!(
                     "the repartition topic {topic} has {n} partitions and must have {want} ({}): records would reach the wrong task (delete the topic when no instance runs, and start again)",
                     if *global {
                         "a global exchange has one".to_string()
                     } else {
                         format!("one per task, {partitions}")
                     }
-                )));
-            }
+                )
+            })?;
         }
         let inner = Arc::new(InstanceInner {
             settings: self.clone(),
