@@ -507,7 +507,7 @@ impl ContextInner {
 
     fn submit(&self, tx: &JobSender, inputs: &[Arc<dyn InputControl>], t: Time) -> bool {
         let records: u64 = inputs.iter().map(|i| i.capture(t) as u64).sum();
-        let setup = self.write_ahead(inputs, t, false).err();
+        let setup = self.write_ahead(inputs, t, None).err();
         let submitted = self.clock.now();
         let info = BatchInfo {
             batch_time: t,
@@ -564,8 +564,14 @@ impl ContextInner {
     }
 
     /// Writes the inputs' positions after capturing `t` ahead of processing it, so that a
-    /// recovery replays exactly this batch.
-    fn write_ahead(&self, inputs: &[Arc<dyn InputControl>], t: Time, start: bool) -> Result<()> {
+    /// recovery replays exactly this batch; `start` (the zero time) for the positions before a
+    /// new checkpoint's first batch.
+    fn write_ahead(
+        &self,
+        inputs: &[Arc<dyn InputControl>],
+        t: Time,
+        start: Option<Time>,
+    ) -> Result<()> {
         let Some(store) = self.store() else {
             return Ok(());
         };
@@ -801,7 +807,7 @@ impl StreamingContext {
             .inner
             .open_checkpoint()?
             .ok_or_else(|| Error::from(crate::error::CheckpointError::NotSet))?;
-        let operators = lock(&self.inner.durables).len();
+        let operators = lock(&self.inner.durables).clone();
         let mut writer = store.restore(operators);
         let r = restore(&mut writer)?;
         writer.flush()?;
@@ -1119,18 +1125,10 @@ impl StreamingContext {
             batch_duration: self.inner.batch,
             zero_time: zero,
         };
-        for (i, input) in inputs.iter().enumerate() {
-            let started = input
-                .start(&source_ctx)
-                .and_then(|()| match (&store, recovery) {
-                    (Some(store), Some(r)) => input.restore(&store.positions(i)?, r.last),
-                    _ => Ok(()),
-                });
-            if let Err(e) = started {
-                inputs[..=i].iter().for_each(|started| started.stop());
-                return Err(e);
-            }
-        }
+        // Sinks open first: an exactly-once sink's open fences the previous owner of its
+        // transactional id and aborts its open transaction, whose pending offset commit would
+        // otherwise hold up the inputs' reads of the group's committed offsets (a task taking
+        // over from an instance that was killed mid-batch).
         let own_dir = {
             let c = lock(&self.inner.checkpoint);
             c.dir.clone().filter(|_| !c.temporary && store.is_some())
@@ -1152,14 +1150,31 @@ impl StreamingContext {
             });
             if let Err(e) = opened {
                 sinks[..i].iter().for_each(|s| s.close());
-                inputs.iter().for_each(|i| i.stop());
+                return Err(e);
+            }
+        }
+        for (i, input) in inputs.iter().enumerate() {
+            let started = input
+                .start(&source_ctx)
+                .and_then(|()| match (&store, recovery) {
+                    (Some(store), Some(r)) => input.restore(&store.positions(i)?, r.last),
+                    _ => Ok(()),
+                });
+            if let Err(e) = started {
+                inputs[..=i].iter().for_each(|started| started.stop());
+                sinks.iter().for_each(|s| s.close());
                 return Err(e);
             }
         }
         if let (Some(_), None) = (&store, recovery) {
             // A new checkpoint: the zero time and the inputs' positions before the first batch,
             // so that a run that completes no batch is still replayed at the same batch times.
-            if let Err(e) = self.inner.write_ahead(&inputs, zero, true) {
+            // They are the positions after the batch before the first: the zero time's in one
+            // process, a later one for a task that joins an application on its grid.
+            if let Err(e) = self
+                .inner
+                .write_ahead(&inputs, first - self.inner.batch, Some(zero))
+            {
                 sinks.iter().for_each(|s| s.close());
                 inputs.iter().for_each(|i| i.stop());
                 return Err(e);

@@ -35,7 +35,9 @@ pub use checkpoint::keyed::{StateKey, StateValue};
 pub use checkpoint::{CheckpointRestore, CommitRecord, Replicator, StateChange};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
-pub use dashboard::{AsDashboard, Dashboard, FeedStats};
+pub use dashboard::{
+    AsDashboard, Dashboard, DashboardSection, FeedStats, prometheus_labels, prometheus_metric,
+};
 pub use dstream::{
     DStream, MapWithStateStream, State, StateSpec, TimeoutMode, TransformOutput,
     map_with_state_checkpoint_interval,

@@ -157,6 +157,21 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Re
     })
 }
 
+/// Whether `b` is exactly one `T` as encoded in the store (nothing missing, nothing after).
+pub(crate) fn check_decodes<T: serde::de::DeserializeOwned>(
+    b: &[u8],
+) -> std::result::Result<(), String> {
+    match postcard::take_from_bytes::<T>(b) {
+        Ok((_, [])) => Ok(()),
+        Ok((_, rest)) => Err(format!(
+            "{} bytes after a {}",
+            rest.len(),
+            std::any::type_name::<T>()
+        )),
+        Err(e) => Err(format!("not a {}: {e}", std::any::type_name::<T>())),
+    }
+}
+
 /// A cached key (kept small: a batch with millions of new keys holds a slot for each).
 struct Slot<S> {
     /// `None`: the key has no state (removed this batch, or known absent).
@@ -254,6 +269,39 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
 
     pub(crate) fn partitions(&self) -> usize {
         self.parts.len()
+    }
+
+    /// Whether `key` -> `value` (`None`: a delete) is one of this store's entries, as a
+    /// replica hands it back: a state entry of a `K` and a `S`, a timer, or a flag.
+    pub(crate) fn check(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> std::result::Result<(), String> {
+        match key.first() {
+            Some(t) if *t == self.tag => {
+                let k = key.get(3..).ok_or("the key is cut short")?;
+                check_decodes::<K>(k).map_err(|e| format!("the key is {e}"))?;
+                if let Some(v) = value {
+                    let s = v.get(8..).ok_or("the value is cut short")?;
+                    check_decodes::<S>(s).map_err(|e| format!("the value is {e}"))?;
+                }
+                Ok(())
+            }
+            Some(&TAG_TIMER) if self.timed => {
+                let k = key.get(11..).ok_or("the timer key is cut short")?;
+                check_decodes::<K>(k).map_err(|e| format!("the timer's key is {e}"))?;
+                match value {
+                    Some(v) if !v.is_empty() => Err("a timer entry has a value".into()),
+                    _ => Ok(()),
+                }
+            }
+            Some(b'f') => Ok(()),
+            Some(t) => Err(format!(
+                "no entry of this operator starts with byte {t:#04x}"
+            )),
+            None => Err("the key is empty".into()),
+        }
     }
 
     /// Partition `p`'s state, for one batch's work on it.

@@ -61,6 +61,11 @@ pub(crate) trait Durable: Send + Sync {
     fn size(&self, _store: &Store) -> Option<crate::metrics::StateInfo> {
         None
     }
+    /// Whether a change a replica hands back (`value` `None`: a delete) is one this operator
+    /// writes: its key and value decode as the operator's types.
+    fn check(&self, _key: &[u8], _value: Option<&[u8]>) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The pipeline facts a checkpoint must agree with.
@@ -293,10 +298,11 @@ impl Store {
                 completed: true,
             }),
             // A run started (its zero time and first positions were written together) and
-            // completed no batch.
+            // completed no batch: it resumes after the start record (the earliest positions;
+            // a task joining an application late starts on the grid after the zero time).
             (Some(zero), None) => Some(Recovery {
                 zero,
-                last: zero,
+                last: store.earliest_position()?.unwrap_or(zero).max(zero),
                 completed: false,
             }),
             (None, _) => None,
@@ -357,18 +363,20 @@ impl Store {
 
     /// Writes an input's position after capturing the batch of `t`, ahead of processing it;
     /// at the start of a new checkpoint (`start`), with the zero time `t`, in the same write.
+    /// Writes the inputs' positions after capturing the batch at `t`; `start` (the zero time)
+    /// for the record before a new checkpoint's first batch.
     pub(crate) fn write_ahead(
         &self,
         positions: &[(usize, Vec<u8>)],
         t: Time,
-        start: bool,
+        start: Option<Time>,
     ) -> Result<()> {
-        if positions.is_empty() && !start {
+        if positions.is_empty() && start.is_none() {
             return Ok(());
         }
         let mut wb = WriteBatch::default();
-        if start {
-            wb.put_cf(self.meta(), KEY_ZERO, t.millis().to_be_bytes());
+        if let Some(zero) = start {
+            wb.put_cf(self.meta(), KEY_ZERO, zero.millis().to_be_bytes());
         }
         for (input, pos) in positions {
             wb.put_cf(self.meta(), wal_key(*input, t), pos);
@@ -376,6 +384,24 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync);
         self.db.write_opt(wb, &wo).map_err(|e| self.error(e))
+    }
+
+    /// The time of the earliest positions written ahead, of any input.
+    fn earliest_position(&self) -> Result<Option<Time>> {
+        let mut it = self.db.raw_iterator_cf(self.meta());
+        it.seek([WAL]);
+        let mut earliest = None::<i64>;
+        while let Some(k) = it.key() {
+            if k.first() != Some(&WAL) {
+                break;
+            }
+            if let Some(t) = k.get(5..).and_then(keyed::time_from_bytes) {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+            it.next();
+        }
+        it.status().map_err(|e| self.error(e))?;
+        Ok(earliest.map(Time::from_millis))
     }
 
     /// The positions written ahead for `input`, by batch time, oldest first.
@@ -473,8 +499,8 @@ impl Store {
         *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     }
 
-    /// Opens a restore of this checkpoint for a pipeline with `operators` stateful operators.
-    pub(crate) fn restore(&self, operators: usize) -> CheckpointRestore<'_> {
+    /// Opens a restore of this checkpoint for a pipeline with these stateful operators.
+    pub(crate) fn restore(&self, operators: Vec<Arc<dyn Durable>>) -> CheckpointRestore<'_> {
         CheckpointRestore {
             store: self,
             wb: WriteBatch::default(),
@@ -557,13 +583,13 @@ mod tests {
             let store = Store::open(&dir, &shape(), false, false).unwrap();
             assert!(store.recovery().is_none());
             store
-                .write_ahead(&[(0, b"p0".to_vec())], zero, true)
+                .write_ahead(&[(0, b"p0".to_vec())], zero, Some(zero))
                 .unwrap();
             store
                 .write_ahead(
                     &[(0, b"p1".to_vec())],
                     zero + Duration::from_millis(100),
-                    false,
+                    None,
                 )
                 .unwrap();
             // Killed before the first batch completes.

@@ -127,7 +127,7 @@ pub struct CheckpointRestore<'a> {
     pub(super) store: &'a Store,
     pub(super) wb: WriteBatch,
     pub(super) pending: usize,
-    pub(super) operators: usize,
+    pub(super) operators: Vec<std::sync::Arc<dyn super::Durable>>,
     pub(super) applied: u64,
 }
 
@@ -146,7 +146,7 @@ const RESTORE_CHUNK: usize = 16_384;
 impl CheckpointRestore<'_> {
     /// How many stateful operators the pipeline has (operator numbers are `0..operators()`).
     pub fn operators(&self) -> usize {
-        self.operators
+        self.operators.len()
     }
 
     /// The replica's mark committed with the last batch of this checkpoint (what the
@@ -168,18 +168,29 @@ impl CheckpointRestore<'_> {
         self.applied
     }
 
-    /// Applies one change of a restored batch.
+    /// Applies one change of a restored batch, once its key and value decode as the
+    /// operator's (a damaged or foreign change is an error, never state).
     pub fn apply(&mut self, change: &StateChange) -> Result<()> {
-        if change.operator >= self.operators {
+        let Some(op) = self.operators.get(change.operator) else {
             return Err(CheckpointError::Corrupt {
                 file: self.store.dir().join("db"),
                 reason: format!(
                     "a restored change is for stateful operator #{}, and the pipeline has {}",
-                    change.operator, self.operators
+                    change.operator,
+                    self.operators.len()
                 ),
             }
             .into());
-        }
+        };
+        op.check(&change.key, change.value.as_deref())
+            .map_err(|message| CheckpointError::Encode {
+                what: format!(
+                    "a restored change of stateful operator #{} ({})",
+                    change.operator,
+                    op.describe()
+                ),
+                message,
+            })?;
         let cf = self.store.cf(change.operator)?;
         match &change.value {
             Some(v) => self.wb.put_cf(cf, &change.key, v),
@@ -254,9 +265,11 @@ impl CheckpointRestore<'_> {
         }
         self.flush()?;
         if recovery.is_none() {
+            // The earliest record (they come oldest first): the positions before the first
+            // batch, which the context resumes after.
             self.store.set_recovery(super::Recovery {
                 zero,
-                last: zero,
+                last: time,
                 completed: false,
             });
         }

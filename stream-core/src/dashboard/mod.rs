@@ -19,6 +19,7 @@ mod http;
 mod status;
 
 pub use feed::{AsDashboard, FeedStats};
+pub use status::{prometheus_labels, prometheus_metric};
 
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,10 +73,15 @@ impl Drop for Handle {
     }
 }
 
-/// What the server's threads and the context's listener share.
+/// What the server's threads and the contexts' listeners share.
 pub(crate) struct Shared {
-    ctx: Weak<ContextInner>,
+    /// The contexts it shows, each with the number its batches carry in the history: one for
+    /// a context's dashboard; the running tasks for a scaled-out instance's.
+    contexts: Mutex<Vec<(usize, Weak<ContextInner>)>>,
+    next_source: AtomicUsize,
     history: Mutex<History>,
+    /// Sections of the status beyond the batches (a scaled-out instance's tasks and group).
+    sections: Mutex<Vec<Arc<dyn DashboardSection>>>,
     feeds: Feeds,
     /// The dashboard's own WebSocket clients (`/ws`).
     watchers: Mutex<Vec<feed::Client>>,
@@ -99,45 +105,96 @@ impl Shared {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    fn context(&self) -> Option<StreamingContext> {
-        self.ctx.upgrade().map(|inner| StreamingContext { inner })
+    fn contexts(&self) -> Vec<StreamingContext> {
+        lock(&self.contexts)
+            .iter()
+            .filter_map(|(_, c)| c.upgrade())
+            .map(|inner| StreamingContext { inner })
+            .collect()
+    }
+
+    /// The state shown: the context's; for several, `Active` if one runs.
+    fn state(&self, contexts: &[StreamingContext]) -> String {
+        let states: Vec<String> = contexts
+            .iter()
+            .map(|c| format!("{:?}", c.state()))
+            .collect();
+        if states.is_empty() {
+            if lock(&self.sections).is_empty() {
+                "Stopped".to_string()
+            } else {
+                "No tasks".to_string()
+            }
+        } else if states.iter().any(|s| s == "Active") {
+            "Active".to_string()
+        } else {
+            states[0].clone()
+        }
     }
 
     /// The status now, as JSON.
     fn status_json(&self) -> String {
-        let ctx = self.context();
-        let inputs = ctx.as_ref().map(|c| c.input_status()).unwrap_or_default();
-        let state = ctx
-            .as_ref()
-            .map_or_else(|| "STOPPED".to_string(), |c| format!("{:?}", c.state()));
+        let contexts = self.contexts();
+        let inputs: Vec<_> = contexts.iter().flat_map(|c| c.input_status()).collect();
+        let state = self.state(&contexts);
         let feeds = self.feeds.stats();
-        lock(&self.history).json(&state, &inputs, &feeds)
+        let sections: Vec<(String, serde_json::Value)> = lock(&self.sections)
+            .clone()
+            .iter()
+            .map(|s| (s.key().to_string(), s.json()))
+            .collect();
+        lock(&self.history).json(&state, &inputs, &feeds, sections)
     }
 
     /// The figures in Prometheus' text format.
     fn prometheus(&self) -> String {
-        let inputs = self.context().map(|c| c.input_status()).unwrap_or_default();
+        let inputs: Vec<_> = self
+            .contexts()
+            .iter()
+            .flat_map(|c| c.input_status())
+            .collect();
         let feeds = self.feeds.stats();
-        lock(&self.history).prometheus(&inputs, &feeds)
+        let mut out = lock(&self.history).prometheus(&inputs, &feeds);
+        for s in lock(&self.sections).clone() {
+            s.prometheus(&mut out);
+        }
+        out
     }
+}
+
+/// A part of the dashboard's status beyond the batches of its contexts: a scaled-out
+/// instance's tasks and group (`stream-kafka`'s `Instance::serve_dashboard`), or your own.
+/// The page shows a section it knows; `/api/status` has every section under its key, and
+/// `/metrics` has the lines the section writes.
+pub trait DashboardSection: Send + Sync {
+    /// Its key in the status JSON (`"scale"` for a scaled-out instance).
+    fn key(&self) -> &str;
+    /// Its content now.
+    fn json(&self) -> serde_json::Value;
+    /// Its metrics in Prometheus' text format (`# HELP`, `# TYPE` and samples), appended to
+    /// `out`.
+    fn prometheus(&self, out: &mut String);
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Feeds the history and pushes the status to `/ws` clients after every batch.
-struct Listener(Weak<Shared>);
+/// Feeds the history and pushes the status to `/ws` clients after every batch of a context.
+struct Listener {
+    shared: Weak<Shared>,
+    source: usize,
+}
 
 impl StreamingListener for Listener {
     fn on_batch_completed(&self, info: &BatchInfo) {
-        let Some(shared) = self.0.upgrade() else {
+        let Some(shared) = self.shared.upgrade() else {
             return;
         };
         if shared.is_stopped() {
             return;
         }
-        lock(&shared.history).add(info);
+        lock(&shared.history).add(self.source, info);
         let mut watchers = lock(&shared.watchers);
         if watchers.is_empty() {
             return;
@@ -162,21 +219,31 @@ impl StreamingContext {
 impl Dashboard {
     /// Serves the dashboard of `ssc` on `addr` (see [`StreamingContext::serve_dashboard`]).
     pub fn start(ssc: &StreamingContext, addr: impl ToSocketAddrs) -> Result<Dashboard> {
+        let dashboard = Dashboard::serve(addr, ssc.batch_duration())?;
+        dashboard.watch(ssc);
+        Ok(dashboard)
+    }
+
+    /// Serves a dashboard of no context yet, for contexts of batch interval `batch` that
+    /// [`watch`](Self::watch) adds: the batches of several contexts at the same batch time
+    /// (the tasks of a scaled-out instance) make one row, their records summed and their
+    /// times the slowest's.
+    pub fn serve(addr: impl ToSocketAddrs, batch: crate::time::Duration) -> Result<Dashboard> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::invalid(format!("the dashboard cannot listen: {e}")))?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::invalid(format!("the dashboard cannot listen: {e}")))?;
-        ssc.set_operator_metrics(true);
         let shared = Arc::new(Shared {
-            ctx: Arc::downgrade(&ssc.inner),
-            history: Mutex::new(History::new(ssc.batch_duration())),
+            contexts: Mutex::new(Vec::new()),
+            next_source: AtomicUsize::new(0),
+            history: Mutex::new(History::new(batch)),
+            sections: Mutex::new(Vec::new()),
             feeds: Feeds::default(),
             watchers: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
         });
-        ssc.add_streaming_listener(Arc::new(Listener(Arc::downgrade(&shared))));
         let server = shared.clone();
         std::thread::Builder::new()
             .name("dstream-dashboard".into())
@@ -186,6 +253,46 @@ impl Dashboard {
         Ok(Dashboard {
             handle: Arc::new(Handle { addr, shared }),
         })
+    }
+
+    /// Shows `ssc` too: its batches from now on, its inputs and its state (and turns its
+    /// operator metrics on).
+    pub fn watch(&self, ssc: &StreamingContext) {
+        let shared = &self.handle.shared;
+        ssc.set_operator_metrics(true);
+        let source = shared.next_source.fetch_add(1, Ordering::SeqCst);
+        let mut contexts = lock(&shared.contexts);
+        contexts.retain(|(_, c)| c.strong_count() > 0);
+        contexts.push((source, Arc::downgrade(&ssc.inner)));
+        drop(contexts);
+        ssc.add_streaming_listener(Arc::new(Listener {
+            shared: Arc::downgrade(shared),
+            source,
+        }));
+    }
+
+    /// Stops showing `ssc` (a task that left this instance): its inputs and state go; the
+    /// batches it completed stay in the history.
+    pub fn unwatch(&self, ssc: &StreamingContext) {
+        let shared = &self.handle.shared;
+        let target = Arc::downgrade(&ssc.inner);
+        let mut gone = Vec::new();
+        lock(&shared.contexts).retain(|(source, c)| {
+            let keep = !c.ptr_eq(&target) && c.strong_count() > 0;
+            if !keep {
+                gone.push(*source);
+            }
+            keep
+        });
+        let mut history = lock(&shared.history);
+        for source in gone {
+            history.forget(source);
+        }
+    }
+
+    /// Adds a section to the status, the page and `/metrics` (see [`DashboardSection`]).
+    pub fn add_section(&self, section: Arc<dyn DashboardSection>) {
+        lock(&self.handle.shared.sections).push(section);
     }
 
     /// The address it listens on.

@@ -34,7 +34,10 @@ pub(crate) struct History {
     records: u64,
     processing: std::time::Duration,
     operators: BTreeMap<usize, OperatorTotals>,
-    state: Vec<StateInfo>,
+    /// Each source's (context's) last state sizes: shown summed by operator.
+    state: BTreeMap<usize, Vec<StateInfo>>,
+    /// The sources of each kept batch: a batch time completed by several sources is one row.
+    sources: VecDeque<Vec<usize>>,
 }
 
 fn ms(d: Option<Duration>) -> Value {
@@ -56,13 +59,33 @@ impl History {
             records: 0,
             processing: std::time::Duration::ZERO,
             operators: BTreeMap::new(),
-            state: Vec::new(),
+            state: BTreeMap::new(),
+            sources: VecDeque::new(),
         }
     }
 
-    pub(crate) fn add(&mut self, info: &BatchInfo) {
-        self.completed += 1;
-        self.failed += u64::from(info.failure.is_some());
+    /// Forgets what `source` holds now (its state): it left.
+    pub(crate) fn forget(&mut self, source: usize) {
+        self.state.remove(&source);
+    }
+
+    /// The state sizes of every source, summed by operator.
+    fn state(&self) -> Vec<StateInfo> {
+        let mut sum: BTreeMap<&str, StateInfo> = BTreeMap::new();
+        for s in self.state.values().flatten() {
+            let e = sum.entry(&s.operator).or_insert_with(|| StateInfo {
+                operator: s.operator.clone(),
+                keys: 0,
+                bytes: 0,
+            });
+            e.keys += s.keys;
+            e.bytes += s.bytes;
+        }
+        sum.into_values().collect()
+    }
+
+    /// A batch of `source` completed.
+    pub(crate) fn add(&mut self, source: usize, info: &BatchInfo) {
         self.records += info.num_records;
         self.processing += info.processing_time.unwrap_or_default();
         for o in &info.operators {
@@ -74,16 +97,53 @@ impl History {
             t.last = Some(o.clone());
         }
         if !info.state.is_empty() {
-            self.state = info.state.clone();
+            self.state.insert(source, info.state.clone());
         }
+        // Another source's batch of the same time (recent ones only): one row of both.
+        let same = self
+            .recent
+            .iter()
+            .zip(&self.sources)
+            .rev()
+            .take(64)
+            .position(|(b, from)| b.batch_time == info.batch_time && !from.contains(&source));
+        if let Some(back) = same {
+            let i = self.recent.len() - 1 - back;
+            let row = &mut self.recent[i];
+            let was_failed = row.failure.is_some();
+            row.num_records += info.num_records;
+            row.submission_time = row.submission_time.min(info.submission_time);
+            row.processing_start = match (row.processing_start, info.processing_start) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            row.processing_end = match (row.processing_end, info.processing_end) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            row.processing_time = match (row.processing_time, info.processing_time) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if row.failure.is_none() {
+                row.failure.clone_from(&info.failure);
+            }
+            self.failed += u64::from(!was_failed && info.failure.is_some());
+            self.sources[i].push(source);
+            return;
+        }
+        self.completed += 1;
+        self.failed += u64::from(info.failure.is_some());
         if self.recent.len() == KEPT {
             self.recent.pop_front();
+            self.sources.pop_front();
         }
         let mut kept = info.clone();
         // Per-batch operator rows are in the totals; the table does not need them.
         kept.operators = Vec::new();
         kept.state = Vec::new();
         self.recent.push_back(kept);
+        self.sources.push_back(vec![source]);
     }
 
     fn rate(&self, info: &BatchInfo) -> f64 {
@@ -95,6 +155,7 @@ impl History {
         state: &str,
         inputs: &[InputPartitionStatus],
         feeds: &[FeedStats],
+        sections: Vec<(String, Value)>,
     ) -> String {
         let batches: Vec<Value> = self
             .recent
@@ -145,7 +206,8 @@ impl History {
                 json!(v.iter().sum::<f64>() / v.len() as f64)
             }
         };
-        json!({
+        let state_stores = self.state();
+        let mut status = json!({
             "state": state,
             "batch_ms": self.batch.millis(),
             "started_ms": self.started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
@@ -158,7 +220,7 @@ impl History {
             "avg_total_delay_ms": avg(&|b| b.total_delay().map(|d| d.millis() as f64)),
             "batches": batches,
             "operators": operators,
-            "state_stores": self.state.iter().map(|s| json!({
+            "state_stores": state_stores.iter().map(|s| json!({
                 "operator": s.operator, "keys": s.keys, "bytes": s.bytes,
             })).collect::<Vec<_>>(),
             "inputs": inputs.iter().map(|i| json!({
@@ -167,8 +229,13 @@ impl History {
             "feeds": feeds.iter().map(|f| json!({
                 "name": f.name, "clients": f.clients, "messages": f.messages, "dropped": f.dropped,
             })).collect::<Vec<_>>(),
-        })
-        .to_string()
+        });
+        if let Value::Object(map) = &mut status {
+            for (key, value) in sections {
+                map.insert(key, value);
+            }
+        }
+        status.to_string()
     }
 
     pub(crate) fn prometheus(
@@ -178,11 +245,7 @@ impl History {
     ) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, v) in rows {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
+            prometheus_metric(&mut out, name, kind, help, &rows);
         };
         let last = self.recent.back();
         metric(
@@ -266,12 +329,13 @@ impl History {
                 .map(|(id, t)| (op_labels(id, t), secs(t.task_time)))
                 .collect(),
         );
+        let state = self.state();
         let state_labels = |s: &StateInfo| format!("{{operator=\"{}\"}}", escape(&s.operator));
         metric(
             "dstream_state_keys",
             "gauge",
             "Keys holding state, per stateful operator.",
-            self.state
+            state
                 .iter()
                 .map(|s| (state_labels(s), s.keys as f64))
                 .collect(),
@@ -280,7 +344,7 @@ impl History {
             "dstream_state_bytes",
             "gauge",
             "Bytes of each stateful operator's state in RocksDB (estimate).",
-            self.state
+            state
                 .iter()
                 .map(|s| (state_labels(s), s.bytes as f64))
                 .collect(),
@@ -342,6 +406,32 @@ impl History {
     }
 }
 
+/// Writes one metric in Prometheus' text format to `out`: its `# HELP` and `# TYPE` lines
+/// (`kind` is `counter` or `gauge`), then a sample per `(labels, value)`, `labels` as
+/// [`prometheus_labels`] makes them (empty for none). For [`DashboardSection`](super::DashboardSection)s.
+pub fn prometheus_metric(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, f64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+/// Labels of a Prometheus sample: `{a="x",b="y"}`, the values escaped.
+pub fn prometheus_labels(labels: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -382,8 +472,8 @@ mod tests {
     #[test]
     fn prometheus_text_has_totals_and_escaped_labels() {
         let mut h = History::new(Duration::from_millis(500));
-        h.add(&info(1000, 10));
-        h.add(&info(1500, 30));
+        h.add(0, &info(1000, 10));
+        h.add(0, &info(1500, 30));
         let feeds = [FeedStats {
             name: "top".into(),
             clients: 2,
@@ -415,12 +505,54 @@ mod tests {
     #[test]
     fn the_status_json_has_rates_and_operators() {
         let mut h = History::new(Duration::from_millis(500));
-        h.add(&info(1000, 10));
-        let v: Value = serde_json::from_str(&h.json("ACTIVE", &[], &[])).unwrap();
+        h.add(0, &info(1000, 10));
+        let v: Value = serde_json::from_str(&h.json(
+            "ACTIVE",
+            &[],
+            &[],
+            vec![("scale".into(), json!({"app": "a"}))],
+        ))
+        .unwrap();
+        assert_eq!(v["scale"]["app"], json!("a"));
         assert_eq!(v["batches"][0]["rate"], json!(20.0));
         assert_eq!(v["batches"][0]["scheduling_delay_ms"], json!(2));
         assert_eq!(v["operators"][0]["records_total"], json!(10));
         assert_eq!(v["state_stores"][0]["keys"], json!(7));
         assert_eq!(v["state"], json!("ACTIVE"));
+    }
+
+    /// The tasks of a scaled-out instance complete the same batch times: one row each, with
+    /// their records summed, the slowest's time, and their state summed.
+    #[test]
+    fn batches_of_several_sources_at_one_time_are_one_row() {
+        let mut h = History::new(Duration::from_millis(500));
+        h.add(0, &info(1000, 10));
+        let mut slow = info(1000, 5);
+        slow.processing_time = Some(std::time::Duration::from_millis(40));
+        slow.processing_end = Some(Time::from_millis(1042));
+        h.add(1, &slow);
+        h.add(0, &info(1500, 1));
+        // The same source twice at one time (a replay) is a row of its own.
+        h.add(0, &info(1500, 2));
+        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], vec![])).unwrap();
+        let rows = v["batches"].as_array().unwrap();
+        assert_eq!(rows.len(), 3, "{v}");
+        assert_eq!(rows[0]["records"], json!(15));
+        assert_eq!(rows[0]["processing_ms"], json!(40.0));
+        assert_eq!(rows[0]["total_delay_ms"], json!(42));
+        assert_eq!(v["batches_completed"], json!(3));
+        assert_eq!(v["records_total"], json!(18));
+        assert_eq!(
+            v["state_stores"][0]["keys"],
+            json!(14),
+            "7 keys in each source"
+        );
+        h.forget(1);
+        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], vec![])).unwrap();
+        assert_eq!(
+            v["state_stores"][0]["keys"],
+            json!(7),
+            "the source that left"
+        );
     }
 }

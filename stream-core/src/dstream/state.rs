@@ -297,6 +297,10 @@ impl<K: StateKey, S: StateValue> Durable for StateOp<K, S> {
             .size(store, format!("#{} {}", self.keyed.id, self.kind))
     }
 
+    fn check(&self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), String> {
+        self.keyed.check(key, value)
+    }
+
     fn abort(&self, _: Time) {
         self.keyed.abort();
         self.init_merged.store(false, Ordering::SeqCst);

@@ -27,7 +27,7 @@ use super::state::open_store;
 use super::{DStream, Owner};
 use crate::batch::{Batch, Data, Key};
 use crate::checkpoint::keyed::{
-    KeyedStore, StateKey, StateValue, TAG_STATE, decode, encode, time_bytes,
+    KeyedStore, StateKey, StateValue, TAG_STATE, check_decodes, decode, encode, time_bytes,
 };
 use crate::checkpoint::{Durable, Store};
 use crate::error::{ContextError, Result};
@@ -438,6 +438,19 @@ impl<K: StateKey, V: StateValue> Durable for WindowOp<K, V> {
         staged.expire_through = None;
         drop(staged);
         self.agg.abort();
+    }
+
+    fn check(&self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), String> {
+        if key.first() != Some(&TAG_PANE) {
+            return self.agg.check(key, value);
+        }
+        // A pane's entry: `p <time> <0 0> <key>` -> the key's reduced value in the pane.
+        let k = key.get(11..).ok_or("the pane key is cut short")?;
+        check_decodes::<K>(k).map_err(|e| format!("the pane's key is {e}"))?;
+        match value {
+            Some(v) => check_decodes::<V>(v).map_err(|e| format!("the pane's value is {e}")),
+            None => Ok(()),
+        }
     }
 }
 
