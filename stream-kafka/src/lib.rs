@@ -31,9 +31,28 @@ mod source;
 
 pub use rate::PidRateEstimator;
 pub use record::{KafkaRecord, OutRecord, RawRecord};
-pub use scale::{Instance, ScaleOut, ScaleOutBuilder, ScaleOutStatus, TaskRole, TaskStatus};
+pub use scale::{
+    GroupMember, Instance, RestoreInfo, ScaleOut, ScaleOutBuilder, ScaleOutStatus, TaskRole,
+    TaskStatus,
+};
 pub use sink::{BATCH_HEADER, Delivery, KafkaSink, KafkaSinkBuilder, SINK_HEADER, SaveToKafka};
 pub use source::{
     KafkaSource, KafkaSourceBuilder, KafkaSourceHandle, KafkaSourceStatus, KafkaStreams,
     OffsetRange, PartitionStatus, StartingOffsets, Subscription,
 };
+
+/// A consumer context for readers that read to the end: librdkafka also reports the end of a
+/// partition as a client error, which the default context logs at the error level.
+pub(crate) struct EndIsNoError;
+
+impl rdkafka::ClientContext for EndIsNoError {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            log::debug!("{error}: {reason}");
+        } else {
+            log::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndIsNoError {}

@@ -211,9 +211,9 @@ impl<T: Data> KafkaSink<T> {
     /// committed one, from the sink's committed position (or the start of partitions it never
     /// wrote) to the end of each partition.
     fn read_back(&mut self, topic: &str, after: Time) -> Result<(), Error> {
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<crate::EndIsNoError> = self
             .consumer_config()
-            .create()
+            .create_with_context(crate::EndIsNoError)
             .map_err(|e| self.error(format!("cannot create a consumer: {e}")))?;
         let metadata = consumer
             .fetch_metadata(Some(topic), self.settings.timeout)

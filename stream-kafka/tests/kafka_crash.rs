@@ -153,16 +153,6 @@ fn child_entry() {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Produces the input; returns the uninterrupted run's output lines and final state.
 fn write_input(brokers: &str, topic: &str, seed: u64) -> (Vec<String>, BTreeMap<String, i64>) {
     create_topic(brokers, topic, PARTITIONS);

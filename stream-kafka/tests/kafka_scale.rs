@@ -630,3 +630,183 @@ fn a_repartition_topic_with_the_wrong_partition_count_is_refused() {
     );
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// A change in a task's changelog that is not the operator's (damaged, or written by someone
+/// else) is not restored as state: the task fails with an error naming the topic, the
+/// partition and the offset, and the state is left for the user to repair.
+#[test]
+fn a_corrupt_changelog_record_fails_the_restore_naming_topic_partition_and_offset() {
+    let b = brokers();
+    let input = unique("corrupt-in");
+    let out = unique("corrupt-out");
+    let app = unique("corrupt-app");
+    create_topic(&b, &input, 6);
+    create_topic(&b, &out, 3);
+    produce_users(&b, &input, 5);
+    let first_root = temp_root("corrupt0");
+    let first = counting_instance(&b, &app, &input, &out, &first_root, false);
+    wait_for(60, "300 counts out", || {
+        read_all_as(&b, &out, "read_uncommitted").len() >= 300
+    });
+    first.stop();
+
+    // A change of operator 0 for task 2 whose value is not the state's type (i64 under a
+    // batch time): three bytes where the time alone takes eight.
+    let changelog = format!("{app}-op0-changelog");
+    let mut key = b"s\x00\x00".to_vec();
+    key.extend_from_slice(b"\x02u2");
+    let key = String::from_utf8(key).unwrap();
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .create()
+        .unwrap();
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::Producer;
+    producer
+        .send(
+            rdkafka::producer::BaseRecord::to(&changelog)
+                .partition(2)
+                .key(key.as_bytes())
+                .payload(&b"\x01\x02\x03"[..])
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: stream_kafka::BATCH_HEADER,
+                    value: Some("0"),
+                })),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(StdDuration::from_secs(10)).unwrap();
+    let damaged = read_all_as(&b, &changelog, "read_uncommitted")
+        .into_iter()
+        .find(|r| r.value == b"\x01\x02\x03")
+        .expect("the damaged record is in the changelog");
+
+    // On another machine (a new checkpoint root), task 2 restores from the changelog.
+    let second_root = temp_root("corrupt1");
+    let second = counting_instance(&b, &app, &input, &out, &second_root, false);
+    let r = second
+        .await_termination_or_timeout(StdDuration::from_secs(90))
+        .unwrap()
+        .expect("the task fails to restore, which stops the instance");
+    let message = r.expect_err("a restore error").to_string();
+    eprintln!("{message}");
+    let at = format!("{changelog}-2 offset {}", damaged.offset);
+    assert!(
+        message.contains(&at) && message.contains("the value is"),
+        "the error names {at} and what is wrong: {message}"
+    );
+    for r in [first_root, second_root] {
+        let _ = std::fs::remove_dir_all(r);
+    }
+}
+
+/// A plain HTTP GET of a dashboard: the body.
+fn http_get(d: &stream_core::Dashboard, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(d.addr()).unwrap();
+    s.set_read_timeout(Some(StdDuration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// An instance's dashboard shows its tasks with their roles, the group's members and the last
+/// rebalance, beside the batches of its tasks (one row per batch time); `/metrics` too.
+#[test]
+fn an_instances_dashboard_shows_its_tasks_the_members_and_the_last_rebalance() {
+    for (kind, b) in
+        each_broker("an_instances_dashboard_shows_its_tasks_the_members_and_the_last_rebalance")
+    {
+        eprintln!("== on {kind} ({b})");
+        let input = unique("dash-in");
+        let out = unique("dash-out");
+        let app = unique("dash-app");
+        create_topic(&b, &input, 6);
+        create_topic(&b, &out, 3);
+        let roots: Vec<PathBuf> = (0..2).map(|i| temp_root(&format!("dash{i}"))).collect();
+        produce_users(&b, &input, 5);
+        let a = counting_instance(&b, &app, &input, &out, &roots[0], false);
+        let dashboard = a.serve_dashboard("127.0.0.1:0").unwrap();
+        let c = counting_instance(&b, &app, &input, &out, &roots[1], false);
+        wait_for(90, "the 6 tasks split among 2 instances", || {
+            split_among(&[&a, &c], 6)
+        });
+        wait_for(60, "300 counts out", || {
+            read_all_as(&b, &out, isolation(kind)).len() >= 300
+        });
+        let mine: BTreeSet<String> = a.status().tasks.into_iter().map(|t| t.task).collect();
+        let mut status = serde_json::Value::Null;
+        wait_for(
+            30,
+            "the dashboard to show this instance's tasks, batches and members",
+            || {
+                status = serde_json::from_str(&http_get(&dashboard, "/api/status")).unwrap();
+                let scale = &status["scale"];
+                let shown: BTreeSet<String> = scale["tasks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t["role"] == "active")
+                    .map(|t| t["task"].as_str().unwrap().to_string())
+                    .collect();
+                shown == mine
+                    && status["batches"].as_array().is_some_and(|b| !b.is_empty())
+                    && (scale["members"].as_array().is_some_and(|m| m.len() == 2)
+                        // tansu may not describe groups: then the reason is shown.
+                        || (kind == "tansu"
+                            && scale["members_error"]
+                                .as_str()
+                                .is_some_and(|e| !e.starts_with("asking"))))
+            },
+        );
+        eprintln!("{kind}: {}", status["scale"]);
+        let scale = &status["scale"];
+        assert_eq!(scale["app"], serde_json::json!(app));
+        assert_eq!(scale["total_tasks"], serde_json::json!(6));
+        assert!(
+            scale["last_rebalance"]["what"]
+                .as_str()
+                .is_some_and(|w| !w.is_empty()),
+            "the last rebalance: {scale}"
+        );
+        for t in scale["tasks"].as_array().unwrap() {
+            assert_eq!(t["partitions"].as_array().unwrap().len(), 1, "{t}");
+        }
+        if kind == "kafka" {
+            // Real Kafka describes its groups: both members, this one marked, with the
+            // partitions of its tasks.
+            let members = scale["members"].as_array().expect("members on Kafka");
+            let me: Vec<_> = members.iter().filter(|m| m["me"] == true).collect();
+            assert_eq!(me.len(), 1, "{members:?}");
+            let parts: BTreeSet<String> = me[0]["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(parts, mine, "this member's partitions are its tasks");
+        }
+        let metrics = http_get(&dashboard, "/metrics");
+        let line = format!(
+            "dstream_scale_tasks{{app=\"{app}\",role=\"active\"}} {}",
+            mine.len()
+        );
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+        assert!(
+            metrics.contains("dstream_scale_last_rebalance_timestamp_seconds{"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("dstream_state_keys{"), "{metrics}");
+        for i in [&a, &c] {
+            i.stop();
+        }
+        for r in roots {
+            let _ = std::fs::remove_dir_all(r);
+        }
+    }
+}

@@ -19,6 +19,7 @@
 //! are the records of a transaction that did not commit).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -29,6 +30,7 @@ use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use stream_core::{CheckpointRestore, CommitRecord, Error, Replicator, StateChange, Time};
 
+use crate::EndIsNoError;
 use crate::produce::{self, TrackedProducer, Tracker};
 use crate::sink::BATCH_HEADER;
 
@@ -73,6 +75,35 @@ struct BatchRecord {
 /// The changelog offsets after a batch: where a restore of the local copy resumes.
 type Mark = BTreeMap<String, i64>;
 
+/// How far a restore is: offsets of the task's changelog partitions read, of those to read
+/// (known once the restore has looked at the partitions' ends).
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    pub(crate) done: AtomicU64,
+    pub(crate) total: AtomicU64,
+}
+
+impl Progress {
+    /// Adds the offsets `from..` up to the end of `topic`-`partition` to the total; returns
+    /// how many there are.
+    fn add_partition(
+        &self,
+        consumer: &BaseConsumer<EndIsNoError>,
+        topic: &str,
+        partition: i32,
+        from: Option<i64>,
+        timeout: StdDuration,
+    ) -> Result<u64, String> {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| format!("cannot read the end of {topic}-{partition}: {e}"))?;
+        let start = from.unwrap_or(low).max(low);
+        let span = (high - start).max(0) as u64;
+        self.total.fetch_add(span, Ordering::Relaxed);
+        Ok(span)
+    }
+}
+
 /// Writes a task's batches to its changelog partitions (a [`Replicator`]).
 pub(crate) struct Changelog {
     app: String,
@@ -81,9 +112,10 @@ pub(crate) struct Changelog {
     operators: usize,
     producer: TrackedProducer,
     timeout: StdDuration,
-    /// Write the inputs' positions ahead of each batch (the pipeline has exchanges: other tasks
-    /// may see a batch in flight, so its next owner must cut it the same).
-    ahead: Option<Time>,
+    /// The application's zero time. The inputs' positions are written ahead of each batch:
+    /// its next owner cuts a batch in flight the same (other tasks may have received its part
+    /// at an exchange, and its sinks may have committed its outputs and offsets).
+    zero: Time,
     /// Batches written ahead and not yet committed (their records are deleted at the commit).
     outstanding: std::sync::Mutex<std::collections::BTreeSet<i64>>,
     /// One transaction at a time.
@@ -102,7 +134,7 @@ impl Changelog {
         partition: i32,
         operators: usize,
         timeout: StdDuration,
-        ahead: Option<Time>,
+        zero: Time,
     ) -> Result<Changelog, String> {
         let producer: TrackedProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -124,7 +156,7 @@ impl Changelog {
             operators,
             producer,
             timeout,
-            ahead,
+            zero,
             outstanding: Default::default(),
             txn: Default::default(),
             brokers: brokers.to_string(),
@@ -211,12 +243,9 @@ impl Changelog {
 
 impl Changelog {
     fn write_ahead_record(&self, time: Time, inputs: &[(usize, Vec<u8>)]) -> Result<(), String> {
-        let Some(zero) = self.ahead else {
-            return Ok(());
-        };
         let record = AheadRecord {
             time_ms: time.millis(),
-            zero_ms: zero.millis(),
+            zero_ms: self.zero.millis(),
             inputs: inputs.to_vec(),
         };
         let value = postcard::to_stdvec(&record).map_err(|e| e.to_string())?;
@@ -293,36 +322,13 @@ pub(crate) struct Restored {
     pub(crate) bytes: u64,
     /// Whether the local copy was used (only the tail was read).
     pub(crate) from_local: bool,
+    /// Batches whose positions were written ahead and not committed (to be replayed as cut).
+    pub(crate) ahead: usize,
 }
 
-/// A consumer context for readers that read to the end: librdkafka also reports the end of a
-/// partition as a client error, which the default context logs at the error level.
-pub(crate) struct EndIsNoError;
-
-impl rdkafka::ClientContext for EndIsNoError {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            log::debug!("{error}: {reason}");
-        } else {
-            log::error!("librdkafka: {error}: {reason}");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for EndIsNoError {}
-
-/// Reads one partition (`read_committed`) from `from` (default: its start) to its end, calling
-/// `each` with each record's offset, key, value and `dstream.batch` header. The timeout is for
-/// silence, not for the whole read.
-pub(crate) fn read_partition(
-    brokers: &str,
-    topic: &str,
-    partition: i32,
-    from: Option<i64>,
-    timeout: StdDuration,
-    mut each: impl FnMut(i64, &[u8], Option<&[u8]>, Option<i64>) -> Result<(), String>,
-) -> Result<(), String> {
-    let consumer: BaseConsumer<EndIsNoError> = ClientConfig::new()
+/// A consumer of internal partitions, `read_committed`, that reports their ends.
+fn reader(brokers: &str) -> Result<BaseConsumer<EndIsNoError>, String> {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "dstream-internal-reader")
         .set("enable.auto.commit", "false")
@@ -332,7 +338,22 @@ pub(crate) fn read_partition(
         // The end of the partition is what is waited for: do not let the broker hold a fetch.
         .set("fetch.wait.max.ms", "10")
         .create_with_context(EndIsNoError)
-        .map_err(|e| format!("cannot create a consumer: {e}"))?;
+        .map_err(|e| format!("cannot create a consumer: {e}"))
+}
+
+/// Reads one partition (`read_committed`) from `from` (default: its start) to its end, calling
+/// `each` with each record's offset, key, value and `dstream.batch` header; `progress` counts
+/// the offsets read. The timeout is for silence, not for the whole read.
+pub(crate) fn read_partition(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    from: Option<i64>,
+    timeout: StdDuration,
+    progress: Option<&Progress>,
+    mut each: impl FnMut(i64, &[u8], Option<&[u8]>, Option<i64>) -> Result<(), String>,
+) -> Result<(), String> {
+    let consumer = reader(brokers)?;
     {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
@@ -345,6 +366,8 @@ pub(crate) fn read_partition(
             .assign(&tpl)
             .map_err(|e| format!("cannot read {topic}-{partition}: {e}"))?;
     }
+    // Where the offsets counted in `progress` are.
+    let mut counted = from;
     // The deadline is for silence, not for the whole read: a long changelog takes long.
     let mut deadline = Instant::now() + timeout;
     loop {
@@ -357,6 +380,12 @@ pub(crate) fn read_partition(
             None => {}
             Some(Ok(m)) => {
                 deadline = Instant::now() + timeout;
+                if let Some(p) = progress {
+                    let at = counted.unwrap_or(m.offset());
+                    p.done
+                        .fetch_add((m.offset() + 1 - at).max(0) as u64, Ordering::Relaxed);
+                    counted = Some(m.offset() + 1);
+                }
                 let batch = m.headers().and_then(|h| {
                     h.iter()
                         .find(|x| x.key == BATCH_HEADER)
@@ -378,6 +407,7 @@ pub(crate) fn restore(
     app: &str,
     partition: i32,
     timeout: StdDuration,
+    progress: &Progress,
     r: &mut CheckpointRestore<'_>,
 ) -> Result<Restored, String> {
     let mark: Mark = match r.mark().map_err(|e| e.to_string())? {
@@ -388,40 +418,57 @@ pub(crate) fn restore(
     let local = r.last_batch();
     let from_local = local.is_some() && !mark.is_empty();
     let tasks = tasks_topic(app);
+    // What there is to read (for the progress shown while restoring): a partition with
+    // nothing after where the restore starts is not read at all.
+    let mut to_read: BTreeMap<String, u64> = BTreeMap::new();
+    {
+        let ends = reader(brokers)?;
+        for topic in
+            std::iter::once(tasks.clone()).chain((0..r.operators()).map(|op| op_topic(app, op)))
+        {
+            let from = from_local.then(|| mark.get(&topic).copied()).flatten();
+            let span = progress.add_partition(&ends, &topic, partition, from, timeout)?;
+            to_read.insert(topic, span);
+        }
+    }
+    let nothing_in = |topic: &str| to_read.get(topic).is_some_and(|n| *n == 0);
     let mut last: Option<(i64, BatchRecord)> = None;
     let mut ahead: BTreeMap<Vec<u8>, Option<AheadRecord>> = BTreeMap::new();
-    read_partition(
-        brokers,
-        &tasks,
-        partition,
-        from_local.then(|| mark.get(&tasks).copied()).flatten(),
-        timeout,
-        |offset, key, value, _| {
-            if key.starts_with(AHEAD_KEY) {
-                let record = match value {
-                    Some(v) => Some(postcard::from_bytes::<AheadRecord>(v).map_err(|e| {
-                        format!(
-                            "the positions written ahead at {tasks}-{partition} offset {offset} do not decode: {e}"
-                        )
-                    })?),
-                    None => None,
-                };
-                ahead.insert(key.to_vec(), record);
-                return Ok(());
-            }
-            if key != BATCH_KEY {
-                return Ok(());
-            }
-            let Some(v) = value else { return Ok(()) };
-            let record: BatchRecord = postcard::from_bytes(v).map_err(|e| {
-                format!(
-                    "the batch record at {tasks}-{partition} offset {offset} does not decode: {e}"
-                )
-            })?;
-            last = Some((offset, record));
-            Ok(())
-        },
-    )?;
+    if !nothing_in(&tasks) {
+        read_partition(
+            brokers,
+            &tasks,
+            partition,
+            from_local.then(|| mark.get(&tasks).copied()).flatten(),
+            timeout,
+            Some(progress),
+            |offset, key, value, _| {
+                if key.starts_with(AHEAD_KEY) {
+                    let record = match value {
+                        Some(v) => Some(postcard::from_bytes::<AheadRecord>(v).map_err(|e| {
+                            format!(
+                                "the positions written ahead at {tasks}-{partition} offset {offset} do not decode: {e}"
+                            )
+                        })?),
+                        None => None,
+                    };
+                    ahead.insert(key.to_vec(), record);
+                    return Ok(());
+                }
+                if key != BATCH_KEY {
+                    return Ok(());
+                }
+                let Some(v) = value else { return Ok(()) };
+                let record: BatchRecord = postcard::from_bytes(v).map_err(|e| {
+                    format!(
+                        "the batch record at {tasks}-{partition} offset {offset} does not decode: {e}"
+                    )
+                })?;
+                last = Some((offset, record));
+                Ok(())
+            },
+        )?;
+    }
     let mut ahead: Vec<AheadRecord> = ahead.into_values().flatten().collect();
     ahead.sort_by_key(|a| a.time_ms);
     let apply_ahead = |r: &mut CheckpointRestore<'_>, after: Option<i64>| -> Result<(), String> {
@@ -442,6 +489,7 @@ pub(crate) fn restore(
         }
         return Ok(Restored {
             from_local,
+            ahead: ahead.len(),
             ..Restored::default()
         });
     };
@@ -466,6 +514,9 @@ pub(crate) fn restore(
         } else {
             None
         };
+        if nothing_in(&topic) {
+            continue;
+        }
         let mut next = from;
         let mut skipped_at = None::<i64>;
         read_partition(
@@ -474,6 +525,7 @@ pub(crate) fn restore(
             partition,
             from,
             timeout,
+            Some(progress),
             |offset, key, value, batch| {
                 next = Some(offset + 1);
                 done.bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;

@@ -161,6 +161,7 @@ pub(crate) struct MembershipSettings<'a> {
     pub(crate) topics: &'a [String],
     pub(crate) session_timeout: StdDuration,
     pub(crate) properties: &'a [(String, String)],
+    pub(crate) client_id: &'a str,
 }
 
 impl Membership {
@@ -173,6 +174,7 @@ impl Membership {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", s.brokers)
             .set("group.id", s.group)
+            .set("client.id", s.client_id)
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -284,6 +286,34 @@ impl Membership {
         }
     }
 
+    /// The group's members, as the coordinator describes them; `me` is the member whose
+    /// `client.id` is `client_id`.
+    pub(crate) fn members(
+        &self,
+        group: &str,
+        client_id: &str,
+        timeout: StdDuration,
+    ) -> Result<Vec<super::GroupMember>, String> {
+        let list = self
+            .consumer
+            .fetch_group_list(Some(group), timeout)
+            .map_err(|e| format!("cannot describe group {group}: {e}"))?;
+        let mut out = Vec::new();
+        for g in list.groups().iter().filter(|g| g.name() == group) {
+            for m in g.members() {
+                out.push(super::GroupMember {
+                    member: m.id().to_string(),
+                    client: m.client_id().to_string(),
+                    host: m.client_host().trim_start_matches('/').to_string(),
+                    partitions: m.assignment().map(assigned_partitions).unwrap_or_default(),
+                    me: m.client_id() == client_id,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.client, &a.member).cmp(&(&b.client, &b.member)));
+        Ok(out)
+    }
+
     /// The last rebalance: when, and what it did.
     pub(crate) fn last_rebalance(&self) -> Option<(std::time::SystemTime, String)> {
         self.consumer
@@ -308,5 +338,70 @@ impl Membership {
         while !self.assignment().is_empty() && std::time::Instant::now() < deadline {
             let _ = self.consumer.poll(StdDuration::from_millis(100));
         }
+    }
+}
+
+/// The partitions of a consumer-protocol assignment (Kafka's `ConsumerProtocolAssignment`:
+/// version i16, then topics as `[name: string16, partitions: [i32]]`, then user data); an
+/// assignment that does not parse gives what parsed before the damage.
+pub(crate) fn assigned_partitions(bytes: &[u8]) -> Vec<(String, i32)> {
+    struct Reader<'a>(&'a [u8]);
+    impl Reader<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            if self.0.len() < n {
+                return None;
+            }
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            Some(a)
+        }
+        fn i16(&mut self) -> Option<i16> {
+            self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take(4)
+                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+    }
+    let mut r = Reader(bytes);
+    let mut out = Vec::new();
+    let mut parse = || -> Option<()> {
+        r.i16()?;
+        let topics = r.i32()?;
+        for _ in 0..topics.max(0) {
+            let len = r.i16()?;
+            let name = String::from_utf8_lossy(r.take(len.max(0) as usize)?).into_owned();
+            let n = r.i32()?;
+            for _ in 0..n.max(0) {
+                out.push((name.clone(), r.i32()?));
+            }
+        }
+        Some(())
+    };
+    let _ = parse();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assigned_partitions;
+
+    #[test]
+    fn an_assignment_gives_its_partitions() {
+        // Version 1, topics [("clicks", [3, 0])], user data of length 0.
+        let mut b = vec![0, 1, 0, 0, 0, 1, 0, 6];
+        b.extend_from_slice(b"clicks");
+        b.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            assigned_partitions(&b),
+            vec![("clicks".to_string(), 0), ("clicks".to_string(), 3)]
+        );
+        // Cut short: what parsed before the damage.
+        assert_eq!(
+            assigned_partitions(&b[..b.len() - 12]),
+            vec![("clicks".to_string(), 3)]
+        );
+        assert!(assigned_partitions(&[]).is_empty());
     }
 }

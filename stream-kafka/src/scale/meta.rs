@@ -80,19 +80,27 @@ pub(crate) fn read_first(
     timeout: StdDuration,
 ) -> Result<Option<AppRecord>, String> {
     let mut first = None;
-    super::changelog::read_partition(brokers, topic, 0, None, timeout, |offset, key, value, _| {
-        if first.is_some() || key != b"application" {
-            return Ok(());
-        }
-        let Some(v) = value else { return Ok(()) };
-        let record: AppRecord = serde_json::from_slice(v).map_err(|e| {
+    super::changelog::read_partition(
+        brokers,
+        topic,
+        0,
+        None,
+        timeout,
+        None,
+        |offset, key, value, _| {
+            if first.is_some() || key != b"application" {
+                return Ok(());
+            }
+            let Some(v) = value else { return Ok(()) };
+            let record: AppRecord = serde_json::from_slice(v).map_err(|e| {
             format!(
                 "the application record at {topic}-0 offset {offset} does not decode ({e}); it was not written by this version of dstream"
             )
         })?;
-        first = Some(record);
-        Ok(())
-    })?;
+            first = Some(record);
+            Ok(())
+        },
+    )?;
     Ok(first)
 }
 

@@ -18,6 +18,7 @@
 //!   instance takes the first record, and one whose pipeline differs refuses to join.
 
 mod changelog;
+mod dashboard;
 mod exchange;
 mod membership;
 mod meta;
@@ -68,6 +69,24 @@ impl TaskLink {
 pub enum TaskRole {
     /// Processing its partitions.
     Active,
+    /// Assigned here, bringing its state up to date from its changelogs before it starts:
+    /// `read` of `of` changelog offsets so far (`of` is 0 until the changelogs' ends are known).
+    Restoring {
+        /// Changelog offsets read.
+        read: u64,
+        /// Changelog offsets to read.
+        of: u64,
+    },
+}
+
+impl TaskRole {
+    /// `active` or `restoring`, as the dashboard and `/metrics` name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskRole::Active => "active",
+            TaskRole::Restoring { .. } => "restoring",
+        }
+    }
 }
 
 /// One task of this instance.
@@ -85,6 +104,21 @@ pub struct TaskStatus {
     pub completed_batches: u64,
     /// The task's last completed batch, if any.
     pub last_batch: Option<Time>,
+    /// How its state was brought up to date when it came here (stateful pipelines).
+    pub restore: Option<RestoreInfo>,
+}
+
+/// What a task's restore from its changelogs did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreInfo {
+    /// State changes applied.
+    pub changes: u64,
+    /// Bytes of changelog read (keys and values).
+    pub bytes: u64,
+    /// Whether a local copy of the state was there (only the changelogs' tail was read).
+    pub from_local: bool,
+    /// How long it took, from opening the checkpoint to the task's state being current.
+    pub elapsed: StdDuration,
 }
 
 /// An instance's view of its application.
@@ -100,6 +134,21 @@ pub struct ScaleOutStatus {
     pub last_rebalance: Option<(SystemTime, String)>,
     /// The application's zero time: batches are at `zero + k × interval` on every instance.
     pub zero: Time,
+}
+
+/// A member of the application's consumer group, as the group coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// The member id the coordinator gave it.
+    pub member: String,
+    /// Its `client.id` (`<app>-<host>-<pid>-<n>` unless set with [`ScaleOutBuilder::set`]).
+    pub client: String,
+    /// The host it connects from.
+    pub host: String,
+    /// The partitions assigned to it.
+    pub partitions: Vec<(String, i32)>,
+    /// Whether it is this instance.
+    pub me: bool,
 }
 
 /// Settings of a scaled-out application; see [`ScaleOut::new`].
@@ -382,13 +431,34 @@ impl ScaleOutBuilder {
                 )
             })?;
         }
+        // How the group's members are told apart (on the dashboard): the user's client.id, or
+        // the application, the host and the process.
+        let client_id = self
+            .properties
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "client.id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .or_else(|| std::env::var("HOSTNAME").ok())
+                    .unwrap_or_else(|| "host".to_string());
+                // Instances of one process (tests, a process serving two applications) are
+                // told apart by a number.
+                static INSTANCES: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
+                format!("{}-{host}-{}-{n}", self.app, std::process::id())
+            });
         let inner = Arc::new(InstanceInner {
             settings: self.clone(),
             root,
             zero: Time::from_millis(app_record.zero_ms),
             total_tasks: partitions,
             operators,
-            exchanges: !exchanges.is_empty(),
             stateful,
             build: Box::new(build),
             tasks: Mutex::new(BTreeMap::new()),
@@ -398,6 +468,10 @@ impl ScaleOutBuilder {
             membership: OnceLock::new(),
             end: Mutex::new(End::default()),
             end_cv: Condvar::new(),
+            batch_ms: app_record.batch_ms,
+            client_id: client_id.clone(),
+            restoring: Mutex::new(BTreeMap::new()),
+            dashboard: Mutex::new(None),
         });
         InstanceInner::spawn_starter(&inner).map_err(|e| self.error(e))?;
         let membership = Membership::join(
@@ -407,6 +481,7 @@ impl ScaleOutBuilder {
                 topics: &self.topics[..1],
                 session_timeout: self.session_timeout,
                 properties: &self.properties,
+                client_id: &client_id,
             },
             Arc::new(inner.clone()),
         )
@@ -454,13 +529,18 @@ struct RunningTask {
     ssc: StreamingContext,
     since: SystemTime,
     link: Arc<TaskLink>,
+    restore: Option<RestoreInfo>,
 }
 
 impl RunningTask {
-    /// Stops the task after its batch in flight (which gives up waiting for other tasks).
-    fn stop(&self) {
+    /// Stops the task after its batch in flight (which gives up waiting for other tasks), and
+    /// takes it off `dashboard`.
+    fn stop(&self, dashboard: &Mutex<Option<stream_core::Dashboard>>) {
         self.link.stopping.store(true, Ordering::SeqCst);
         self.ssc.stop();
+        if let Some(d) = lock(dashboard).as_ref() {
+            d.unwatch(&self.ssc);
+        }
     }
 }
 
@@ -471,8 +551,6 @@ pub(crate) struct InstanceInner {
     total_tasks: usize,
     /// Stateful operators of the pipeline (each has a changelog topic).
     operators: usize,
-    /// Whether the pipeline has exchanges (repartition topics).
-    exchanges: bool,
     stateful: bool,
     #[allow(clippy::type_complexity)]
     build: Box<dyn Fn(&TaskScope) -> Result<StreamingContext, Error> + Send + Sync>,
@@ -487,6 +565,14 @@ pub(crate) struct InstanceInner {
     membership: OnceLock<Weak<Membership>>,
     end: Mutex<End>,
     end_cv: Condvar,
+    /// The batch interval.
+    batch_ms: i64,
+    /// This instance's `client.id` in the group.
+    client_id: String,
+    /// Tasks restoring their state before they start, with how far they are.
+    restoring: Mutex<BTreeMap<i32, (SystemTime, Arc<changelog::Progress>)>>,
+    /// The instance's dashboard, which shows each task's context while it runs here.
+    dashboard: Mutex<Option<stream_core::Dashboard>>,
 }
 
 /// Reports a task's failed batches to its instance.
@@ -557,6 +643,7 @@ impl InstanceInner {
     fn start_task(self: &Arc<Self>, partition: i32) -> Result<RunningTask, Error> {
         let mut fresh = false;
         loop {
+            let mut restore = None;
             let link = Arc::new(TaskLink {
                 membership: self.membership.get().cloned().unwrap_or_default(),
                 stateful: self.stateful,
@@ -581,14 +668,21 @@ impl InstanceInner {
             if self.stateful {
                 let s = &self.settings;
                 let started = std::time::Instant::now();
+                let progress = Arc::new(changelog::Progress::default());
+                lock(&self.restoring).insert(partition, (SystemTime::now(), progress.clone()));
                 let restored = ssc.restore_checkpoint(|r| {
-                    changelog::restore(&s.brokers, &s.app, partition, s.timeout, r).map_err(|e| {
-                        self.task_error(&scope.task, format!("restoring its state: {e}"))
-                    })
-                })?;
-                if restored.batch.is_none() && !restored.from_local {
+                    changelog::restore(&s.brokers, &s.app, partition, s.timeout, &progress, r)
+                        .map_err(|e| {
+                            self.task_error(&scope.task, format!("restoring its state: {e}"))
+                        })
+                });
+                lock(&self.restoring).remove(&partition);
+                let restored = restored?;
+                if restored.batch.is_none() && !restored.from_local && restored.ahead == 0 {
                     // Nothing to restore: a task run for the first time. If the group has
-                    // offsets for it, it ran before and its changelog lost what it had.
+                    // offsets for it, it ran before and its changelog lost what it had (a task
+                    // whose first batch's outputs and offsets committed before its state did
+                    // has that batch's positions written ahead, and replays it).
                     let committed = match self.membership.get().and_then(Weak::upgrade) {
                         Some(m) => m
                             .committed(&scope.partitions, s.timeout)
@@ -620,6 +714,12 @@ impl InstanceInner {
                         started.elapsed()
                     );
                 }
+                restore = Some(RestoreInfo {
+                    changes: restored.changes,
+                    bytes: restored.bytes,
+                    from_local: restored.from_local,
+                    elapsed: started.elapsed(),
+                });
                 let log = changelog::Changelog::open(
                     &s.brokers,
                     &s.app,
@@ -627,7 +727,7 @@ impl InstanceInner {
                     partition,
                     self.operators,
                     s.timeout,
-                    self.exchanges.then_some(self.zero),
+                    self.zero,
                 )
                 .map_err(|e| self.task_error(&scope.task, e))?;
                 ssc.set_replicator(Arc::new(log))?;
@@ -644,6 +744,7 @@ impl InstanceInner {
                         ssc,
                         since: SystemTime::now(),
                         link,
+                        restore,
                     });
                 }
                 Err(_) if link.stale.load(Ordering::SeqCst) && !fresh && !self.stateful => {
@@ -660,7 +761,7 @@ impl InstanceInner {
     }
 
     fn status(&self, membership: Option<&Membership>) -> ScaleOutStatus {
-        let tasks = lock(&self.tasks)
+        let mut tasks: Vec<TaskStatus> = lock(&self.tasks)
             .values()
             .map(|t| TaskStatus {
                 task: t.scope.task.clone(),
@@ -669,8 +770,28 @@ impl InstanceInner {
                 since: t.since,
                 completed_batches: t.ssc.completed_batches(),
                 last_batch: t.ssc.recent_batches().last().map(|b| b.batch_time),
+                restore: t.restore.clone(),
             })
             .collect();
+        for (p, (since, progress)) in lock(&self.restoring).iter() {
+            tasks.push(TaskStatus {
+                task: task_name(&self.settings.topics, *p),
+                partitions: self
+                    .settings
+                    .topics
+                    .iter()
+                    .map(|t| (t.clone(), *p))
+                    .collect(),
+                role: TaskRole::Restoring {
+                    read: progress.done.load(Ordering::Relaxed),
+                    of: progress.total.load(Ordering::Relaxed),
+                },
+                since: *since,
+                completed_batches: 0,
+                last_batch: None,
+                restore: None,
+            });
+        }
         ScaleOutStatus {
             app: self.settings.app.clone(),
             tasks,
@@ -718,7 +839,7 @@ impl Assignments for Arc<InstanceInner> {
                     "revoked"
                 }
             );
-            t.stop();
+            t.stop(&self.dashboard);
         }
     }
 
@@ -752,6 +873,9 @@ impl InstanceInner {
                     match inner.start_task(p) {
                         Ok(task) => {
                             log::info!("task {}: started", task.scope.task);
+                            if let Some(d) = lock(&inner.dashboard).as_ref() {
+                                d.watch(&task.ssc);
+                            }
                             lock(&inner.tasks).insert(p, task);
                         }
                         Err(e) => {
@@ -794,6 +918,47 @@ impl Instance {
         self.inner.status(m.as_deref())
     }
 
+    /// The members of the application's group now, as its coordinator describes them (a call
+    /// to the brokers, at most `timeout`).
+    pub fn members(&self, timeout: StdDuration) -> Result<Vec<GroupMember>, Error> {
+        let m = lock(&self.membership).clone();
+        let Some(m) = m else {
+            return Ok(Vec::new());
+        };
+        m.members(&self.inner.settings.app, &self.inner.client_id, timeout)
+            .map_err(|e| self.inner.settings.error(e))
+    }
+
+    /// Serves this instance's dashboard on `addr` (port 0 picks a free one): the batches of
+    /// the tasks it runs (one row per batch time, their records summed), their inputs and
+    /// state, and a scale-out section with each task's role (active, or restoring with its
+    /// progress), the group's members with their partitions, and the last rebalance; `/metrics`
+    /// has the same (`dstream_scale_*`). It serves as long as the instance or the returned
+    /// [`Dashboard`](stream_core::Dashboard) lives.
+    pub fn serve_dashboard(
+        &self,
+        addr: impl std::net::ToSocketAddrs,
+    ) -> Result<stream_core::Dashboard, Error> {
+        let d = stream_core::Dashboard::serve(
+            addr,
+            stream_core::Duration::from_millis(self.inner.batch_ms),
+        )?;
+        d.add_section(Arc::new(dashboard::ScaleSection::new(
+            Arc::downgrade(&self.inner),
+            lock(&self.membership)
+                .as_ref()
+                .map(Arc::downgrade)
+                .unwrap_or_default(),
+        )));
+        // Tasks running now, and each task that starts from here on.
+        let _starting = lock(&self.inner.starting);
+        for t in lock(&self.inner.tasks).values() {
+            d.watch(&t.ssc);
+        }
+        *lock(&self.inner.dashboard) = Some(d.clone());
+        Ok(d)
+    }
+
     /// The contexts of the tasks this instance runs now, by task name (for listeners and
     /// dashboards; a context is replaced when its task leaves and comes back).
     pub fn task_contexts(&self) -> Vec<(String, StreamingContext)> {
@@ -819,7 +984,7 @@ impl Instance {
             .into_values()
             .collect();
         for t in rest {
-            t.stop();
+            t.stop(&self.inner.dashboard);
         }
         let mut end = lock(&self.inner.end);
         end.stopped = true;

@@ -362,3 +362,25 @@ pub fn reading(
     });
     (ssc, handle)
 }
+
+/// A xorshift generator: the crash tests' random instants and choices, reproducible from the
+/// seed they print.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from the clock (never zero).
+    pub fn from_clock() -> Rng {
+        Rng(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
