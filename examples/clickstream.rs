@@ -16,23 +16,64 @@
 //! it) and two WebSocket feeds carry the results to browsers: `ws://.../feeds/top-pages` (the
 //! top 10 pages of the window, every slide) and `ws://.../feeds/page-views` (the counts of every
 //! batch).
+//!
+//! With `--kafka BROKERS --topic T` the page views are read from a topic (one view per record,
+//! `url status zip user agent...`); `--feed-only` writes generated views into it. With
+//! `--app NAME` as well, the process is one instance of a scaled-out application: run it several
+//! times with the same name and the topic's partitions are spread over the instances (see
+//! docs/scaling.md). The pipeline is the same in both modes: `repartitionByKey` brings a
+//! visitor's views (and a page's counts) to one task, `global` brings each task's part of the
+//! tallies and top pages to one task, which prints them.
 
 mod common;
 
+use std::borrow::Cow;
+
 use common::{Flags, mix, unit, zipf_cdf, zipf_pick};
+use dstream::Dashboard;
+use dstream::kafka::KafkaStreams;
 use dstream::prelude::*;
 
 const USAGE: &str = "usage: clickstream [--seconds N] [--rate VIEWS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
-                   [--serve [--addr HOST:PORT]]";
+                   [--serve [--addr HOST:PORT]]
+                   [--kafka BROKERS --topic TOPIC [--feed-only | --app NAME [--checkpoint DIR]]]
+  --kafka, --topic  read page views (`url status zip user agent...` lines) from the topic
+  --feed-only       only write generated views to the topic (6 partitions if it is new)
+  --app NAME        scale out: run this several times with the same NAME; the topic's
+                    partitions are spread over the instances (state in DIR/<task>,
+                    default target/clickstream-NAME)";
 
-/// One page view, as Spark's `PageView` (url, status, zip code, user id) plus the user agent.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One page view, as Spark's `PageView` (url, status, zip code, user id) plus the user agent
+/// (the generator's are borrowed from its tables; those read from Kafka are owned).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PageView {
     pub url: String,
     pub status: u16,
     pub zip_code: u32,
     pub user_id: u64,
-    pub user_agent: &'static str,
+    pub user_agent: Cow<'static, str>,
+}
+
+impl PageView {
+    /// The view as a line of the topic: `url status zip user agent...`.
+    fn line(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.url, self.status, self.zip_code, self.user_id, self.user_agent
+        )
+    }
+
+    /// A line of the topic; `None` (the line is skipped and counted) when it is not a view.
+    fn parse(line: &str) -> Option<PageView> {
+        let mut it = line.splitn(5, ' ');
+        Some(PageView {
+            url: it.next()?.to_string(),
+            status: it.next()?.parse().ok()?,
+            zip_code: it.next()?.parse().ok()?,
+            user_id: it.next()?.parse().ok()?,
+            user_agent: Cow::Owned(it.next()?.to_string()),
+        })
+    }
 }
 
 /// The bot rule, part 1: a crawler announces itself in its user agent.
@@ -95,29 +136,92 @@ fn page_view(i: u64, rate: u64, cdf: &[f64], pages: &[String]) -> PageView {
         },
         zip_code: 94000 + (mix(user_id) % 200) as u32,
         user_id,
-        user_agent,
+        user_agent: Cow::Borrowed(user_agent),
     }
 }
 
 fn main() {
     let flags = Flags::parse(
-        &["seconds", "rate", "batch-ms", "window", "slide", "addr"],
-        &["serve"],
+        &[
+            "seconds",
+            "rate",
+            "batch-ms",
+            "window",
+            "slide",
+            "addr",
+            "kafka",
+            "topic",
+            "app",
+            "checkpoint",
+        ],
+        &["serve", "feed-only"],
         USAGE,
     );
-    if let Err(e) = run(&flags) {
+    if flags.text("kafka").is_some() != flags.text("topic").is_some() {
+        eprintln!("clickstream: --kafka and --topic go together\n{USAGE}");
+        std::process::exit(2);
+    }
+    let result = match (flags.text("kafka"), flags.text("topic")) {
+        (Some(b), Some(t)) if flags.on("feed-only") => feed(&flags, &b, &t),
+        (Some(b), Some(t)) if flags.text("app").is_some() => scale_out(&flags, &b, &t),
+        _ => run(&flags),
+    };
+    if let Err(e) = result {
         eprintln!("clickstream: {e}");
         std::process::exit(1);
     }
 }
 
+/// The window and its slide, in seconds, from the flags.
+fn window(flags: &Flags) -> (i64, i64) {
+    (
+        flags.num("window", 30).max(1) as i64,
+        flags.num("slide", 5).max(1) as i64,
+    )
+}
+
+/// The generator's page view `i` at `rate` views a second.
+fn generator(rate: u64) -> impl Fn(u64) -> PageView + Send + Sync + Clone + 'static {
+    let (cdf, pages) = (
+        zipf_cdf(PAGES, 1.05),
+        (0..PAGES).map(page_name).collect::<Vec<_>>(),
+    );
+    let (cdf, pages) = (std::sync::Arc::new(cdf), std::sync::Arc::new(pages));
+    move |i| page_view(i, rate, &cdf, &pages)
+}
+
+/// `--feed-only`: writes generated page views into the topic at `--rate`.
+fn feed(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
+    let rate = flags.num("rate", 5_000).max(1);
+    let view = generator(rate);
+    let seconds = flags.text("seconds").map(|_| flags.num("seconds", 0));
+    common::feed("clickstream", brokers, topic, rate, seconds, |i| {
+        view(i).line()
+    })
+}
+
+/// Page views read from `topic`. A record that is not a view is skipped and reported on
+/// stderr (`common::report_skipped`).
+fn from_kafka(
+    ssc: &StreamingContext,
+    brokers: &str,
+    topic: &str,
+) -> Result<DStream<PageView>, Error> {
+    let source = dstream::kafka::KafkaSource::strings(brokers)
+        .topics([topic])
+        .build()?;
+    Ok(ssc.kafka_stream(source).flat_map(|l: String| {
+        let view = PageView::parse(&l);
+        if view.is_none() {
+            common::report_skipped("clickstream", &l);
+        }
+        view
+    }))
+}
+
 fn run(flags: &Flags) -> Result<(), Error> {
     let rate = flags.num("rate", 5_000).max(1);
     let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
-    let (window_s, slide_s) = (
-        flags.num("window", 30).max(1) as i64,
-        flags.num("slide", 5).max(1) as i64,
-    );
     // The window's state lives in RocksDB; generated views cannot be replayed, so a temporary
     // checkpoint (removed at exit) is enough.
     let ssc = StreamingContext::builder(Milliseconds(batch_ms))
@@ -132,21 +236,71 @@ fn run(flags: &Flags) -> Result<(), Error> {
             d.feed_url("page-views")
         );
     }
+    let views = match (flags.text("kafka"), flags.text("topic")) {
+        (Some(b), Some(t)) => from_kafka(&ssc, &b, &t)?,
+        _ => {
+            let view = generator(rate);
+            ssc.rate_stream(rate).map(view)
+        }
+    };
+    clickstream(&ssc, views, window(flags), dashboard)?;
+    common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
+}
 
-    let (cdf, pages) = (
-        zipf_cdf(PAGES, 1.05),
-        (0..PAGES).map(page_name).collect::<Vec<_>>(),
-    );
-    let views = ssc
-        .rate_stream(rate)
-        .map(move |i| page_view(i, rate, &cdf, &pages));
+/// Scale-out: this process is one instance of application `--app`; each partition of the topic
+/// is a task, run by whichever instance the group gives it to.
+fn scale_out(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
+    let app = flags.text("app").unwrap_or_default();
+    let root = flags
+        .text("checkpoint")
+        .unwrap_or_else(|| format!("target/clickstream-{app}"));
+    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
+    let window = window(flags);
+    let (b, t) = (brokers.to_string(), topic.to_string());
+    let instance = dstream::kafka::ScaleOut::new(&app, brokers)
+        .topics([topic])
+        .checkpoint(&root)
+        .run(move |_task| {
+            let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
+            let views = from_kafka(&ssc, &b, &t)?;
+            clickstream(&ssc, views, window, None)?;
+            Ok(ssc)
+        })?;
+    eprintln!("clickstream: instance of {app} started (state in {root}/<task>)");
+    let _dashboard = common::instance_dashboard(&instance, flags)?;
+    common::run_instance(
+        "clickstream",
+        instance,
+        flags.text("seconds").map(|_| flags.num("seconds", 0)),
+    )
+}
+
+/// The top 10 of `pages` by views, the most viewed first (ties by URL).
+fn top10(pages: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    let mut pages = pages;
+    pages.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    pages.truncate(10);
+    pages
+}
+
+/// The pipeline. In one process the exchanges change nothing; scaled out, `repartitionByKey`
+/// brings a visitor's views to the task of the visitor (the bot rule and the unique visitors
+/// count per visitor) and a page's views to the task of the page, and `global` brings each
+/// task's tallies and top pages to one task, which prints them.
+fn clickstream(
+    ssc: &StreamingContext,
+    views: DStream<PageView>,
+    (window_s, slide_s): (i64, i64),
+    dashboard: Option<Dashboard>,
+) -> Result<(), Error> {
+    let batch_ms = ssc.batch_duration().millis();
     let max_per_batch = MAX_VIEWS_PER_SECOND * (batch_ms as u64).div_ceil(1000);
     let parallelism = ssc.parallelism();
 
     stream! {
         using views
         // Bots out: crawlers by their user agent, then any visitor over the rate rule.
-        val browsing = views.filter(v => !is_crawler(v)).map(v => (v.user_id, v))
+        val browsing = views.filter(v => !is_crawler(v)).map(v => (v.user_id, v)).repartitionByKey()
         val tooFast = browsing.map { case (user, _) => (user, 1u64) }
             .reduceByKey(_ + _)
             .filter(_._2 > max_per_batch)
@@ -154,21 +308,25 @@ fn run(flags: &Flags) -> Result<(), Error> {
             .filter(_._2._2.is_none())
             .map { case (_, (view, _)) => view }
 
-        // Page views per batch: all, and by humans.
-        val tally = views.map(_ => ("all", 1u64)).union(humans.map(_ => ("humans", 1u64)))
+        // Page views per batch, all and by people: each task's counts, added up on one.
+        val tally = views.count().map(n => (true, n)).union(humans.count().map(n => (false, n)))
+            .global()
             .reduceByKey(_ + _)
         tally.foreachRDD { (rdd, time) =>
-            let counts: std::collections::HashMap<_, _> = rdd.collect().into_iter().collect();
-            let all = counts.get("all").copied().unwrap_or(0);
-            let humans = counts.get("humans").copied().unwrap_or(0);
+            let counts: std::collections::HashMap<bool, i64> = rdd.collect().into_iter().collect();
+            let all = counts.get(&true).copied().unwrap_or(0);
+            let humans = counts.get(&false).copied().unwrap_or(0);
             println!("{}: {all} page views, {humans} by people ({} bot requests filtered)", common::clock(time), all - humans);
         }
-        tally.saveToWebSocket(dashboard, "page-views")
+        tally.map { case (all, n) => (if all { "all" } else { "humans" }, n) }.saveToWebSocket(dashboard, "page-views")
 
-        // Page views per URL over the window, kept up to date incrementally; the top pages.
-        val pageCounts = humans.map(v => (v.url, 1i64))
+        // Page views per URL over the window, kept up to date incrementally; the top pages:
+        // each task's top 10, then the top 10 of those.
+        val pageCounts = humans.map(v => (v.url, 1i64)).repartitionByKey()
             .reduceByKeyAndWindow(_ + _, _ - _, Seconds(window_s), Seconds(slide_s), parallelism, _._2 > 0)
-        val topPages = pageCounts.transform(rdd => Batch::from_vec(rdd.top_by(10, |(url, n)| (*n, std::cmp::Reverse(url.clone()))), 1))
+        val topPages = pageCounts.transform(rdd => Batch::from_vec(top10(rdd.collect()), 1))
+            .global()
+            .transform(rdd => Batch::from_vec(top10(rdd.collect()), 1))
         topPages.foreachRDD { rdd =>
             println!("\nTop pages in the last {window_s} seconds:");
             for (url, n) in rdd.collect() {
@@ -177,15 +335,17 @@ fn run(flags: &Flags) -> Result<(), Error> {
         }
         topPages.saveToWebSocket(dashboard, "top-pages")
 
-        // Unique visitors over the window: one key per visitor seen, dropped when it leaves.
+        // Unique visitors over the window: one key per visitor seen (on the visitor's task),
+        // dropped when it leaves; each task's count, added up on one.
         val visitors = humans.map(v => (v.user_id, 1i64))
             .reduceByKeyAndWindow(_ + _, _ - _, Seconds(window_s), Seconds(slide_s), parallelism, _._2 > 0)
             .count()
+            .global()
+            .reduce(_ + _)
         visitors.foreachRDD { rdd =>
             let n = rdd.first().unwrap_or(0);
             println!("Unique visitors in the last {window_s} seconds: {n}\n");
         }
     }?;
-
-    common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
+    Ok(())
 }

@@ -24,12 +24,15 @@
 mod common;
 
 use common::{mix, zipf_cdf, zipf_pick};
-use dstream::kafka::{KafkaSource, KafkaStreams, OutRecord};
+use dstream::kafka::{KafkaSource, KafkaStreams};
 use dstream::prelude::*;
 use dstream::text;
 
 const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
                 [--kafka BROKERS --topic TOPIC [--checkpoint DIR] [--feed | --feed-only] [--app NAME]]
+                [--serve ADDR]
+  --serve ADDR the live dashboard on ADDR (e.g. 127.0.0.1:4040; port 0 picks a free one);
+              with --app, the instance's: its tasks and their roles, the group's members
   --feed      also write generated tweets to the topic (6 partitions if it is new)
   --feed-only only write them (a feeder for instances started with --app)
   --app NAME  scale out: run this several times with the same NAME; the topic's partitions
@@ -48,6 +51,7 @@ struct Args {
     feed: bool,
     feed_only: bool,
     app: Option<String>,
+    serve: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -63,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         feed: false,
         feed_only: false,
         app: None,
+        serve: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,6 +98,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--app" => {
                 args.app = Some(text("--app")?);
+                continue;
+            }
+            "--serve" => {
+                args.serve = Some(text("--serve")?);
                 continue;
             }
             _ => {}
@@ -237,20 +246,10 @@ fn feed(brokers: String, topic: String, rate: u64) {
             zipf_cdf(NUM_TAGS, 1.1),
             (0..NUM_TAGS).map(tag_name).collect::<Vec<_>>(),
         );
-        let started = std::time::Instant::now();
-        let mut i = 0u64;
-        loop {
-            // Catch up with the rate every 100 ms.
-            let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-            let batch: Vec<_> = (i..due)
-                .map(|j| OutRecord::new(tweet(j, rate, &cdf, &tags)))
-                .collect();
-            i = due;
-            if let Err(e) = dstream::kafka::admin::produce(&brokers, &topic, batch) {
-                eprintln!("hashtags: feeding {topic}: {e}");
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Err(e) = common::feed("hashtags", &brokers, &topic, rate, None, |j| {
+            tweet(j, rate, &cdf, &tags)
+        }) {
+            eprintln!("hashtags: {e}");
         }
     });
 }
@@ -260,17 +259,9 @@ fn run(args: &Args) -> Result<(), Error> {
         && args.feed
     {
         // The topic may be new: create it (6 partitions) unless it exists.
-        if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, 6)
-            && !e.contains("AlreadyExists")
-        {
-            eprintln!("hashtags: {e}");
-        }
+        common::create_topic("hashtags", brokers, topic);
         feed(brokers.clone(), topic.clone(), args.rate);
         if args.feed_only {
-            eprintln!(
-                "hashtags: feeding {topic} with {} tweets a second",
-                args.rate
-            );
             match args.seconds {
                 Some(s) => std::thread::sleep(std::time::Duration::from_secs(s)),
                 None => loop {
@@ -314,7 +305,21 @@ fn run(args: &Args) -> Result<(), Error> {
         }
     };
     top_hashtags(&ssc, tweets, args)?;
+    let _dashboard = dashboard(args, |addr| ssc.serve_dashboard(addr))?;
     common::run(&ssc, args.seconds)
+}
+
+/// With `--serve ADDR`, the dashboard that `serve` starts on ADDR.
+fn dashboard(
+    args: &Args,
+    serve: impl FnOnce(&str) -> Result<dstream::Dashboard, Error>,
+) -> Result<Option<dstream::Dashboard>, Error> {
+    let Some(addr) = &args.serve else {
+        return Ok(None);
+    };
+    let d = serve(addr)?;
+    println!("Dashboard: {}", d.url());
+    Ok(Some(d))
 }
 
 /// Scale-out: this process is one instance of application `app`; each partition of `topic` is
@@ -345,6 +350,7 @@ fn scale_out(args: &Args, app: &str, brokers: &str, topic: &str) -> Result<(), E
             Ok(ssc)
         })?;
     eprintln!("hashtags: instance of {app} started (state in {root}/<task>)");
+    let _dashboard = dashboard(args, |addr| instance.serve_dashboard(addr))?;
     common::run_instance("hashtags", instance, args.seconds)
 }
 

@@ -187,6 +187,15 @@ impl Click {
         format!("{} {} {}", self.visitor, self.url, self.time_ms)
     }
 
+    /// A line of the topic; one that does not parse is skipped and reported.
+    fn read(line: &str) -> Option<Click> {
+        let click = Click::parse(line);
+        if click.is_none() {
+            common::report_skipped("sessions", line);
+        }
+        click
+    }
+
     fn parse(line: &str) -> Option<Click> {
         let mut it = line.split(' ');
         let (visitor, url, time) = (it.next()?, it.next()?, it.next()?);
@@ -251,30 +260,11 @@ fn visits(flags: &Flags) -> (Visits, Vec<f64>, Vec<String>) {
 /// Writes generated clicks into the topic at `--rate` per second, unkeyed: a visitor's clicks
 /// land in every partition, so the sessions need `repartitionByKey`.
 fn feed(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
-    if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, 6)
-        && !e.contains("AlreadyExists")
-    {
-        eprintln!("sessions: {e}");
-    }
     let (visits, cdf, pages) = visits(flags);
-    eprintln!(
-        "sessions: feeding {topic} with {} clicks a second",
-        visits.rate
-    );
-    let started = std::time::Instant::now();
     let seconds = flags.text("seconds").map(|_| flags.num("seconds", 0));
-    let mut i = 0u64;
-    while seconds.is_none_or(|s| started.elapsed().as_secs() < s) {
-        let due = (started.elapsed().as_secs_f64() * visits.rate as f64) as u64;
-        let batch: Vec<_> = (i..due)
-            .map(|j| dstream::kafka::OutRecord::new(click(j, visits, &cdf, &pages).line()))
-            .collect();
-        i = due;
-        dstream::kafka::admin::produce(brokers, topic, batch)
-            .map_err(|e| Error::from(dstream::ContextError::InvalidArgument(e)))?;
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    Ok(())
+    common::feed("sessions", brokers, topic, visits.rate, seconds, |j| {
+        click(j, visits, &cdf, &pages).line()
+    })
 }
 
 /// Scale-out: this process is one instance of application `--app`; each partition of the topic
@@ -297,11 +287,12 @@ fn scale_out(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
                 .build()?;
             let clicks = ssc
                 .kafka_stream(source)
-                .flat_map(|l: String| Click::parse(&l));
+                .flat_map(|l: String| Click::read(&l));
             sessions(&ssc, clicks, idle_s, None)?;
             Ok(ssc)
         })?;
     eprintln!("sessions: instance of {app} started (state in {root}/<task>)");
+    let _dashboard = common::instance_dashboard(&instance, flags)?;
     common::run_instance(
         "sessions",
         instance,
@@ -327,7 +318,7 @@ fn run(flags: &Flags) -> Result<(), Error> {
                 .topics([t.as_str()])
                 .build()?;
             ssc.kafka_stream(source)
-                .flat_map(|l: String| Click::parse(&l))
+                .flat_map(|l: String| Click::read(&l))
         }
         _ => {
             let (visits, cdf, pages) = visits(flags);

@@ -128,6 +128,24 @@ pub fn dashboard(ssc: &StreamingContext, flags: &Flags) -> Result<Option<Dashboa
     Ok(Some(d))
 }
 
+/// With `--serve`, a scaled-out instance's dashboard on `--addr` (127.0.0.1:4040 by default;
+/// give each instance on one machine a port of its own, or port 0 for a free one): its tasks
+/// with their roles, the group's members and the last rebalance, beside the batches.
+pub fn instance_dashboard(
+    instance: &dstream::kafka::Instance,
+    flags: &Flags,
+) -> Result<Option<Dashboard>, Error> {
+    if !flags.on("serve") {
+        return Ok(None);
+    }
+    let addr = flags
+        .text("addr")
+        .unwrap_or_else(|| "127.0.0.1:4040".to_string());
+    let d = instance.serve_dashboard(addr.as_str())?;
+    println!("Dashboard: {}", d.url());
+    Ok(Some(d))
+}
+
 /// Starts the context and runs it for `seconds` (then stops gracefully), or until Ctrl-C.
 /// Runs a scaled-out instance until it stops (Ctrl-C), fails, or `seconds` pass; prints the
 /// tasks it runs whenever they change.
@@ -169,4 +187,54 @@ pub fn run(ssc: &StreamingContext, seconds: Option<u64>) -> Result<(), Error> {
         ssc.stop_gracefully();
     }
     ssc.await_termination()
+}
+
+/// Creates `topic` with 6 partitions unless it exists.
+pub fn create_topic(example: &str, brokers: &str, topic: &str) {
+    if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, 6)
+        && !e.contains("AlreadyExists")
+    {
+        eprintln!("{example}: {e}");
+    }
+}
+
+/// Feeds `topic` (created with 6 partitions unless it exists) with record `line(i)` for
+/// `i = 0, 1, ...` at `rate` records a second, catching up every 100 ms, for `seconds` or for
+/// ever: the feeder of the examples' `--feed-only` (and of `hashtags --feed`).
+pub fn feed(
+    example: &str,
+    brokers: &str,
+    topic: &str,
+    rate: u64,
+    seconds: Option<u64>,
+    mut line: impl FnMut(u64) -> String,
+) -> Result<(), Error> {
+    create_topic(example, brokers, topic);
+    eprintln!("{example}: feeding {topic} with {rate} records a second");
+    let started = std::time::Instant::now();
+    let mut i = 0u64;
+    while seconds.is_none_or(|s| started.elapsed().as_secs() < s) {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        let batch: Vec<_> = (i..due)
+            .map(|j| dstream::kafka::OutRecord::new(line(j)))
+            .collect();
+        i = due;
+        dstream::kafka::admin::produce(brokers, topic, batch).map_err(|e| {
+            Error::from(dstream::ContextError::InvalidArgument(format!(
+                "feeding {topic}: {e}"
+            )))
+        })?;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Reports a record of the input that is not what the example reads (it is skipped): the
+/// first ten on stderr, then every thousandth, with the count so far.
+pub fn report_skipped(example: &str, record: &str) {
+    static SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if n <= 10 || n.is_multiple_of(1000) {
+        eprintln!("{example}: skipped a record that does not parse ({n} so far): {record:?}");
+    }
 }
