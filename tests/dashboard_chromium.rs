@@ -76,18 +76,30 @@ struct Cdp {
 
 impl Cdp {
     fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let msg = json!({"id": id, "method": method, "params": params}).to_string();
-        self.ws.send(Message::text(msg)).unwrap();
+        let started = Instant::now();
         loop {
-            if let Message::Text(t) = self.ws.read().unwrap() {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["id"] == json!(id) {
-                    assert!(v.get("error").is_none(), "{method}: {v}");
-                    return v["result"].clone();
+            self.next += 1;
+            let id = self.next;
+            let msg = json!({"id": id, "method": method, "params": params}).to_string();
+            self.ws.send(Message::text(msg)).unwrap();
+            let v = loop {
+                if let Message::Text(t) = self.ws.read().unwrap() {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["id"] == json!(id) {
+                        break v;
+                    }
                 }
+            };
+            // A page still loading (a slow machine) has no execution context yet: ask again.
+            let loading = v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Cannot find default execution context"));
+            if loading && started.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
             }
+            assert!(v.get("error").is_none(), "{method}: {v}");
+            return v["result"].clone();
         }
     }
 
