@@ -243,7 +243,8 @@ fn run(flags: &Flags) -> Result<(), Error> {
             ssc.rate_stream(rate).map(view)
         }
     };
-    clickstream(&ssc, views, window(flags), dashboard)?;
+    // A clone: the dashboard serves until its last handle goes, at the end of the run.
+    clickstream(&ssc, views, window(flags), dashboard.clone())?;
     common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
 }
 

@@ -326,7 +326,8 @@ fn run(flags: &Flags) -> Result<(), Error> {
                 .map(move |i| click(i, visits, &cdf, &pages))
         }
     };
-    sessions(&ssc, clicks, idle_s, dashboard)?;
+    // A clone: the dashboard serves until its last handle goes, at the end of the run.
+    sessions(&ssc, clicks, idle_s, dashboard.clone())?;
     common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
 }
 
