@@ -276,33 +276,6 @@ impl CheckpointRestore<'_> {
         Ok(())
     }
 
-    /// Forgets the positions written ahead for batches after `t` (the local copy's own cuts,
-    /// which a replica's later owner may have cut otherwise); [`ahead`](Self::ahead) then
-    /// records the replica's.
-    pub fn forget_ahead_after(&mut self, t: Time) -> Result<()> {
-        let meta = self
-            .store
-            .db()
-            .cf_handle(META)
-            .expect("the meta column family is opened with the database");
-        let mut it = self.store.db().raw_iterator_cf(meta);
-        it.seek([WAL]);
-        while let Some(k) = it.key() {
-            if k.first() != Some(&WAL) {
-                break;
-            }
-            if k.get(5..)
-                .and_then(super::keyed::time_from_bytes)
-                .is_some_and(|at| at > t.millis())
-            {
-                self.wb.delete_cf(meta, k);
-            }
-            it.next();
-        }
-        it.status().map_err(|e| self.store.error(e))?;
-        self.flush()
-    }
-
     /// Writes what is buffered.
     pub(crate) fn flush(&mut self) -> Result<()> {
         let wb = std::mem::take(&mut self.wb);

@@ -55,10 +55,7 @@ fn ahead_key(t: i64) -> Vec<u8> {
     k
 }
 
-/// The positions of a batch written ahead. The latest record of a batch time is the cut its
-/// next owner replays: an owner replays the records it finds before it cuts anything (its
-/// changelog producer fences the previous owner first, so that its `read_committed` reads see
-/// them), so the records of successive owners form one chain.
+/// The positions of a batch written ahead.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct AheadRecord {
     time_ms: i64,
@@ -119,10 +116,8 @@ pub(crate) struct Changelog {
     /// its next owner cuts a batch in flight the same (other tasks may have received its part
     /// at an exchange, and its sinks may have committed its outputs and offsets).
     zero: Time,
-    /// Batches written ahead and not yet committed, with their records' offsets (the records
-    /// are deleted at the commit; a local copy's restore reads the tasks changelog from the
-    /// first of them).
-    outstanding: std::sync::Mutex<BTreeMap<i64, i64>>,
+    /// Batches written ahead and not yet committed (their records are deleted at the commit).
+    outstanding: std::sync::Mutex<std::collections::BTreeSet<i64>>,
     /// One transaction at a time.
     txn: std::sync::Mutex<()>,
     brokers: String,
@@ -213,12 +208,9 @@ impl Changelog {
             Some(&value),
             headers(),
         )?;
-        let (done, first_ahead): (Vec<i64>, Option<i64>) = {
+        let done: Vec<i64> = {
             let o = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
-            (
-                o.range(..=batch.time.millis()).map(|(t, _)| *t).collect(),
-                o.range(batch.time.millis() + 1..).map(|(_, at)| *at).min(),
-            )
+            o.range(..=batch.time.millis()).copied().collect()
         };
         for a in &done {
             produce::send_to(
@@ -241,19 +233,10 @@ impl Changelog {
         }
         produce::flush(&self.producer, self.timeout)?;
         let delivered = produce::delivered(&self.producer);
-        let tasks = tasks_topic(&self.app);
         Ok(delivered
             .into_iter()
             .filter(|((_, p), _)| *p == self.partition)
-            .map(|((t, _), o)| {
-                // A restore on this local copy must see the positions written ahead of the
-                // batches after this one, which may be earlier in the log.
-                let o = match first_ahead {
-                    Some(a) if t == tasks => o.min(a),
-                    _ => o,
-                };
-                (t, o)
-            })
+            .map(|((t, _), o)| (t, o))
             .collect())
     }
 }
@@ -283,23 +266,11 @@ impl Changelog {
             }),
         )?;
         produce::flush(producer, self.timeout)?;
-        let at = produce::delivered(producer)
-            .get(&(tasks_topic(&self.app), self.partition))
-            .map_or(0, |next| next - 1);
         self.outstanding
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(time.millis(), at);
+            .insert(time.millis());
         Ok(())
-    }
-
-    /// Takes the positions written ahead that a restore applied as outstanding: they are
-    /// deleted when their batches commit, and the local copy's mark stays before them.
-    pub(crate) fn inherit(&self, ahead: &Inherited) {
-        let mut o = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
-        for (time, at) in ahead {
-            o.entry(*time).or_insert(*at);
-        }
     }
 
     fn ahead_producer(&self) -> Result<&TrackedProducer, String> {
@@ -353,13 +324,7 @@ pub(crate) struct Restored {
     pub(crate) from_local: bool,
     /// Batches whose positions were written ahead and not committed (to be replayed as cut).
     pub(crate) ahead: usize,
-    /// Those records' batch times and offsets in the tasks changelog: the new owner keeps
-    /// them as outstanding (a later restore of its local copy reads from the first of them).
-    pub(crate) inherited: Inherited,
 }
-
-/// Batch times and offsets of positions written ahead.
-pub(crate) type Inherited = Vec<(i64, i64)>;
 
 /// A consumer of internal partitions, `read_committed`, that reports their ends.
 fn reader(brokers: &str) -> Result<BaseConsumer<EndIsNoError>, String> {
@@ -453,22 +418,23 @@ pub(crate) fn restore(
     let local = r.last_batch();
     let from_local = local.is_some() && !mark.is_empty();
     let tasks = tasks_topic(app);
-    // What there is to read, for the progress shown while restoring. Every partition is read
-    // to its end all the same: a `read_committed` end reported here may be short of the
-    // records that a read after the previous owner's fencing sees (tansu does not move it
-    // past an aborted transaction).
+    // What there is to read (for the progress shown while restoring): a partition with
+    // nothing after where the restore starts is not read at all.
+    let mut to_read: BTreeMap<String, u64> = BTreeMap::new();
     {
         let ends = reader(brokers)?;
         for topic in
             std::iter::once(tasks.clone()).chain((0..r.operators()).map(|op| op_topic(app, op)))
         {
             let from = from_local.then(|| mark.get(&topic).copied()).flatten();
-            progress.add_partition(&ends, &topic, partition, from, timeout)?;
+            let span = progress.add_partition(&ends, &topic, partition, from, timeout)?;
+            to_read.insert(topic, span);
         }
     }
+    let nothing_in = |topic: &str| to_read.get(topic).is_some_and(|n| *n == 0);
     let mut last: Option<(i64, BatchRecord)> = None;
-    let mut ahead: BTreeMap<Vec<u8>, Option<(i64, AheadRecord)>> = BTreeMap::new();
-    {
+    let mut ahead: BTreeMap<Vec<u8>, Option<AheadRecord>> = BTreeMap::new();
+    if !nothing_in(&tasks) {
         read_partition(
             brokers,
             &tasks,
@@ -479,14 +445,11 @@ pub(crate) fn restore(
             |offset, key, value, _| {
                 if key.starts_with(AHEAD_KEY) {
                     let record = match value {
-                        Some(v) => Some((
-                            offset,
-                            postcard::from_bytes::<AheadRecord>(v).map_err(|e| {
-                                format!(
-                                    "the positions written ahead at {tasks}-{partition} offset {offset} do not decode: {e}"
-                                )
-                            })?,
-                        )),
+                        Some(v) => Some(postcard::from_bytes::<AheadRecord>(v).map_err(|e| {
+                            format!(
+                                "the positions written ahead at {tasks}-{partition} offset {offset} do not decode: {e}"
+                            )
+                        })?),
                         None => None,
                     };
                     ahead.insert(key.to_vec(), record);
@@ -506,18 +469,10 @@ pub(crate) fn restore(
             },
         )?;
     }
-    // The latest record of each batch time (the map is by key, in log order).
-    let mut ahead: Vec<(i64, AheadRecord)> = ahead.into_values().flatten().collect();
-    ahead.sort_by_key(|(_, a)| a.time_ms);
-    let after = |t: Option<i64>| {
-        ahead
-            .iter()
-            .filter(move |(_, a)| t.is_none_or(|t| a.time_ms > t))
-    };
-    let inherited =
-        |t: Option<i64>| -> Inherited { after(t).map(|(o, a)| (a.time_ms, *o)).collect() };
-    let apply_ahead = |r: &mut CheckpointRestore<'_>, t: Option<i64>| -> Result<(), String> {
-        for (_, a) in after(t) {
+    let mut ahead: Vec<AheadRecord> = ahead.into_values().flatten().collect();
+    ahead.sort_by_key(|a| a.time_ms);
+    let apply_ahead = |r: &mut CheckpointRestore<'_>, after: Option<i64>| -> Result<(), String> {
+        for a in ahead.iter().filter(|a| after.is_none_or(|t| a.time_ms > t)) {
             r.ahead(
                 Time::from_millis(a.time_ms),
                 Time::from_millis(a.zero_ms),
@@ -527,42 +482,26 @@ pub(crate) fn restore(
         }
         Ok(())
     };
-    // The local copy has the last batch (its commit came after the changelog's), or no batch
-    // committed after it. The batches after it are replayed as the latest owner cut them
-    // (another instance may have run the task since, and sent them to exchanges), not as this
-    // copy's old run did: the read started before this copy's own records written ahead.
-    let local_is_last = match (&last, local) {
-        (_, None) => None,
-        (None, Some(l)) => Some(l),
-        (Some((_, record)), Some(l)) => (l.millis() >= record.time_ms).then_some(l),
-    };
-    if let Some(l) = local_is_last {
-        r.forget_ahead_after(l).map_err(|e| e.to_string())?;
-        apply_ahead(r, Some(l.millis()))?;
-        return Ok(Restored {
-            from_local,
-            ahead: after(Some(l.millis())).count(),
-            inherited: inherited(Some(l.millis())),
-            ..Restored::default()
-        });
-    }
     let Some((batch_offset, record)) = last else {
-        // No batch completed anywhere: the batches cut before are replayed as cut.
-        apply_ahead(r, None)?;
+        if local.is_none() {
+            // No batch completed anywhere: the batches cut before are replayed as cut.
+            apply_ahead(r, None)?;
+        }
         return Ok(Restored {
             from_local,
             ahead: ahead.len(),
-            inherited: inherited(None),
             ..Restored::default()
         });
     };
+    if local.is_some_and(|l| l.millis() >= record.time_ms) {
+        // The local copy already has it (its commit came after the changelog's).
+        return Ok(Restored {
+            from_local,
+            ..Restored::default()
+        });
+    }
     let mut new_mark = mark.clone();
-    // A later restore on this copy reads the tasks changelog from the first record it needs.
-    let first_ahead = after(Some(record.time_ms)).map(|(o, _)| *o).min();
-    new_mark.insert(
-        tasks.clone(),
-        first_ahead.map_or(batch_offset + 1, |a| a.min(batch_offset + 1)),
-    );
+    new_mark.insert(tasks.clone(), batch_offset + 1);
     let mut done = Restored {
         batch: Some(Time::from_millis(record.time_ms)),
         from_local,
@@ -575,6 +514,9 @@ pub(crate) fn restore(
         } else {
             None
         };
+        if nothing_in(&topic) {
+            continue;
+        }
         let mut next = from;
         let mut skipped_at = None::<i64>;
         read_partition(
@@ -621,7 +563,5 @@ pub(crate) fn restore(
     )
     .map_err(|e| e.to_string())?;
     apply_ahead(r, Some(record.time_ms))?;
-    done.ahead = after(Some(record.time_ms)).count();
-    done.inherited = inherited(Some(record.time_ms));
     Ok(done)
 }

@@ -667,20 +667,6 @@ impl InstanceInner {
             ssc.checkpoint(&dir)?;
             if self.stateful {
                 let s = &self.settings;
-                // The changelog's producer first: its transactional id fences the task's
-                // previous owner, aborting a commit it was killed in, so that the restore's
-                // read_committed reads see past it (the positions that owner wrote ahead of
-                // its next batches, which it may have sent to exchanges, come after it).
-                let log = changelog::Changelog::open(
-                    &s.brokers,
-                    &s.app,
-                    &scope.task,
-                    partition,
-                    self.operators,
-                    s.timeout,
-                    self.zero,
-                )
-                .map_err(|e| self.task_error(&scope.task, e))?;
                 let started = std::time::Instant::now();
                 let progress = Arc::new(changelog::Progress::default());
                 lock(&self.restoring).insert(partition, (SystemTime::now(), progress.clone()));
@@ -734,9 +720,16 @@ impl InstanceInner {
                     from_local: restored.from_local,
                     elapsed: started.elapsed(),
                 });
-                // The batches cut ahead by earlier owners, which this task replays: written
-                // again as this owner's before it processes anything.
-                log.inherit(&restored.inherited);
+                let log = changelog::Changelog::open(
+                    &s.brokers,
+                    &s.app,
+                    &scope.task,
+                    partition,
+                    self.operators,
+                    s.timeout,
+                    self.zero,
+                )
+                .map_err(|e| self.task_error(&scope.task, e))?;
                 ssc.set_replicator(Arc::new(log))?;
             }
             ssc.add_streaming_listener(Arc::new(TaskFailures {
