@@ -13,6 +13,14 @@ use stream_core::prelude::*;
 use stream_core::{State, StateSpec};
 use stream_kafka::{Delivery, Instance, KafkaSink, KafkaSource, KafkaStreams, OutRecord, ScaleOut};
 
+/// One test at a time: each runs several instances (a context per task, their producers and
+/// consumers), and two at once on a 2-core machine starve each other's batches past the
+/// tests' deadlines.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The brokers to run on: the test broker, and a real Kafka when given.
 fn each_broker(test: &str) -> Vec<(&'static str, String)> {
     let mut v = vec![("tansu", brokers())];
@@ -97,6 +105,7 @@ fn counts(values: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
 
 #[test]
 fn instances_split_the_tasks_and_take_over_those_of_one_that_leaves() {
+    let _one = one_at_a_time();
     for (kind, b) in each_broker("instances_split_the_tasks_and_take_over_those_of_one_that_leaves")
     {
         eprintln!("== on {kind} ({b})");
@@ -154,6 +163,7 @@ fn instances_split_the_tasks_and_take_over_those_of_one_that_leaves() {
 
 #[test]
 fn an_instance_with_another_pipeline_shape_is_refused() {
+    let _one = one_at_a_time();
     for (kind, b) in each_broker("an_instance_with_another_pipeline_shape_is_refused") {
         let input = unique("shape-in");
         let out = unique("shape-out");
@@ -193,6 +203,7 @@ fn an_instance_with_another_pipeline_shape_is_refused() {
 
 #[test]
 fn a_source_outside_the_task_topics_fails_the_task_with_a_clear_error() {
+    let _one = one_at_a_time();
     let b = brokers();
     let input = unique("outside-in");
     let other = unique("outside-other");
@@ -291,6 +302,7 @@ fn produce_users(b: &str, topic: &str, per_user: usize) {
 
 #[test]
 fn stateful_tasks_move_with_their_state_through_the_changelog() {
+    let _one = one_at_a_time();
     for (kind, b) in each_broker("stateful_tasks_move_with_their_state_through_the_changelog") {
         eprintln!("== on {kind} ({b})");
         let input = unique("users-in");
@@ -371,6 +383,7 @@ fn produce_users_everywhere(b: &str, topic: &str, per_user: usize) {
 /// `read_uncommitted` one sees all 600 counts, exactly once, with the values one process gives).
 #[test]
 fn a_repartition_brings_each_users_events_to_one_task_across_instances() {
+    let _one = one_at_a_time();
     let Some(b) = std::env::var("DSTREAM_REAL_KAFKA")
         .ok()
         .filter(|b| !b.is_empty())
@@ -437,6 +450,7 @@ fn a_repartition_brings_each_users_events_to_one_task_across_instances() {
 
 #[test]
 fn a_global_count_is_computed_once_per_batch_over_every_task() {
+    let _one = one_at_a_time();
     for (kind, b) in each_broker("a_global_count_is_computed_once_per_batch_over_every_task") {
         eprintln!("== on {kind} ({b})");
         let input = unique("global-in");
@@ -592,6 +606,7 @@ fn total_of(seen: &[(String, i64, i64)]) -> i64 {
 
 #[test]
 fn a_repartition_topic_with_the_wrong_partition_count_is_refused() {
+    let _one = one_at_a_time();
     let b = brokers();
     let input = unique("wrongx-in");
     let out = unique("wrongx-out");
@@ -636,6 +651,7 @@ fn a_repartition_topic_with_the_wrong_partition_count_is_refused() {
 /// partition and the offset, and the state is left for the user to repair.
 #[test]
 fn a_corrupt_changelog_record_fails_the_restore_naming_topic_partition_and_offset() {
+    let _one = one_at_a_time();
     let b = brokers();
     let input = unique("corrupt-in");
     let out = unique("corrupt-out");
@@ -716,6 +732,7 @@ fn http_get(d: &stream_core::Dashboard, path: &str) -> String {
 /// rebalance, beside the batches of its tasks (one row per batch time); `/metrics` too.
 #[test]
 fn an_instances_dashboard_shows_its_tasks_the_members_and_the_last_rebalance() {
+    let _one = one_at_a_time();
     for (kind, b) in
         each_broker("an_instances_dashboard_shows_its_tasks_the_members_and_the_last_rebalance")
     {
