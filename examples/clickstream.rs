@@ -157,19 +157,7 @@ fn main() {
         &["serve", "feed-only"],
         USAGE,
     );
-    if flags.text("kafka").is_some() != flags.text("topic").is_some() {
-        eprintln!("clickstream: --kafka and --topic go together\n{USAGE}");
-        std::process::exit(2);
-    }
-    let result = match (flags.text("kafka"), flags.text("topic")) {
-        (Some(b), Some(t)) if flags.on("feed-only") => feed(&flags, &b, &t),
-        (Some(b), Some(t)) if flags.text("app").is_some() => scale_out(&flags, &b, &t),
-        _ => run(&flags),
-    };
-    if let Err(e) = result {
-        eprintln!("clickstream: {e}");
-        std::process::exit(1);
-    }
+    common::run_mode("clickstream", &flags, USAGE, feed, scale_out, run);
 }
 
 /// The window and its slide, in seconds, from the flags.

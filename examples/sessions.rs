@@ -225,19 +225,7 @@ fn main() {
         &["serve", "feed-only"],
         USAGE,
     );
-    if flags.text("kafka").is_some() != flags.text("topic").is_some() {
-        eprintln!("sessions: --kafka and --topic go together\n{USAGE}");
-        std::process::exit(2);
-    }
-    let result = match (flags.text("kafka"), flags.text("topic")) {
-        (Some(b), Some(t)) if flags.on("feed-only") => feed(&flags, &b, &t),
-        (Some(b), Some(t)) if flags.text("app").is_some() => scale_out(&flags, &b, &t),
-        _ => run(&flags),
-    };
-    if let Err(e) = result {
-        eprintln!("sessions: {e}");
-        std::process::exit(1);
-    }
+    common::run_mode("sessions", &flags, USAGE, feed, scale_out, run);
 }
 
 /// The generated visits, from the flags.

@@ -115,6 +115,33 @@ pub fn clock(t: Time) -> String {
     )
 }
 
+/// The examples' modes, by flags: `--kafka B --topic T --feed-only` writes generated input
+/// to the topic, `--kafka B --topic T --app NAME` runs a scaled-out instance, anything else
+/// one process (on the topic with `--kafka` and `--topic`). An error ends the process with
+/// status 1, after `name: error`.
+pub fn run_mode(
+    name: &str,
+    flags: &Flags,
+    usage: &str,
+    feed: impl FnOnce(&Flags, &str, &str) -> Result<(), Error>,
+    scale_out: impl FnOnce(&Flags, &str, &str) -> Result<(), Error>,
+    run: impl FnOnce(&Flags) -> Result<(), Error>,
+) {
+    if flags.text("kafka").is_some() != flags.text("topic").is_some() {
+        eprintln!("{name}: --kafka and --topic go together\n{usage}");
+        std::process::exit(2);
+    }
+    let result = match (flags.text("kafka"), flags.text("topic")) {
+        (Some(b), Some(t)) if flags.on("feed-only") => feed(flags, &b, &t),
+        (Some(b), Some(t)) if flags.text("app").is_some() => scale_out(flags, &b, &t),
+        _ => run(flags),
+    };
+    if let Err(e) = result {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// With `--serve`, the dashboard on `--addr` (127.0.0.1:4040 by default, Spark UI's port).
 pub fn dashboard(ssc: &StreamingContext, flags: &Flags) -> Result<Option<Dashboard>, Error> {
     if !flags.on("serve") {
