@@ -21,6 +21,13 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Seconds to wait for the outputs after tasks moved. Usually a few; but in some runs of the
+/// whole suite a moved task's outputs took over 60 s (once after a "generation id is not
+/// valid" offset commit failure on Kafka): a stall of the order of the 60 s transaction
+/// timeout, not understood yet (docs/scaling.md, "What a rebalance costs"). These tests are
+/// about what moves, not how fast.
+const OUTPUT_AFTER_A_MOVE: u64 = 180;
+
 /// The brokers to run on: the test broker, and a real Kafka when given.
 fn each_broker(test: &str) -> Vec<(&'static str, String)> {
     let mut v = vec![("tansu", brokers())];
@@ -319,7 +326,7 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
         wait_for(90, "the 6 tasks split among 3 instances", || {
             split_among(&[&a, &c, &d], 6)
         });
-        wait_for(60, "600 counts out", || {
+        wait_for(OUTPUT_AFTER_A_MOVE, "600 counts out", || {
             read_all_as(&b, &out, isolation(kind)).len() >= 600
         });
 
@@ -329,7 +336,7 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
             split_among(&[&c, &d], 6)
         });
         produce_users(&b, &input, 10);
-        wait_for(60, "1200 counts out", || {
+        wait_for(OUTPUT_AFTER_A_MOVE, "1200 counts out", || {
             read_all_as(&b, &out, isolation(kind)).len() >= 1200
         });
 
@@ -340,7 +347,7 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
             split_among(&[&a, &c, &d], 6)
         });
         produce_users(&b, &input, 10);
-        wait_for(60, "1800 counts out", || {
+        wait_for(OUTPUT_AFTER_A_MOVE, "1800 counts out", || {
             read_all_as(&b, &out, isolation(kind)).len() >= 1800
         });
         std::thread::sleep(StdDuration::from_secs(1));
@@ -661,7 +668,7 @@ fn a_corrupt_changelog_record_fails_the_restore_naming_topic_partition_and_offse
     produce_users(&b, &input, 5);
     let first_root = temp_root("corrupt0");
     let first = counting_instance(&b, &app, &input, &out, &first_root, false);
-    wait_for(60, "300 counts out", || {
+    wait_for(OUTPUT_AFTER_A_MOVE, "300 counts out", || {
         read_all_as(&b, &out, "read_uncommitted").len() >= 300
     });
     first.stop();
@@ -750,7 +757,7 @@ fn an_instances_dashboard_shows_its_tasks_the_members_and_the_last_rebalance() {
         wait_for(90, "the 6 tasks split among 2 instances", || {
             split_among(&[&a, &c], 6)
         });
-        wait_for(60, "300 counts out", || {
+        wait_for(OUTPUT_AFTER_A_MOVE, "300 counts out", || {
             read_all_as(&b, &out, isolation(kind)).len() >= 300
         });
         let mine: BTreeSet<String> = a.status().tasks.into_iter().map(|t| t.task).collect();
