@@ -239,29 +239,11 @@ fn run(flags: &Flags) -> Result<(), Error> {
 /// Scale-out: this process is one instance of application `--app`; each partition of the topic
 /// is a task, run by whichever instance the group gives it to.
 fn scale_out(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
-    let app = flags.text("app").unwrap_or_default();
-    let root = flags
-        .text("checkpoint")
-        .unwrap_or_else(|| format!("target/clickstream-{app}"));
-    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
     let window = window(flags);
-    let (b, t) = (brokers.to_string(), topic.to_string());
-    let instance = dstream::kafka::ScaleOut::new(&app, brokers)
-        .topics([topic])
-        .checkpoint(&root)
-        .run(move |_task| {
-            let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
-            let views = from_kafka(&ssc, &b, &t)?;
-            clickstream(&ssc, views, window, None)?;
-            Ok(ssc)
-        })?;
-    eprintln!("clickstream: instance of {app} started (state in {root}/<task>)");
-    let _dashboard = common::instance_dashboard(&instance, flags)?;
-    common::run_instance(
-        "clickstream",
-        instance,
-        flags.text("seconds").map(|_| flags.num("seconds", 0)),
-    )
+    common::run_scaled_out("clickstream", flags, brokers, topic, move |ssc, b, t| {
+        let views = from_kafka(ssc, b, t)?;
+        clickstream(ssc, views, window, None)
+    })
 }
 
 /// The top 10 of `pages` by views, the most viewed first (ties by URL).

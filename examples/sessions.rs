@@ -258,34 +258,16 @@ fn feed(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
 /// Scale-out: this process is one instance of application `--app`; each partition of the topic
 /// is a task, run by whichever instance the group gives it to.
 fn scale_out(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
-    let app = flags.text("app").unwrap_or_default();
-    let root = flags
-        .text("checkpoint")
-        .unwrap_or_else(|| format!("target/sessions-{app}"));
     let idle_s = flags.num("idle", 10).max(1) as i64;
-    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
-    let (b, t) = (brokers.to_string(), topic.to_string());
-    let instance = dstream::kafka::ScaleOut::new(&app, brokers)
-        .topics([topic])
-        .checkpoint(&root)
-        .run(move |_task| {
-            let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
-            let source = dstream::kafka::KafkaSource::strings(&b)
-                .topics([t.as_str()])
-                .build()?;
-            let clicks = ssc
-                .kafka_stream(source)
-                .flat_map(|l: String| Click::read(&l));
-            sessions(&ssc, clicks, idle_s, None)?;
-            Ok(ssc)
-        })?;
-    eprintln!("sessions: instance of {app} started (state in {root}/<task>)");
-    let _dashboard = common::instance_dashboard(&instance, flags)?;
-    common::run_instance(
-        "sessions",
-        instance,
-        flags.text("seconds").map(|_| flags.num("seconds", 0)),
-    )
+    common::run_scaled_out("sessions", flags, brokers, topic, move |ssc, b, t| {
+        let source = dstream::kafka::KafkaSource::strings(b)
+            .topics([t])
+            .build()?;
+        let clicks = ssc
+            .kafka_stream(source)
+            .flat_map(|l: String| Click::read(&l));
+        sessions(ssc, clicks, idle_s, None)
+    })
 }
 
 fn run(flags: &Flags) -> Result<(), Error> {

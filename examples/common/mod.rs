@@ -142,6 +142,40 @@ pub fn run_mode(
     }
 }
 
+/// `--app NAME`: this process as one instance of application NAME over `topic`, each of its
+/// partitions a task whose context `pipeline` fills (given the brokers and the topic), with
+/// state in `--checkpoint DIR/<task>` (default `target/<name>-NAME`), the instance dashboard
+/// with `--serve`, until Ctrl-C, a failure, or `--seconds`.
+pub fn run_scaled_out(
+    name: &'static str,
+    flags: &Flags,
+    brokers: &str,
+    topic: &str,
+    pipeline: impl Fn(&StreamingContext, &str, &str) -> Result<(), Error> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let app = flags.text("app").unwrap_or_default();
+    let root = flags
+        .text("checkpoint")
+        .unwrap_or_else(|| format!("target/{name}-{app}"));
+    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
+    let (b, t) = (brokers.to_string(), topic.to_string());
+    let instance = dstream::kafka::ScaleOut::new(&app, brokers)
+        .topics([topic])
+        .checkpoint(&root)
+        .run(move |_task| {
+            let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
+            pipeline(&ssc, &b, &t)?;
+            Ok(ssc)
+        })?;
+    eprintln!("{name}: instance of {app} started (state in {root}/<task>)");
+    let _dashboard = instance_dashboard(&instance, flags)?;
+    run_instance(
+        name,
+        instance,
+        flags.text("seconds").map(|_| flags.num("seconds", 0)),
+    )
+}
+
 /// With `--serve`, the dashboard on `--addr` (127.0.0.1:4040 by default, Spark UI's port).
 pub fn dashboard(ssc: &StreamingContext, flags: &Flags) -> Result<Option<Dashboard>, Error> {
     if !flags.on("serve") {
