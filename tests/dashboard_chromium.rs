@@ -103,13 +103,17 @@ impl Cdp {
         }
     }
 
-    /// Evaluates `expr` in the page; its value.
-    fn eval(&mut self, expr: &str) -> Value {
+    /// Evaluates `expr` in the page; the whole answer (its value, or the exception).
+    fn evaluate(&mut self, expr: &str) -> Value {
         self.call(
             "Runtime.evaluate",
             json!({"expression": expr, "returnByValue": true}),
-        )["result"]["value"]
-            .clone()
+        )
+    }
+
+    /// Evaluates `expr` in the page; its value.
+    fn eval(&mut self, expr: &str) -> Value {
+        self.evaluate(expr)["result"]["value"].clone()
     }
 }
 
@@ -248,10 +252,7 @@ fn headless_chromium_sees_live_charts_and_the_batch_table() {
     let waiting = Instant::now();
     let mut loaded = Instant::now();
     let seen = loop {
-        let raw = cdp.call(
-            "Runtime.evaluate",
-            json!({"expression": PROBE, "returnByValue": true}),
-        );
+        let raw = cdp.evaluate(PROBE);
         let seen: Value =
             serde_json::from_str(raw["result"]["value"].as_str().unwrap_or("{}")).unwrap();
         if seen["rows"].as_u64() >= Some(8) && seen["maxRate"].as_f64() > Some(0.0) {

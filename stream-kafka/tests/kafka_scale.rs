@@ -668,7 +668,7 @@ fn a_corrupt_changelog_record_fails_the_restore_naming_topic_partition_and_offse
     produce_users(&b, &input, 5);
     let first_root = temp_root("corrupt0");
     let first = counting_instance(&b, &app, &input, &out, &first_root, false);
-    wait_for(OUTPUT_AFTER_A_MOVE, "300 counts out", || {
+    wait_for(60, "300 counts out", || {
         read_all_as(&b, &out, "read_uncommitted").len() >= 300
     });
     first.stop();
