@@ -276,6 +276,35 @@ impl CheckpointRestore<'_> {
         Ok(())
     }
 
+    /// Forgets the positions written ahead for batches after `t`: a replica's records of them
+    /// replace this copy's own, through [`ahead`](Self::ahead) (another owner may have cut
+    /// those batches since; the copy's records that never reached the replica described
+    /// batches nothing was sent for).
+    pub fn forget_ahead_after(&mut self, t: Time) -> Result<()> {
+        let meta = self
+            .store
+            .db()
+            .cf_handle(META)
+            .expect("the meta column family is opened with the database");
+        let mut it = self.store.db().raw_iterator_cf(meta);
+        it.seek([WAL]);
+        while let Some(k) = it.key() {
+            if k.first() != Some(&WAL) {
+                break;
+            }
+            // `w`, the input (4 bytes), the time (8 bytes).
+            if k.get(5..)
+                .and_then(super::keyed::time_from_bytes)
+                .is_some_and(|at| at > t.millis())
+            {
+                self.wb.delete_cf(meta, k);
+            }
+            it.next();
+        }
+        it.status().map_err(|e| self.store.error(e))?;
+        self.flush()
+    }
+
     /// Writes what is buffered.
     pub(crate) fn flush(&mut self) -> Result<()> {
         let wb = std::mem::take(&mut self.wb);

@@ -426,7 +426,10 @@ pub(crate) fn restore(
         for topic in
             std::iter::once(tasks.clone()).chain((0..r.operators()).map(|op| op_topic(app, op)))
         {
-            let from = from_local.then(|| mark.get(&topic).copied()).flatten();
+            // The tasks changelog from its start (see below).
+            let from = (from_local && topic != tasks)
+                .then(|| mark.get(&topic).copied())
+                .flatten();
             let span = progress.add_partition(&ends, &topic, partition, from, timeout)?;
             to_read.insert(topic, span);
         }
@@ -435,11 +438,16 @@ pub(crate) fn restore(
     let mut last: Option<(i64, BatchRecord)> = None;
     let mut ahead: BTreeMap<Vec<u8>, Option<AheadRecord>> = BTreeMap::new();
     if !nothing_in(&tasks) {
+        // From its start, not from the local copy's mark: the positions written ahead of the
+        // batches after the last one may be anywhere before it (tasks cut batches ahead of
+        // their commits), and a restore that missed one would cut that batch anew while other
+        // tasks may hold its first cut from an exchange. The topic is compacted: what is read
+        // is a record per batch time still outstanding, and the last batch record.
         read_partition(
             brokers,
             &tasks,
             partition,
-            from_local.then(|| mark.get(&tasks).copied()).flatten(),
+            None,
             timeout,
             Some(progress),
             |offset, key, value, _| {
@@ -473,6 +481,11 @@ pub(crate) fn restore(
     ahead.sort_by_key(|a| a.time_ms);
     let apply_ahead = |r: &mut CheckpointRestore<'_>, after: Option<i64>| -> Result<(), String> {
         for a in ahead.iter().filter(|a| after.is_none_or(|t| a.time_ms > t)) {
+            log::debug!(
+                "{app} partition {partition}: replaying the batch at {} ms as cut before (positions {:?})",
+                a.time_ms,
+                a.inputs
+            );
             r.ahead(
                 Time::from_millis(a.time_ms),
                 Time::from_millis(a.zero_ms),
@@ -482,24 +495,41 @@ pub(crate) fn restore(
         }
         Ok(())
     };
-    let Some((batch_offset, record)) = last else {
-        if local.is_none() {
-            // No batch completed anywhere: the batches cut before are replayed as cut.
-            apply_ahead(r, None)?;
-        }
-        return Ok(Restored {
-            from_local,
-            ahead: ahead.len(),
-            ..Restored::default()
-        });
+    log::debug!(
+        "{app} partition {partition}: restore: local copy at {:?}, mark {mark:?}, changelog's last batch {:?}, {} batches written ahead",
+        local.map(Time::millis),
+        last.as_ref().map(|(o, b)| (o, b.time_ms)),
+        ahead.len()
+    );
+    // The local copy has the last batch (its commit came after the changelog's), or no batch
+    // completed anywhere. The batches after it are replayed as the changelog's positions
+    // written ahead cut them, not as this copy's own records say: another instance may have
+    // run the task since, cut those batches otherwise and sent them to exchanges. (This
+    // copy's records that never reached the changelog describe batches nothing was sent for:
+    // the changelog is written before a batch is processed.)
+    let local_is_last = match (&last, local) {
+        (_, None) => None,
+        (None, Some(l)) => Some(l),
+        (Some((_, record)), Some(l)) => (l.millis() >= record.time_ms).then_some(l),
     };
-    if local.is_some_and(|l| l.millis() >= record.time_ms) {
-        // The local copy already has it (its commit came after the changelog's).
-        return Ok(Restored {
-            from_local,
-            ..Restored::default()
-        });
-    }
+    let (batch_offset, record) = match (last, local_is_last) {
+        (Some(last), None) => last,
+        _ => {
+            if let Some(l) = local_is_last {
+                r.forget_ahead_after(l).map_err(|e| e.to_string())?;
+            }
+            let after = local_is_last.map(Time::millis);
+            apply_ahead(r, after)?;
+            return Ok(Restored {
+                from_local,
+                ahead: ahead
+                    .iter()
+                    .filter(|a| after.is_none_or(|l| a.time_ms > l))
+                    .count(),
+                ..Restored::default()
+            });
+        }
+    };
     let mut new_mark = mark.clone();
     new_mark.insert(tasks.clone(), batch_offset + 1);
     let mut done = Restored {

@@ -403,8 +403,16 @@ impl ScaleOutBuilder {
                 .map(|op| changelog::op_topic(&self.app, op))
                 .chain([changelog::tasks_topic(&self.app)])
                 .collect();
+            let tasks_topic = changelog::tasks_topic(&self.app);
             for topic in &topics {
-                self.ensure_partitions(topic, partitions, &[("cleanup.policy", "compact")], |n| {
+                // The tasks changelog is read from its start by every restore: segments of 10
+                // minutes let the broker compact it to a record per outstanding batch.
+                let configs: &[(&str, &str)] = if *topic == tasks_topic {
+                    &[("cleanup.policy", "compact"), ("segment.ms", "600000")]
+                } else {
+                    &[("cleanup.policy", "compact")]
+                };
+                self.ensure_partitions(topic, partitions, configs, |n| {
                     format!(
                         "the changelog topic {topic} has {n} partitions and the application has {partitions} tasks: a task's state would be read from another task's partition (delete the topic only if the state in it may be lost)"
                     )
@@ -668,6 +676,22 @@ impl InstanceInner {
             if self.stateful {
                 let s = &self.settings;
                 let started = std::time::Instant::now();
+                // The changelog's producer first: its transactional id fences the task's
+                // previous owner and aborts a state commit it was killed in. Until then that
+                // open transaction holds `read_committed` reads of the task's changelog short
+                // of the positions written ahead after it began, and the restore would cut
+                // those batches anew (tansu even reports a `read_committed` end of 0 while a
+                // transaction is open).
+                let log = changelog::Changelog::open(
+                    &s.brokers,
+                    &s.app,
+                    &scope.task,
+                    partition,
+                    self.operators,
+                    s.timeout,
+                    self.zero,
+                )
+                .map_err(|e| self.task_error(&scope.task, e))?;
                 let progress = Arc::new(changelog::Progress::default());
                 lock(&self.restoring).insert(partition, (SystemTime::now(), progress.clone()));
                 let restored = ssc.restore_checkpoint(|r| {
@@ -720,16 +744,6 @@ impl InstanceInner {
                     from_local: restored.from_local,
                     elapsed: started.elapsed(),
                 });
-                let log = changelog::Changelog::open(
-                    &s.brokers,
-                    &s.app,
-                    &scope.task,
-                    partition,
-                    self.operators,
-                    s.timeout,
-                    self.zero,
-                )
-                .map_err(|e| self.task_error(&scope.task, e))?;
                 ssc.set_replicator(Arc::new(log))?;
             }
             ssc.add_streaming_listener(Arc::new(TaskFailures {
