@@ -306,7 +306,8 @@ impl Membership {
                     client: m.client_id().to_string(),
                     host: m.client_host().trim_start_matches('/').to_string(),
                     partitions: m.assignment().map(assigned_partitions).unwrap_or_default(),
-                    me: m.client_id() == client_id,
+                    // (tansu leaves the client id out; member ids start with it.)
+                    me: m.client_id() == client_id || m.id().starts_with(&format!("{client_id}-")),
                 });
             }
         }

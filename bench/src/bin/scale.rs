@@ -1,0 +1,518 @@
+//! Scale-out figures, measured on what a user runs: the `sessions` example's release binary,
+//! started as instances of one application (`--app`) on a Kafka broker, each with a checkpoint
+//! directory of its own and its dashboard on a free port, which this binary reads
+//! (`/api/status`: each task's role, since when, its batches, what its restore did).
+//!
+//! ```text
+//! cargo build --release --example sessions -p dstream
+//! DSTREAM_KAFKA_JARS=~/.cache/dstream scripts/kafka-broker.sh start kafka
+//! eval "$(scripts/kafka-broker.sh env kafka)"
+//! cargo run --release -p dstream-bench --bin scale -- failover --kills 20
+//! cargo run --release -p dstream-bench --bin scale -- restore --keys 1000000
+//! cargo run --release -p dstream-bench --bin scale -- throughput --clicks 3000000
+//! ```
+//!
+//! - `failover`: 3 instances, clicks fed at `--rate`; a random instance that runs tasks is
+//!   killed with SIGKILL (and started again) `--kills` times. For each kill: the time until
+//!   every task it ran has completed a batch on an instance again, split into the time until
+//!   the task was started elsewhere (the group noticing, the rebalance) and its restore.
+//! - `restore`: `--keys` visitors, one click each, make that many sessions of state (`--idle`
+//!   long enough that none closes); one instance processes them and leaves; a second one, on
+//!   an empty checkpoint directory, restores every task from the changelogs: changes/s, MB/s.
+//! - `throughput`: `--clicks` clicks in the topic, then 1, 2 and 3 instances of a new
+//!   application each: the time until the group's offsets reach the end, and each instance's
+//!   CPU time (from /proc), so the per-core efficiency of scale-out shows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration as StdDuration, Instant, SystemTime};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+const PARTITIONS: i32 = 6;
+
+struct Args {
+    mode: String,
+    brokers: String,
+    kills: usize,
+    keys: u64,
+    clicks: u64,
+    rate: u64,
+    batch_ms: u64,
+    binary: PathBuf,
+    dir: PathBuf,
+}
+
+fn parse() -> Args {
+    let mut it = std::env::args().skip(1);
+    let mode = it.next().unwrap_or_default();
+    let brokers = std::env::var("KAFKA_REAL_BROKERS")
+        .or_else(|_| std::env::var("KAFKA_BROKERS"))
+        .unwrap_or_default();
+    let mut a = Args {
+        mode,
+        brokers,
+        kills: 20,
+        keys: 1_000_000,
+        clicks: 3_000_000,
+        rate: 3_000,
+        batch_ms: 1_000,
+        binary: PathBuf::from("target/release/examples/sessions"),
+        dir: std::env::temp_dir().join(format!("dstream-scale-bench-{}", std::process::id())),
+    };
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .unwrap_or_else(|| fail(&format!("{flag} needs a value")));
+        let num = || {
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| fail(&format!("{flag} takes a number")))
+        };
+        match flag.as_str() {
+            "--brokers" => a.brokers = value.clone(),
+            "--kills" => a.kills = num() as usize,
+            "--keys" => a.keys = num(),
+            "--clicks" => a.clicks = num(),
+            "--rate" => a.rate = num(),
+            "--batch-ms" => a.batch_ms = num(),
+            "--binary" => a.binary = PathBuf::from(&value),
+            other => fail(&format!("unknown flag {other}")),
+        }
+    }
+    if a.brokers.is_empty() {
+        fail("no brokers: --brokers HOST:PORT, or KAFKA_REAL_BROKERS / KAFKA_BROKERS");
+    }
+    if !a.binary.exists() {
+        fail(&format!(
+            "{} is missing: cargo build --release --example sessions -p dstream",
+            a.binary.display()
+        ));
+    }
+    a
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!(
+        "scale: {message}\nusage: scale failover|restore|throughput [--brokers B] [--kills N] [--keys N] [--clicks N] [--rate R] [--batch-ms MS]"
+    );
+    std::process::exit(2)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn create_topic(brokers: &str, topic: &str) {
+    if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, PARTITIONS) {
+        fail(&e);
+    }
+}
+
+/// Produces click lines `line(i)` for `i` in `range`, round robin over the partitions.
+fn produce(brokers: &str, topic: &str, range: std::ops::Range<u64>, line: impl Fn(u64) -> String) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .expect("producer");
+    for i in range {
+        let text = line(i);
+        let mut r = BaseRecord::<(), str>::to(topic)
+            .partition((i % PARTITIONS as u64) as i32)
+            .payload(text.as_str());
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    p.poll(StdDuration::from_millis(5));
+                    r = back;
+                }
+            }
+        }
+    }
+    p.flush(StdDuration::from_secs(300)).expect("flush");
+}
+
+/// A click of the sessions example's format: `visitor url time_ms`.
+fn click(visitor: u64, i: u64) -> String {
+    format!("v{visitor} /p/{} {}", dstream_bench::mix(i) % 500, now_ms())
+}
+
+/// The group's committed offsets, summed over the partitions (0 for a partition without).
+fn committed(brokers: &str, group: &str, topic: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    match c.committed_offsets(tpl, StdDuration::from_secs(10)) {
+        Ok(list) => list
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum(),
+        Err(_) => 0,
+    }
+}
+
+/// An instance: the example's process and its dashboard's address.
+struct Instance {
+    child: Child,
+    slot: usize,
+    dashboard: Option<String>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Instance {
+    fn start(a: &Args, app: &str, topic: &str, slot: usize, extra: &[&str]) -> Instance {
+        let log = std::fs::File::create(a.dir.join(format!("{app}-{slot}-{}.log", now_ms())))
+            .expect("log file");
+        let mut child = Command::new(&a.binary)
+            .args(["--kafka", &a.brokers, "--topic", topic, "--app", app])
+            .arg("--checkpoint")
+            .arg(a.dir.join(format!("{app}-{slot}")))
+            .args(["--serve", "--addr", "127.0.0.1:0", "--batch-ms"])
+            .arg(a.batch_ms.to_string())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("the example starts");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("Dashboard: ") && tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Instance {
+            child,
+            slot,
+            dashboard: None,
+            lines: rx,
+        }
+    }
+
+    /// The instance's status (`None` until its dashboard is up, or if it does not answer).
+    fn status(&mut self) -> Option<Value> {
+        if self.dashboard.is_none() {
+            let line = self.lines.try_recv().ok()?;
+            let url = line.trim_start_matches("Dashboard: http://");
+            self.dashboard = Some(url.trim_end_matches('/').to_string());
+        }
+        let addr = self.dashboard.as_ref()?;
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(StdDuration::from_secs(5))).ok()?;
+        write!(s, "GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    /// Its active tasks: name -> (since ms, batches completed here, restore).
+    fn tasks(&mut self) -> BTreeMap<String, (u64, u64, Value)> {
+        let Some(s) = self.status() else {
+            return BTreeMap::new();
+        };
+        s["scale"]["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["role"] == "active")
+            .map(|t| {
+                (
+                    t["task"].as_str().unwrap_or_default().to_string(),
+                    (
+                        t["since_ms"].as_u64().unwrap_or(0),
+                        t["batches"].as_u64().unwrap_or(0),
+                        t["restore"].clone(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// CPU seconds the process used (user + system, from /proc).
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + StdDuration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(StdDuration::from_millis(50));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + StdDuration::from_secs(secs);
+    while !cond() {
+        if Instant::now() > deadline {
+            fail(&format!("timed out waiting for {what}"));
+        }
+        std::thread::sleep(StdDuration::from_millis(50));
+    }
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn failover(a: &Args) {
+    let tag = now_ms();
+    let (app, topic) = (format!("fo-{tag}"), format!("fo-clicks-{tag}"));
+    create_topic(&a.brokers, &topic);
+    // The feeder: `--rate` clicks a second, 20,000 visitors.
+    let (b, t, rate) = (a.brokers.clone(), topic.clone(), a.rate);
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut i = 0;
+        loop {
+            let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+            produce(&b, &t, i..due, |j| click(dstream_bench::mix(j) % 20_000, j));
+            i = due;
+            std::thread::sleep(StdDuration::from_millis(100));
+        }
+    });
+    let extra: [&str; 0] = [];
+    let mut instances: Vec<Instance> = (0..3)
+        .map(|s| Instance::start(a, &app, &topic, s, &extra))
+        .collect();
+    let mut rng = tag | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut total, mut moved, mut restore) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..a.kills {
+        // Every task active somewhere, and processing.
+        wait_until(180, "all 6 tasks active", || {
+            let all: BTreeSet<String> = instances
+                .iter_mut()
+                .flat_map(|i| {
+                    i.tasks()
+                        .into_iter()
+                        .filter(|(_, (_, b, _))| *b > 0)
+                        .map(|(t, _)| t)
+                })
+                .collect();
+            all.len() == PARTITIONS as usize
+        });
+        std::thread::sleep(StdDuration::from_millis(next() % 2000));
+        let victim = loop {
+            let i = (next() % 3) as usize;
+            if !instances[i].tasks().is_empty() {
+                break i;
+            }
+        };
+        let tasks: BTreeSet<String> = instances[victim].tasks().into_keys().collect();
+        let slot = instances[victim].slot;
+        let killed_at = now_ms();
+        instances[victim].kill();
+        instances[victim] = Instance::start(a, &app, &topic, slot, &extra);
+        // Until each of its tasks completed a batch on an instance since the kill.
+        let mut back: BTreeMap<String, (u64, u64, Value)> = BTreeMap::new();
+        let deadline = Instant::now() + StdDuration::from_secs(180);
+        while back.len() < tasks.len() && Instant::now() < deadline {
+            for inst in instances.iter_mut() {
+                for (t, (since, batches, r)) in inst.tasks() {
+                    if tasks.contains(&t) && since >= killed_at && batches > 0 {
+                        back.entry(t).or_insert((since, now_ms(), r));
+                    }
+                }
+            }
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+        if back.len() < tasks.len() {
+            fail("the killed instance's tasks did not come back within 3 minutes");
+        }
+        let done = back
+            .values()
+            .map(|(_, at, _)| *at)
+            .max()
+            .unwrap_or(killed_at);
+        let started = back.values().map(|(s, _, _)| *s).max().unwrap_or(killed_at);
+        let restored: f64 = back
+            .values()
+            .map(|(_, _, r)| r["ms"].as_f64().unwrap_or(0.0))
+            .fold(0.0, f64::max);
+        let secs = (done - killed_at) as f64 / 1000.0;
+        println!(
+            "kill {:>2}: instance {slot} ({} tasks): processing again after {secs:.2} s (started elsewhere after {:.2} s, restore {:.0} ms)",
+            k + 1,
+            tasks.len(),
+            (started - killed_at) as f64 / 1000.0,
+            restored
+        );
+        total.push(secs);
+        moved.push((started - killed_at) as f64 / 1000.0);
+        restore.push(restored);
+    }
+    let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+    println!(
+        "failover over {} kills, {} ms batches: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
+        a.kills,
+        a.batch_ms,
+        percentile(&mut total.clone(), 0.5),
+        max(&total),
+        percentile(&mut moved.clone(), 0.5),
+        percentile(&mut restore.clone(), 0.5),
+        max(&restore),
+    );
+}
+
+/// Waits until the group's offsets are at `end` (the sum over the partitions).
+fn drained(a: &Args, app: &str, topic: &str, end: i64, secs: u64) -> StdDuration {
+    let started = Instant::now();
+    wait_until(secs, "the input consumed", || {
+        committed(&a.brokers, app, topic) >= end
+    });
+    started.elapsed()
+}
+
+fn restore(a: &Args) {
+    let tag = now_ms();
+    let (app, topic) = (format!("rs-{tag}"), format!("rs-clicks-{tag}"));
+    create_topic(&a.brokers, &topic);
+    eprintln!("producing {} clicks of distinct visitors", a.keys);
+    produce(&a.brokers, &topic, 0..a.keys, |i| click(i, i));
+    let idle = ["--idle", "86400"];
+    let mut first = Instance::start(a, &app, &topic, 0, &idle);
+    let took = drained(a, &app, &topic, a.keys as i64, 3600);
+    eprintln!("processed in {took:.1?}; the instance leaves");
+    std::thread::sleep(StdDuration::from_secs(2));
+    first.terminate();
+    for rep in 0..3 {
+        let mut second = Instance::start(a, &app, &topic, 10 + rep, &idle);
+        let mut tasks = BTreeMap::new();
+        wait_until(3600, "every task restored", || {
+            tasks = second.tasks();
+            tasks.len() == PARTITIONS as usize
+        });
+        let changes: u64 = tasks
+            .values()
+            .map(|(_, _, r)| r["changes"].as_u64().unwrap_or(0))
+            .sum();
+        let bytes: u64 = tasks
+            .values()
+            .map(|(_, _, r)| r["bytes"].as_u64().unwrap_or(0))
+            .sum();
+        // Tasks restore one after another on an instance: their times add up.
+        let ms: f64 = tasks
+            .values()
+            .map(|(_, _, r)| r["ms"].as_f64().unwrap_or(0.0))
+            .sum();
+        println!(
+            "restore {}: {} keys of session state, {changes} changes, {:.1} MB of changelog in {:.2} s: {:.0} changes/s, {:.1} MB/s",
+            rep + 1,
+            a.keys,
+            bytes as f64 / 1e6,
+            ms / 1000.0,
+            changes as f64 / (ms / 1000.0),
+            bytes as f64 / 1e6 / (ms / 1000.0)
+        );
+        second.terminate();
+    }
+}
+
+fn throughput(a: &Args) {
+    let tag = now_ms();
+    let topic = format!("tp-clicks-{tag}");
+    create_topic(&a.brokers, &topic);
+    eprintln!("producing {} clicks", a.clicks);
+    produce(&a.brokers, &topic, 0..a.clicks, |i| {
+        click(dstream_bench::mix(i) % 100_000, i)
+    });
+    let mut one_per_cpu = None;
+    for n in 1..=3 {
+        let app = format!("tp-{tag}-{n}");
+        let started = Instant::now();
+        let mut instances: Vec<Instance> = (0..n)
+            .map(|s| Instance::start(a, &app, &topic, s, &[]))
+            .collect();
+        let took = drained(a, &app, &topic, a.clicks as i64, 3600);
+        let cpu: Vec<f64> = instances.iter().map(Instance::cpu_seconds).collect();
+        let total_cpu: f64 = cpu.iter().sum();
+        let per_cpu = a.clicks as f64 / total_cpu;
+        let base = *one_per_cpu.get_or_insert(per_cpu);
+        println!(
+            "{n} instance(s): {} clicks in {:.1} s ({:.0} clicks/s, from their start); CPU {} s; {:.0} clicks per CPU-second ({:.0}% of one instance's)",
+            a.clicks,
+            took.as_secs_f64(),
+            a.clicks as f64 / started.elapsed().as_secs_f64(),
+            cpu.iter()
+                .map(|c| format!("{c:.1}"))
+                .collect::<Vec<_>>()
+                .join(" + "),
+            per_cpu,
+            100.0 * per_cpu / base
+        );
+        for i in instances.iter_mut() {
+            i.terminate();
+        }
+    }
+}
+
+fn main() {
+    let a = parse();
+    std::fs::create_dir_all(&a.dir).expect("work directory");
+    eprintln!("logs and checkpoints in {}", a.dir.display());
+    match a.mode.as_str() {
+        "failover" => failover(&a),
+        "restore" => restore(&a),
+        "throughput" => throughput(&a),
+        other => fail(&format!("unknown mode {other:?}")),
+    }
+    let _ = std::fs::remove_dir_all(Path::new(&a.dir));
+}
