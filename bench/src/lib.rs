@@ -708,6 +708,47 @@ impl Probe {
     }
 }
 
+/// Writes lines `line(i)` for `i` in `range` to `topic`, record `i` to partition `i % partitions`
+/// (round robin); returns lines per second. Panics if the brokers do not take them (a benchmark
+/// cannot go on without its input).
+pub fn produce_round_robin(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    range: std::ops::Range<u64>,
+    line: impl Fn(u64) -> String,
+) -> f64 {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::time::{Duration as StdDuration, Instant};
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    let n = range.end.saturating_sub(range.start);
+    for i in range {
+        let text = line(i);
+        let mut r = BaseRecord::<(), str>::to(topic)
+            .partition((i % partitions as u64) as i32)
+            .payload(text.as_str());
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    p.poll(StdDuration::from_millis(5));
+                    r = back;
+                }
+            }
+        }
+    }
+    p.flush(StdDuration::from_secs(300)).expect("flush");
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,6 @@ use dstream::kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, OutRecord};
 use dstream::prelude::*;
 use dstream_bench::{peak_rss_mib, tweet_line};
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     if let Err(e) = dstream::kafka::admin::create_topic(brokers, topic, partitions) {
@@ -31,31 +30,7 @@ fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 
 /// Fills `topic` with tweet lines `0..n`, round robin over the partitions; returns lines/s.
 fn fill(brokers: &str, topic: &str, partitions: i32, n: u64) -> f64 {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create()
-        .expect("producer");
-    let started = Instant::now();
-    for i in 0..n {
-        let line = tweet_line(i);
-        let mut r = BaseRecord::<(), str>::to(topic)
-            .partition((i % partitions as u64) as i32)
-            .payload(line.as_str());
-        loop {
-            match p.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    p.poll(StdDuration::from_millis(5));
-                    r = back;
-                }
-            }
-        }
-    }
-    p.flush(StdDuration::from_secs(300)).expect("flush");
-    n as f64 / started.elapsed().as_secs_f64()
+    dstream_bench::produce_round_robin(brokers, topic, partitions, 0..n, tweet_line)
 }
 
 /// A bare librdkafka consumer reading the whole input topic: what the broker can deliver, the

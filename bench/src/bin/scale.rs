@@ -32,7 +32,6 @@ use std::time::{Duration as StdDuration, Instant, SystemTime};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -120,28 +119,7 @@ fn create_topic(brokers: &str, topic: &str) {
 
 /// Produces click lines `line(i)` for `i` in `range`, round robin over the partitions.
 fn produce(brokers: &str, topic: &str, range: std::ops::Range<u64>, line: impl Fn(u64) -> String) {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create()
-        .expect("producer");
-    for i in range {
-        let text = line(i);
-        let mut r = BaseRecord::<(), str>::to(topic)
-            .partition((i % PARTITIONS as u64) as i32)
-            .payload(text.as_str());
-        loop {
-            match p.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    p.poll(StdDuration::from_millis(5));
-                    r = back;
-                }
-            }
-        }
-    }
-    p.flush(StdDuration::from_secs(300)).expect("flush");
+    dstream_bench::produce_round_robin(brokers, topic, PARTITIONS, range, line);
 }
 
 /// A click of the sessions example's format: `visitor url time_ms`.
