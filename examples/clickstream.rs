@@ -36,12 +36,13 @@ use dstream::prelude::*;
 
 const USAGE: &str = "usage: clickstream [--seconds N] [--rate VIEWS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
                    [--serve [--addr HOST:PORT]]
-                   [--kafka BROKERS --topic TOPIC [--feed-only | --app NAME [--checkpoint DIR]]]
+                   [--kafka BROKERS --topic TOPIC [--feed-only | --app NAME [--checkpoint DIR] [--standby N]]]
   --kafka, --topic  read page views (`url status zip user agent...` lines) from the topic
   --feed-only       only write generated views to the topic (6 partitions if it is new)
   --app NAME        scale out: run this several times with the same NAME; the topic's
                     partitions are spread over the instances (state in DIR/<task>,
-                    default target/clickstream-NAME)";
+                    default target/clickstream-NAME)
+  --standby N       keep warm copies of each task's state on N other instances";
 
 /// One page view, as Spark's `PageView` (url, status, zip code, user id) plus the user agent
 /// (the generator's are borrowed from its tables; those read from Kafka are owned).
@@ -153,6 +154,7 @@ fn main() {
             "topic",
             "app",
             "checkpoint",
+            "standby",
         ],
         &["serve", "feed-only"],
         USAGE,

@@ -23,12 +23,13 @@ use dstream::{Batch, State};
 
 const USAGE: &str = "usage: sessions [--seconds N] [--rate CLICKS_PER_SECOND] [--arrivals VISITORS_PER_SECOND] [--stay LONGEST_SECONDS] [--idle SECONDS]
                 [--batch-ms MS] [--serve [--addr HOST:PORT]]
-                [--kafka BROKERS --topic TOPIC [--feed-only | --app NAME [--checkpoint DIR]]]
+                [--kafka BROKERS --topic TOPIC [--feed-only | --app NAME [--checkpoint DIR] [--standby N]]]
   --kafka, --topic  read clicks (`visitor url time_ms` lines) from the topic
   --feed-only       only write generated clicks to the topic (6 partitions if it is new)
   --app NAME        scale out: run this several times with the same NAME; the topic's
                     partitions are spread over the instances (state in DIR/<task>,
-                    default target/sessions-NAME)";
+                    default target/sessions-NAME)
+  --standby N       keep warm copies of each task's state on N other instances";
 
 /// One click of the stream: who, where, when (ms since the epoch).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -221,6 +222,7 @@ fn main() {
             "topic",
             "app",
             "checkpoint",
+            "standby",
         ],
         &["serve", "feed-only"],
         USAGE,

@@ -162,6 +162,7 @@ pub fn run_scaled_out(
     let instance = dstream::kafka::ScaleOut::new(&app, brokers)
         .topics([topic])
         .checkpoint(&root)
+        .standby_replicas(flags.num("standby", 0) as usize)
         .run(move |_task| {
             let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
             pipeline(&ssc, &b, &t)?;
@@ -222,6 +223,7 @@ pub fn run_instance(
             .status()
             .tasks
             .into_iter()
+            .filter(|t| !matches!(t.role, dstream::kafka::TaskRole::Standby { .. }))
             .map(|t| t.task)
             .collect();
         if now != owned {

@@ -11,7 +11,10 @@ use std::time::Duration as StdDuration;
 use common::*;
 use stream_core::prelude::*;
 use stream_core::{State, StateSpec};
-use stream_kafka::{Delivery, Instance, KafkaSink, KafkaSource, KafkaStreams, OutRecord, ScaleOut};
+use stream_kafka::{
+    Delivery, Instance, KafkaSink, KafkaSource, KafkaStreams, OutRecord, ScaleOut, TaskRole,
+    TaskStatus,
+};
 
 /// One test at a time: each runs several instances (a context per task, their producers and
 /// consumers), and two at once on a 2-core machine starve each other's batches past the
@@ -86,7 +89,14 @@ fn upper_instance(brokers: &str, app: &str, input: &str, out: &str, root: &PathB
 fn owned(instances: &[&Instance]) -> Vec<BTreeSet<String>> {
     instances
         .iter()
-        .map(|i| i.status().tasks.into_iter().map(|t| t.task).collect())
+        .map(|i| {
+            i.status()
+                .tasks
+                .into_iter()
+                .filter(|t| !matches!(t.role, TaskRole::Standby { .. }))
+                .map(|t| t.task)
+                .collect()
+        })
         .collect()
 }
 
@@ -257,10 +267,24 @@ fn counting_instance(
     root: &PathBuf,
     repartition: bool,
 ) -> Instance {
+    counting_instance_with(brokers, app, input, out, root, repartition, 0)
+}
+
+fn counting_instance_with(
+    brokers: &str,
+    app: &str,
+    input: &str,
+    out: &str,
+    root: &PathBuf,
+    repartition: bool,
+    standby: usize,
+) -> Instance {
     let (b, i, o) = (brokers.to_string(), input.to_string(), out.to_string());
     ScaleOut::new(app, brokers)
         .topics([input])
         .checkpoint(root)
+        .standby_replicas(standby)
+        .standby_refresh(StdDuration::from_millis(500))
         .session_timeout(StdDuration::from_secs(6))
         .stop_gracefully_on_signal(false)
         .run(move |_task| {
@@ -365,6 +389,111 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
         for i in [&a, &c, &d] {
             i.stop();
         }
+        for r in roots {
+            let _ = std::fs::remove_dir_all(r);
+        }
+    }
+}
+
+#[test]
+fn a_standby_keeps_a_warm_copy_and_the_task_restores_only_the_tail_there() {
+    let _one = one_at_a_time();
+    for (kind, b) in
+        each_broker("a_standby_keeps_a_warm_copy_and_the_task_restores_only_the_tail_there")
+    {
+        eprintln!("== on {kind} ({b})");
+        let input = unique("standby-in");
+        let out = unique("standby-out");
+        let app = unique("standby-app");
+        create_topic(&b, &input, 6);
+        create_topic(&b, &out, 3);
+        let roots: Vec<PathBuf> = (0..2).map(|i| temp_root(&format!("standby{i}"))).collect();
+        produce_users(&b, &input, 10);
+        let a = counting_instance_with(&b, &app, &input, &out, &roots[0], false, 1);
+        let c = counting_instance_with(&b, &app, &input, &out, &roots[1], false, 1);
+        wait_for(90, "the 6 tasks split between 2 instances", || {
+            split_among(&[&a, &c], 6)
+        });
+        wait_for(OUTPUT_AFTER_A_MOVE, "600 counts out", || {
+            read_all_as(&b, &out, isolation(kind)).len() >= 600
+        });
+        // Each instance keeps warm copies of the other's 3 tasks, at their last batch.
+        let standbys = |i: &Instance| -> BTreeMap<String, Option<Time>> {
+            i.status()
+                .tasks
+                .into_iter()
+                .filter_map(|t| match t.role {
+                    TaskRole::Standby { batch, .. } => Some((t.task, batch)),
+                    _ => None,
+                })
+                .collect()
+        };
+        wait_for(
+            60,
+            "3 standby copies on each instance, each with a batch",
+            || {
+                [&a, &c].iter().all(|i| {
+                    let s = standbys(i);
+                    s.len() == 3 && s.values().all(Option::is_some)
+                })
+            },
+        );
+        let active_a: BTreeSet<String> = owned(&[&a])[0].clone();
+        assert_eq!(
+            standbys(&c).into_keys().collect::<BTreeSet<_>>(),
+            active_a,
+            "c is the standby of a's tasks ({kind})"
+        );
+        let metrics = http_get(&c.serve_dashboard("127.0.0.1:0").unwrap(), "/metrics");
+        assert!(
+            metrics.contains("role=\"standby\""),
+            "/metrics counts standby tasks ({kind}): {metrics}"
+        );
+
+        // a leaves: c runs its tasks from its warm copies, reading only the changelogs' tail.
+        a.stop();
+        wait_for(90, "the 6 tasks active on c", || {
+            c.status()
+                .tasks
+                .iter()
+                .filter(|t| t.role == TaskRole::Active)
+                .count()
+                == 6
+        });
+        let moved: Vec<TaskStatus> = c
+            .status()
+            .tasks
+            .into_iter()
+            .filter(|t| active_a.contains(&t.task) && t.role == TaskRole::Active)
+            .collect();
+        assert_eq!(moved.len(), 3, "a's tasks run on c ({kind})");
+        for t in &moved {
+            let r = t
+                .restore
+                .as_ref()
+                .expect("a stateful task says how it restored");
+            assert!(
+                r.from_local,
+                "task {} restored from c's standby copy, not from the changelog's start ({kind}): {r:?}",
+                t.task
+            );
+        }
+        produce_users(&b, &input, 10);
+        wait_for(OUTPUT_AFTER_A_MOVE, "1200 counts out", || {
+            read_all_as(&b, &out, isolation(kind)).len() >= 1200
+        });
+        std::thread::sleep(StdDuration::from_secs(1));
+        let got = counts(
+            read_all_as(&b, &out, isolation(kind))
+                .iter()
+                .map(|r| r.text()),
+        );
+        let want = counts((0..60).flat_map(|u| (1..=20).map(move |n| format!("u{u} {n}"))));
+        assert_eq!(
+            got, want,
+            "each user's counts 1..20 exactly once after the move to the standby ({kind})"
+        );
+        c.stop();
         for r in roots {
             let _ = std::fs::remove_dir_all(r);
         }

@@ -12,8 +12,9 @@
 //! cargo run --release -p dstream-bench --bin scale -- throughput --clicks 3000000
 //! ```
 //!
-//! - `failover`: 3 instances, clicks fed at `--rate`; a random instance that runs tasks is
-//!   killed with SIGKILL (and started again) `--kills` times. For each kill: the time until
+//! - `failover`: 3 instances (`--standby N`: with N standby replicas of each task), clicks fed
+//!   at `--rate`; a random instance that runs tasks is killed with SIGKILL (and started again)
+//!   `--kills` times. For each kill: the time until
 //!   every task it ran has completed a batch on an instance again, split into the time until
 //!   the task was started elsewhere (the group noticing, the rebalance) and its restore.
 //! - `restore`: `--keys` visitors, one click each, make that many sessions of state (`--idle`
@@ -45,6 +46,7 @@ struct Args {
     clicks: u64,
     rate: u64,
     batch_ms: u64,
+    standby: u64,
     binary: PathBuf,
     dir: PathBuf,
 }
@@ -63,6 +65,7 @@ fn parse() -> Args {
         clicks: 3_000_000,
         rate: 3_000,
         batch_ms: 1_000,
+        standby: 0,
         binary: PathBuf::from("target/release/examples/sessions"),
         dir: std::env::temp_dir().join(format!("dstream-scale-bench-{}", std::process::id())),
     };
@@ -82,6 +85,7 @@ fn parse() -> Args {
             "--clicks" => a.clicks = num(),
             "--rate" => a.rate = num(),
             "--batch-ms" => a.batch_ms = num(),
+            "--standby" => a.standby = num(),
             "--binary" => a.binary = PathBuf::from(&value),
             other => fail(&format!("unknown flag {other}")),
         }
@@ -100,7 +104,7 @@ fn parse() -> Args {
 
 fn fail(message: &str) -> ! {
     eprintln!(
-        "scale: {message}\nusage: scale failover|restore|throughput [--brokers B] [--kills N] [--keys N] [--clicks N] [--rate R] [--batch-ms MS]"
+        "scale: {message}\nusage: scale failover|restore|throughput [--brokers B] [--kills N] [--keys N] [--clicks N] [--rate R] [--batch-ms MS] [--standby N]"
     );
     std::process::exit(2)
 }
@@ -301,7 +305,8 @@ fn failover(a: &Args) {
             std::thread::sleep(StdDuration::from_millis(100));
         }
     });
-    let extra: [&str; 0] = [];
+    let standby = a.standby.to_string();
+    let extra = ["--standby", standby.as_str()];
     let mut instances: Vec<Instance> = (0..3)
         .map(|s| Instance::start(a, &app, &topic, s, &extra))
         .collect();
@@ -379,9 +384,10 @@ fn failover(a: &Args) {
     }
     let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     println!(
-        "failover over {} kills, {} ms batches: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
+        "failover over {} kills, {} ms batches, {} standby replicas: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
         a.kills,
         a.batch_ms,
+        a.standby,
         percentile(&mut total.clone(), 0.5),
         max(&total),
         percentile(&mut moved.clone(), 0.5),

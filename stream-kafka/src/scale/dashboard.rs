@@ -169,7 +169,7 @@ impl DashboardSection for ScaleSection {
             "dstream_scale_tasks",
             "gauge",
             "Tasks on this instance, by role.",
-            &["active", "restoring"]
+            &["active", "restoring", "standby"]
                 .iter()
                 .map(|r| {
                     (

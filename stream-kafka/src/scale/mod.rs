@@ -77,14 +77,24 @@ pub enum TaskRole {
         /// Changelog offsets to read.
         of: u64,
     },
+    /// Run by another instance; this one keeps a warm copy of its state by tailing its
+    /// changelogs ([`ScaleOutBuilder::standby_replicas`]), so that it restores almost nothing
+    /// if the task comes here.
+    Standby {
+        /// The task's last batch in the copy, if any.
+        batch: Option<Time>,
+        /// When the copy last caught up with the changelogs.
+        refreshed: Option<SystemTime>,
+    },
 }
 
 impl TaskRole {
-    /// `active` or `restoring`, as the dashboard and `/metrics` name it.
+    /// `active`, `restoring` or `standby`, as the dashboard and `/metrics` name it.
     pub fn name(&self) -> &'static str {
         match self {
             TaskRole::Active => "active",
             TaskRole::Restoring { .. } => "restoring",
+            TaskRole::Standby { .. } => "standby",
         }
     }
 }
@@ -126,7 +136,8 @@ pub struct RestoreInfo {
 pub struct ScaleOutStatus {
     /// The application id.
     pub app: String,
-    /// The tasks this instance runs.
+    /// The tasks this instance runs or restores, and those it keeps standby copies of (see
+    /// each one's [`role`](TaskStatus::role)).
     pub tasks: Vec<TaskStatus>,
     /// How many tasks the application has (the partitions of its topics).
     pub total_tasks: usize,
@@ -162,6 +173,8 @@ pub struct ScaleOutBuilder {
     properties: Vec<(String, String)>,
     stop_on_signal: bool,
     timeout: StdDuration,
+    standby_replicas: usize,
+    standby_refresh: StdDuration,
 }
 
 /// Scale-out on Kafka: the entry point.
@@ -204,6 +217,8 @@ impl ScaleOut {
             properties: Vec::new(),
             stop_on_signal: true,
             timeout: StdDuration::from_secs(30),
+            standby_replicas: 0,
+            standby_refresh: StdDuration::from_secs(2),
         }
     }
 }
@@ -243,6 +258,27 @@ impl ScaleOutBuilder {
     /// group, each task finishing and committing its batch; a second signal ends the process.
     pub fn stop_gracefully_on_signal(mut self, yes: bool) -> Self {
         self.stop_on_signal = yes;
+        self
+    }
+
+    /// Warm copies of each stateful task kept on `n` other instances (default 0, as Kafka
+    /// Streams' `num.standby.replicas`). The group's members, in the order of their member ids,
+    /// are a ring, and task `p`'s copies are kept by the members at positions `p` to `p + n`
+    /// other than its owner; each brings its local copy of the task's state up to date from
+    /// the changelogs every [`standby_refresh`] (reading, never writing: the owner is not
+    /// fenced). When a task moves to an instance that holds a copy,
+    /// its restore reads only the changelogs' tail since the last refresh. A copy costs the
+    /// disk of the task's state and the reads of its changelogs.
+    ///
+    /// [`standby_refresh`]: Self::standby_refresh
+    pub fn standby_replicas(mut self, n: usize) -> Self {
+        self.standby_replicas = n;
+        self
+    }
+
+    /// How often standby copies catch up with their changelogs (default 2 s).
+    pub fn standby_refresh(mut self, every: StdDuration) -> Self {
+        self.standby_refresh = every.max(StdDuration::from_millis(100));
         self
     }
 
@@ -480,8 +516,15 @@ impl ScaleOutBuilder {
             client_id: client_id.clone(),
             restoring: Mutex::new(BTreeMap::new()),
             dashboard: Mutex::new(None),
+            standbys: Mutex::new(BTreeMap::new()),
+            refreshing: Mutex::new(None),
+            refreshed: Condvar::new(),
+            closing: Mutex::new(Default::default()),
         });
         InstanceInner::spawn_starter(&inner).map_err(|e| self.error(e))?;
+        if stateful && self.standby_replicas > 0 {
+            InstanceInner::spawn_standbys(&inner).map_err(|e| self.error(e))?;
+        }
         let membership = Membership::join(
             MembershipSettings {
                 brokers: &self.brokers,
@@ -581,6 +624,22 @@ pub(crate) struct InstanceInner {
     restoring: Mutex<BTreeMap<i32, (SystemTime, Arc<changelog::Progress>)>>,
     /// The instance's dashboard, which shows each task's context while it runs here.
     dashboard: Mutex<Option<stream_core::Dashboard>>,
+    /// The tasks of other instances whose warm copies this one keeps, with their state.
+    standbys: Mutex<BTreeMap<i32, StandbyCopy>>,
+    /// The task whose standby copy is being refreshed (its checkpoint is open): a task that
+    /// starts here waits for the refresh to end.
+    refreshing: Mutex<Option<i32>>,
+    refreshed: Condvar,
+    /// Tasks revoked here and still stopping (their checkpoints still open).
+    closing: Mutex<std::collections::BTreeSet<i32>>,
+}
+
+/// A warm copy of another instance's task.
+#[derive(Debug, Clone)]
+struct StandbyCopy {
+    since: SystemTime,
+    batch: Option<Time>,
+    refreshed: Option<SystemTime>,
 }
 
 /// Reports a task's failed batches to its instance.
@@ -806,6 +865,25 @@ impl InstanceInner {
                 restore: None,
             });
         }
+        for (p, copy) in lock(&self.standbys).iter() {
+            tasks.push(TaskStatus {
+                task: task_name(&self.settings.topics, *p),
+                partitions: self
+                    .settings
+                    .topics
+                    .iter()
+                    .map(|t| (t.clone(), *p))
+                    .collect(),
+                role: TaskRole::Standby {
+                    batch: copy.batch,
+                    refreshed: copy.refreshed,
+                },
+                since: copy.since,
+                completed_batches: 0,
+                last_batch: copy.batch,
+                restore: None,
+            });
+        }
         ScaleOutStatus {
             app: self.settings.app.clone(),
             tasks,
@@ -837,7 +915,11 @@ impl Assignments for Arc<InstanceInner> {
                 .filter(|(t, _)| t == lead)
                 .filter_map(|(_, p)| {
                     assigned.remove(p);
-                    tasks.remove(p)
+                    let t = tasks.remove(p);
+                    if t.is_some() {
+                        lock(&self.closing).insert(*p);
+                    }
+                    t
                 })
                 .collect()
         };
@@ -854,6 +936,11 @@ impl Assignments for Arc<InstanceInner> {
                 }
             );
             t.stop(&self.dashboard);
+            let p = t.scope.partitions.first().map(|(_, p)| *p);
+            drop(t);
+            if let Some(p) = p {
+                lock(&self.closing).remove(&p);
+            }
         }
     }
 
@@ -884,6 +971,18 @@ impl InstanceInner {
                     if !lock(&inner.assigned).contains(&p) || lock(&inner.tasks).contains_key(&p) {
                         continue;
                     }
+                    // A refresh of the task's standby copy ends first (it has the checkpoint
+                    // open); none starts once the task is assigned here.
+                    {
+                        let mut refreshing = lock(&inner.refreshing);
+                        while *refreshing == Some(p) {
+                            refreshing = inner
+                                .refreshed
+                                .wait(refreshing)
+                                .unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                    lock(&inner.standbys).remove(&p);
                     match inner.start_task(p) {
                         Ok(task) => {
                             log::info!("task {}: started", task.scope.task);
@@ -903,6 +1002,128 @@ impl InstanceInner {
             })
             .map(|_| ())
             .map_err(|e| format!("cannot start the tasks' thread: {e}"))
+    }
+
+    /// The thread that keeps this instance's standby copies warm.
+    fn spawn_standbys(inner: &Arc<InstanceInner>) -> Result<(), String> {
+        let weak = Arc::downgrade(inner);
+        let every = inner.settings.standby_refresh;
+        std::thread::Builder::new()
+            .name("dstream-standbys".into())
+            .spawn(move || {
+                loop {
+                    let Some(inner) = weak.upgrade() else { return };
+                    {
+                        let end = lock(&inner.end);
+                        if end.stopped || end.error.is_some() {
+                            return;
+                        }
+                    }
+                    inner.refresh_standbys();
+                    drop(inner);
+                    std::thread::sleep(every);
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start the standby copies' thread: {e}"))
+    }
+
+    /// The tasks whose standby this instance is. The group's members, sorted by member id, are
+    /// a ring; task `p`'s copies are kept by the members at positions `p`, `p + 1`, ..., `p + n`
+    /// of it (modulo its size), except its owner: at least `n` copies besides the owner's
+    /// state, without knowing who the owner is (brokers do not all describe the members'
+    /// assignments).
+    fn standby_tasks(&self, members: &[GroupMember]) -> std::collections::BTreeSet<i32> {
+        let mut ids: Vec<(&str, bool)> =
+            members.iter().map(|m| (m.member.as_str(), m.me)).collect();
+        ids.sort();
+        let Some(me) = ids.iter().position(|(_, me)| *me) else {
+            return Default::default();
+        };
+        let len = ids.len();
+        let n = self.settings.standby_replicas.min(len - 1);
+        let assigned = lock(&self.assigned).clone();
+        (0..self.total_tasks as i32)
+            .filter(|p| !assigned.contains(p))
+            .filter(|p| (me + len - (*p as usize) % len) % len <= n)
+            .collect()
+    }
+
+    /// Brings each standby copy up to date with its changelogs; takes up the tasks this
+    /// instance is now the standby of, and drops the others (their copies stay on disk, as
+    /// the local copy a later restore starts from).
+    fn refresh_standbys(&self) {
+        let Some(m) = self.membership.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let members = match m.members(&self.settings.app, &self.client_id, self.settings.timeout) {
+            Ok(members) => members,
+            Err(e) => {
+                log::debug!("standby copies: cannot list the group's members: {e}");
+                return;
+            }
+        };
+        drop(m);
+        if lock(&self.end).stopped {
+            return;
+        }
+        let wanted = self.standby_tasks(&members);
+        log::debug!(
+            "standby copies: {} members, this instance the standby of tasks {wanted:?}",
+            members.len()
+        );
+        lock(&self.standbys).retain(|p, _| wanted.contains(p));
+        for p in wanted {
+            // Not once the task is assigned here: from then on it is the task's checkpoint.
+            {
+                let assigned = lock(&self.assigned);
+                if assigned.contains(&p)
+                    || lock(&self.tasks).contains_key(&p)
+                    || lock(&self.closing).contains(&p)
+                {
+                    lock(&self.standbys).remove(&p);
+                    continue;
+                }
+                *lock(&self.refreshing) = Some(p);
+            }
+            let refreshed = self.refresh_standby(p);
+            *lock(&self.refreshing) = None;
+            self.refreshed.notify_all();
+            match refreshed {
+                Ok(batch) => {
+                    let now = SystemTime::now();
+                    let mut standbys = lock(&self.standbys);
+                    let copy = standbys.entry(p).or_insert(StandbyCopy {
+                        since: now,
+                        batch: None,
+                        refreshed: None,
+                    });
+                    copy.batch = batch.or(copy.batch);
+                    copy.refreshed = Some(now);
+                }
+                Err(e) => log::warn!("{e}"),
+            }
+        }
+    }
+
+    /// One refresh of the standby copy of task `p`: the task's context is built (never
+    /// started) on its checkpoint directory, and restored from the changelogs' tail.
+    fn refresh_standby(&self, p: i32) -> Result<Option<Time>, Error> {
+        let scope = self.scope(p, None);
+        let ssc = scope.enter(|| (self.build)(&scope))?;
+        let dir = ssc
+            .checkpoint_dir()
+            .unwrap_or_else(|| self.root.clone())
+            .join(&scope.task);
+        ssc.checkpoint(&dir)?;
+        let s = &self.settings;
+        let progress = changelog::Progress::default();
+        let restored = ssc.restore_checkpoint(|r| {
+            changelog::restore(&s.brokers, &s.app, p, s.timeout, &progress, r).map_err(|e| {
+                self.task_error(&scope.task, format!("refreshing its standby copy: {e}"))
+            })
+        })?;
+        Ok(restored.batch)
     }
 }
 
