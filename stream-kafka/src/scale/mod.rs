@@ -833,6 +833,15 @@ impl InstanceInner {
         }
     }
 
+    /// Task `p`'s input partitions: partition `p` of each task topic.
+    fn task_partitions(&self, p: i32) -> Vec<(String, i32)> {
+        self.settings
+            .topics
+            .iter()
+            .map(|t| (t.clone(), p))
+            .collect()
+    }
+
     fn status(&self, membership: Option<&Membership>) -> ScaleOutStatus {
         let mut tasks: Vec<TaskStatus> = lock(&self.tasks)
             .values()
@@ -849,12 +858,7 @@ impl InstanceInner {
         for (p, (since, progress)) in lock(&self.restoring).iter() {
             tasks.push(TaskStatus {
                 task: task_name(&self.settings.topics, *p),
-                partitions: self
-                    .settings
-                    .topics
-                    .iter()
-                    .map(|t| (t.clone(), *p))
-                    .collect(),
+                partitions: self.task_partitions(*p),
                 role: TaskRole::Restoring {
                     read: progress.done.load(Ordering::Relaxed),
                     of: progress.total.load(Ordering::Relaxed),
@@ -868,12 +872,7 @@ impl InstanceInner {
         for (p, copy) in lock(&self.standbys).iter() {
             tasks.push(TaskStatus {
                 task: task_name(&self.settings.topics, *p),
-                partitions: self
-                    .settings
-                    .topics
-                    .iter()
-                    .map(|t| (t.clone(), *p))
-                    .collect(),
+                partitions: self.task_partitions(*p),
                 role: TaskRole::Standby {
                     batch: copy.batch,
                     refreshed: copy.refreshed,
