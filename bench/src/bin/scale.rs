@@ -281,12 +281,11 @@ fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() - 1) as f64 * p).round() as usize]
+/// The median of `v`.
+fn p50(v: &[f64]) -> f64 {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    dstream_bench::percentile(&sorted, 0.5)
 }
 
 fn failover(a: &Args) {
@@ -388,10 +387,10 @@ fn failover(a: &Args) {
         a.kills,
         a.batch_ms,
         a.standby,
-        percentile(&mut total.clone(), 0.5),
+        p50(&total),
         max(&total),
-        percentile(&mut moved.clone(), 0.5),
-        percentile(&mut restore.clone(), 0.5),
+        p50(&moved),
+        p50(&restore),
         max(&restore),
     );
 }

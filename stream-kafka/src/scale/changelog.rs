@@ -479,7 +479,11 @@ pub(crate) fn restore(
     }
     let mut ahead: Vec<AheadRecord> = ahead.into_values().flatten().collect();
     ahead.sort_by_key(|a| a.time_ms);
-    let apply_ahead = |r: &mut CheckpointRestore<'_>, after: Option<i64>| -> Result<(), String> {
+    // Records the batches written ahead after `after` (all without it); returns how many.
+    let apply_ahead = |r: &mut CheckpointRestore<'_>,
+                       after: Option<i64>|
+     -> Result<usize, String> {
+        let mut n = 0;
         for a in ahead.iter().filter(|a| after.is_none_or(|t| a.time_ms > t)) {
             log::debug!(
                 "{app} partition {partition}: replaying the batch at {} ms as cut before (positions {:?})",
@@ -492,8 +496,9 @@ pub(crate) fn restore(
                 &a.inputs,
             )
             .map_err(|e| e.to_string())?;
+            n += 1;
         }
-        Ok(())
+        Ok(n)
     };
     log::debug!(
         "{app} partition {partition}: restore: local copy at {:?}, mark {mark:?}, changelog's last batch {:?}, {} batches written ahead",
@@ -518,14 +523,9 @@ pub(crate) fn restore(
             if let Some(l) = local_is_last {
                 r.forget_ahead_after(l).map_err(|e| e.to_string())?;
             }
-            let after = local_is_last.map(Time::millis);
-            apply_ahead(r, after)?;
             return Ok(Restored {
                 from_local,
-                ahead: ahead
-                    .iter()
-                    .filter(|a| after.is_none_or(|l| a.time_ms > l))
-                    .count(),
+                ahead: apply_ahead(r, local_is_last.map(Time::millis))?,
                 ..Restored::default()
             });
         }
@@ -592,6 +592,6 @@ pub(crate) fn restore(
         Some(&mark_bytes),
     )
     .map_err(|e| e.to_string())?;
-    apply_ahead(r, Some(record.time_ms))?;
+    done.ahead = apply_ahead(r, Some(record.time_ms))?;
     Ok(done)
 }

@@ -718,11 +718,7 @@ impl InstanceInner {
                 stopping: AtomicBool::new(false),
             });
             let scope = self.scope(partition, Some(link.clone()));
-            let ssc = scope.enter(|| (self.build)(&scope))?;
-            let dir = ssc
-                .checkpoint_dir()
-                .unwrap_or_else(|| self.root.clone())
-                .join(&scope.task);
+            let (ssc, dir) = self.task_context(&scope)?;
             if fresh && dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(|e| {
                     self.task_error(
@@ -833,6 +829,17 @@ impl InstanceInner {
         }
     }
 
+    /// The task's context, built by the user's closure inside its scope (not started), and
+    /// its checkpoint directory: the same for the task and for a standby copy of it.
+    fn task_context(&self, scope: &TaskScope) -> Result<(StreamingContext, PathBuf), Error> {
+        let ssc = scope.enter(|| (self.build)(scope))?;
+        let dir = ssc
+            .checkpoint_dir()
+            .unwrap_or_else(|| self.root.clone())
+            .join(&scope.task);
+        Ok((ssc, dir))
+    }
+
     /// Task `p`'s input partitions: partition `p` of each task topic.
     fn task_partitions(&self, p: i32) -> Vec<(String, i32)> {
         self.settings
@@ -904,7 +911,7 @@ impl InstanceInner {
 impl Assignments for Arc<InstanceInner> {
     fn revoke(&self, partitions: &[(String, i32)], lost: bool) {
         let lead = &self.settings.topics[0];
-        let stopping: Vec<RunningTask> = {
+        let stopping: Vec<(i32, RunningTask)> = {
             // A task starting now finishes starting first.
             let _starting = lock(&self.starting);
             let mut assigned = lock(&self.assigned);
@@ -914,17 +921,15 @@ impl Assignments for Arc<InstanceInner> {
                 .filter(|(t, _)| t == lead)
                 .filter_map(|(_, p)| {
                     assigned.remove(p);
-                    let t = tasks.remove(p);
-                    if t.is_some() {
-                        lock(&self.closing).insert(*p);
-                    }
-                    t
+                    let t = tasks.remove(p)?;
+                    lock(&self.closing).insert(*p);
+                    Some((*p, t))
                 })
                 .collect()
         };
         // Stopped one after another on this (the group's) thread: the partitions go to their
         // next owner only when this returns, after each task's batch in flight committed.
-        for t in stopping {
+        for (p, t) in stopping {
             log::info!(
                 "task {}: {}; stopping after its batch in flight",
                 t.scope.task,
@@ -935,11 +940,8 @@ impl Assignments for Arc<InstanceInner> {
                 }
             );
             t.stop(&self.dashboard);
-            let p = t.scope.partitions.first().map(|(_, p)| *p);
             drop(t);
-            if let Some(p) = p {
-                lock(&self.closing).remove(&p);
-            }
+            lock(&self.closing).remove(&p);
         }
     }
 
@@ -1109,11 +1111,7 @@ impl InstanceInner {
     /// started) on its checkpoint directory, and restored from the changelogs' tail.
     fn refresh_standby(&self, p: i32) -> Result<Option<Time>, Error> {
         let scope = self.scope(p, None);
-        let ssc = scope.enter(|| (self.build)(&scope))?;
-        let dir = ssc
-            .checkpoint_dir()
-            .unwrap_or_else(|| self.root.clone())
-            .join(&scope.task);
+        let (ssc, dir) = self.task_context(&scope)?;
         ssc.checkpoint(&dir)?;
         let s = &self.settings;
         let progress = changelog::Progress::default();
