@@ -267,7 +267,20 @@ fn counting_instance(
     root: &PathBuf,
     repartition: bool,
 ) -> Instance {
-    counting_instance_with(brokers, app, input, out, root, repartition, 0)
+    let opts = Counting {
+        repartition,
+        ..Counting::default()
+    };
+    counting_instance_with(brokers, app, input, out, root, opts)
+}
+
+/// How a [`counting_instance_with`] runs.
+#[derive(Default)]
+struct Counting {
+    repartition: bool,
+    standby: usize,
+    /// The instance's and its sources' broker timeout, when not their default.
+    broker_timeout: Option<StdDuration>,
 }
 
 fn counting_instance_with(
@@ -276,11 +289,19 @@ fn counting_instance_with(
     input: &str,
     out: &str,
     root: &PathBuf,
-    repartition: bool,
-    standby: usize,
+    opts: Counting,
 ) -> Instance {
+    let Counting {
+        repartition,
+        standby,
+        broker_timeout,
+    } = opts;
     let (b, i, o) = (brokers.to_string(), input.to_string(), out.to_string());
-    ScaleOut::new(app, brokers)
+    let mut builder = ScaleOut::new(app, brokers);
+    if let Some(t) = broker_timeout {
+        builder = builder.broker_timeout(t);
+    }
+    builder
         .topics([input])
         .checkpoint(root)
         .standby_replicas(standby)
@@ -292,7 +313,11 @@ fn counting_instance_with(
                 .stop_gracefully_on_signal(false)
                 .parallelism(2)
                 .build()?;
-            let source = KafkaSource::strings(&b).topics([i.as_str()]).build()?;
+            let mut source = KafkaSource::strings(&b).topics([i.as_str()]);
+            if let Some(t) = broker_timeout {
+                source = source.broker_timeout(t);
+            }
+            let source = source.build()?;
             let handle = source.handle();
             let events = ssc.kafka_stream(source).map(|u| (u, ()));
             let events = if repartition {
@@ -408,9 +433,13 @@ fn a_standby_keeps_a_warm_copy_and_the_task_restores_only_the_tail_there() {
         create_topic(&b, &input, 6);
         create_topic(&b, &out, 3);
         let roots: Vec<PathBuf> = (0..2).map(|i| temp_root(&format!("standby{i}"))).collect();
+        let standby = || Counting {
+            standby: 1,
+            ..Counting::default()
+        };
         produce_users(&b, &input, 10);
-        let a = counting_instance_with(&b, &app, &input, &out, &roots[0], false, 1);
-        let c = counting_instance_with(&b, &app, &input, &out, &roots[1], false, 1);
+        let a = counting_instance_with(&b, &app, &input, &out, &roots[0], standby());
+        let c = counting_instance_with(&b, &app, &input, &out, &roots[1], standby());
         wait_for(90, "the 6 tasks split between 2 instances", || {
             split_among(&[&a, &c], 6)
         });
@@ -853,6 +882,95 @@ fn a_corrupt_changelog_record_fails_the_restore_naming_topic_partition_and_offse
 }
 
 /// A plain HTTP GET of a dashboard: the body.
+/// The broker goes away while a second instance joins (a rebalance under way): the batches wait
+/// for the broker timeout, then the instance stops with an error that names the application and
+/// the brokers' trouble; once the broker is back, instances restarted on the same checkpoints
+/// lose nothing and count nothing twice. On a tansu of its own, behind a proxy the test cuts.
+#[test]
+fn a_broker_unreachable_during_a_rebalance_fails_clearly_and_loses_nothing() {
+    let _one = one_at_a_time();
+    let (_broker, proxy) = OwnBroker::behind_proxy();
+    let b = proxy.brokers.clone();
+    let input = unique("cut-in");
+    let out = unique("cut-out");
+    let app = unique("cut-app");
+    create_topic(&b, &input, 6);
+    create_topic(&b, &out, 3);
+    let roots: Vec<PathBuf> = (0..2).map(|i| temp_root(&format!("cut{i}"))).collect();
+    let timeout = StdDuration::from_secs(5);
+    let start = |root: &PathBuf| {
+        let opts = Counting {
+            broker_timeout: Some(timeout),
+            ..Counting::default()
+        };
+        counting_instance_with(&b, &app, &input, &out, root, opts)
+    };
+    produce_users(&b, &input, 5);
+    let a = start(&roots[0]);
+    wait_for(OUTPUT_AFTER_A_MOVE, "300 counts out", || {
+        read_all_as(&b, &out, "read_uncommitted").len() >= 300
+    });
+
+    // A second instance joins, and the broker goes away while the tasks move.
+    let c = start(&roots[1]);
+    std::thread::sleep(StdDuration::from_millis(500));
+    proxy.cut();
+    let cut_at = std::time::Instant::now();
+    // The first instance whose batches fail stops with their error.
+    let deadline = cut_at + StdDuration::from_secs(120);
+    let ended = loop {
+        let ended = [&a, &c].into_iter().find_map(|i| {
+            i.await_termination_or_timeout(StdDuration::from_millis(200))
+                .unwrap()
+        });
+        if let Some(e) = ended {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no instance stopped within 120 s of the broker going away"
+        );
+    };
+    let message = ended.expect_err("an error, not a clean stop").to_string();
+    eprintln!("after {:.1?}: {message}", cut_at.elapsed());
+    assert!(
+        cut_at.elapsed() >= timeout.mul_f64(0.8),
+        "batches wait for the broker timeout first ({:.1?})",
+        cut_at.elapsed()
+    );
+    assert!(
+        message.contains(&app) && message.contains(&b),
+        "the error names the application and the brokers: {message}"
+    );
+    a.stop();
+    c.stop();
+    drop((a, c));
+
+    // The broker is back: two instances on the same checkpoints resume.
+    proxy.restore();
+    produce_users(&b, &input, 5);
+    let a = start(&roots[0]);
+    let c = start(&roots[1]);
+    let want = counts((0..60).flat_map(|u| (1..=10).map(move |n| format!("u{u} {n}"))));
+    wait_for(OUTPUT_AFTER_A_MOVE, "600 counts out", || {
+        read_all_as(&b, &out, "read_uncommitted").len() >= 600
+    });
+    // A few more batches: nothing more may come out.
+    std::thread::sleep(StdDuration::from_secs(1));
+    let got = counts(
+        read_all_as(&b, &out, "read_uncommitted")
+            .iter()
+            .map(|r| r.text()),
+    );
+    assert_same_counts(&got, &want, "tansu behind a proxy");
+    for i in [&a, &c] {
+        i.stop();
+    }
+    for r in roots {
+        let _ = std::fs::remove_dir_all(r);
+    }
+}
+
 fn http_get(d: &stream_core::Dashboard, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(d.addr()).unwrap();

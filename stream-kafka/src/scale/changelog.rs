@@ -289,7 +289,8 @@ impl Replicator for Changelog {
     fn write_ahead(&self, time: Time, positions: &[(usize, Vec<u8>)]) -> Result<(), Error> {
         self.write_ahead_record(time, positions).map_err(|e| {
             self.error(format!(
-                "writing the positions of the batch at {time} ahead to the changelog: {e}"
+                "writing the positions of the batch at {time} ahead to the changelog (brokers {}): {e}",
+                self.brokers
             ))
         })
     }
@@ -303,8 +304,8 @@ impl Replicator for Changelog {
                 let _txn = self.txn.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = self.producer.abort_transaction(self.timeout);
                 Err(self.error(format!(
-                    "writing the batch at {} to the changelog: {e}",
-                    batch.time
+                    "writing the batch at {} to the changelog (brokers {}): {e}",
+                    batch.time, self.brokers
                 )))
             }
         }

@@ -27,6 +27,9 @@ pub(crate) trait Assignments: Send + Sync {
     fn revoke(&self, partitions: &[(String, i32)], lost: bool);
     /// The partitions are now this instance's: start their tasks.
     fn assign(&self, partitions: &[(String, i32)]);
+    /// The group's brokers could not be reached for longer than the broker timeout: the
+    /// instance stops with this error (nothing is lost; restarted, it rejoins the group).
+    fn unreachable(&self, message: String);
 }
 
 pub(crate) struct GroupContext {
@@ -152,6 +155,64 @@ pub(crate) struct Membership {
     consumer: Arc<BaseConsumer<GroupContext>>,
     stopping: Arc<AtomicBool>,
     poller: Mutex<Option<std::thread::JoinHandle<()>>>,
+    brokers: String,
+    /// The topic whose metadata tells whether the brokers answer.
+    probe_topic: String,
+    broker_timeout: StdDuration,
+}
+
+/// Whether the brokers answer, as the group thread sees it: after an error from the group's
+/// consumer it asks for metadata once a second until they do; an error that lasts longer than
+/// the broker timeout stops the instance (reported once).
+struct Reachability {
+    trouble: Option<(std::time::Instant, String)>,
+    last_probe: std::time::Instant,
+    reported: bool,
+}
+
+impl Reachability {
+    fn new() -> Reachability {
+        Reachability {
+            trouble: None,
+            last_probe: std::time::Instant::now(),
+            reported: false,
+        }
+    }
+
+    fn error(&mut self, e: &rdkafka::error::KafkaError) {
+        if self.trouble.is_none() {
+            self.trouble = Some((std::time::Instant::now(), e.to_string()));
+        }
+    }
+
+    /// Probes the brokers when in trouble; the error to stop with, once it has lasted too long.
+    fn check(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        brokers: &str,
+        topic: &str,
+        timeout: StdDuration,
+    ) -> Option<String> {
+        let (since, what) = self.trouble.as_ref()?;
+        if self.last_probe.elapsed() < StdDuration::from_secs(1) {
+            return None;
+        }
+        self.last_probe = std::time::Instant::now();
+        let probe = consumer.fetch_metadata(Some(topic), StdDuration::from_secs(1));
+        if probe.is_ok() {
+            self.trouble = None;
+            self.reported = false;
+            return None;
+        }
+        if since.elapsed() < timeout || self.reported {
+            return None;
+        }
+        self.reported = true;
+        Some(format!(
+            "the brokers {brokers} have been unreachable for {:.1?} ({what}); the instance stops. Nothing is lost: restarted, it rejoins the group and its tasks resume after their last committed batches",
+            since.elapsed()
+        ))
+    }
 }
 
 /// Settings of the membership consumer.
@@ -162,6 +223,8 @@ pub(crate) struct MembershipSettings<'a> {
     pub(crate) session_timeout: StdDuration,
     pub(crate) properties: &'a [(String, String)],
     pub(crate) client_id: &'a str,
+    /// How long the brokers may stay unreachable before the instance stops.
+    pub(crate) broker_timeout: StdDuration,
 }
 
 impl Membership {
@@ -211,20 +274,35 @@ impl Membership {
             consumer: Arc::new(consumer),
             stopping: Arc::new(AtomicBool::new(false)),
             poller: Mutex::new(None),
+            brokers: s.brokers.to_string(),
+            probe_topic: s.topics.first().cloned().unwrap_or_default(),
+            broker_timeout: s.broker_timeout,
         })
     }
 
     /// Starts polling on a thread of its own: from here on, rebalances run the handler.
     pub(crate) fn start(&self) -> Result<(), String> {
         let (consumer, stopping) = (self.consumer.clone(), self.stopping.clone());
+        let (brokers, topic, timeout) = (
+            self.brokers.clone(),
+            self.probe_topic.clone(),
+            self.broker_timeout,
+        );
         let poller = std::thread::Builder::new()
             .name("dstream-group".into())
             .spawn(move || {
                 let mut last_commit = std::time::Instant::now();
+                let mut reach = Reachability::new();
                 while !stopping.load(Ordering::SeqCst) {
                     match consumer.poll(StdDuration::from_millis(100)) {
                         None | Some(Ok(_)) => {}
-                        Some(Err(e)) => log::debug!("group membership: {e}"),
+                        Some(Err(e)) => {
+                            log::debug!("group membership: {e}");
+                            reach.error(&e);
+                        }
+                    }
+                    if let Some(e) = reach.check(&consumer, &brokers, &topic, timeout) {
+                        consumer.context().handler.unreachable(e);
                     }
                     if last_commit.elapsed() >= StdDuration::from_secs(1) {
                         last_commit = std::time::Instant::now();

@@ -533,6 +533,7 @@ impl ScaleOutBuilder {
                 session_timeout: self.session_timeout,
                 properties: &self.properties,
                 client_id: &client_id,
+                broker_timeout: self.timeout,
             },
             Arc::new(inner.clone()),
         )
@@ -943,6 +944,10 @@ impl Assignments for Arc<InstanceInner> {
             drop(t);
             lock(&self.closing).remove(&p);
         }
+    }
+
+    fn unreachable(&self, message: String) {
+        self.fail(self.settings.error(message));
     }
 
     fn assign(&self, partitions: &[(String, i32)]) {

@@ -7,9 +7,11 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -55,11 +57,18 @@ pub struct OwnBroker {
 
 impl OwnBroker {
     pub fn start() -> OwnBroker {
-        let bin = tansu_binary();
         let port = free_port();
+        OwnBroker::start_advertising(port, port)
+    }
+
+    /// A broker listening on `port` that tells clients to connect to `advertised` (where a
+    /// [`Proxy`] forwards to it).
+    pub fn start_advertising(port: u16, advertised: u16) -> OwnBroker {
+        let bin = tansu_binary();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let script = format!(
-            "{bin} broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/ >/dev/null 2>&1 & t=$!; \
+            "{bin} broker --listener-url {url} --advertised-listener-url {advertised} --storage-engine memory://tansu/ >/dev/null 2>&1 & t=$!; \
              trap 'kill -9 $t 2>/dev/null; exit 0' TERM; \
              while kill -0 {parent} 2>/dev/null && kill -0 $t 2>/dev/null; do sleep 0.5; done; kill -9 $t 2>/dev/null",
             bin = bin.display(),
@@ -83,6 +92,76 @@ impl OwnBroker {
             brokers: format!("127.0.0.1:{port}"),
             child,
         }
+    }
+
+    /// A broker reachable only through a proxy that the test can cut: every client connection
+    /// (the bootstrap and those to the advertised address) goes through it.
+    pub fn behind_proxy() -> (OwnBroker, Proxy) {
+        let (port, front) = (free_port(), free_port());
+        let proxy = Proxy::start(front, port);
+        let broker = OwnBroker::start_advertising(port, front);
+        (broker, proxy)
+    }
+}
+
+/// A TCP proxy from `127.0.0.1:front` to `127.0.0.1:back` that can be cut (every connection
+/// closed, new ones refused) and restored: a broker unreachable for a while. Its threads end
+/// with the test process.
+pub struct Proxy {
+    pub brokers: String,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(front: u16, back: u16) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", front)).expect("proxy port");
+        let cut = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", back)) else {
+                    continue;
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                o.lock().unwrap().extend([c2, s2]);
+                let (Ok(from_client), Ok(to_server)) = (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                for (mut from, mut to) in [(from_client, to_server), (server, client)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy {
+            brokers: format!("127.0.0.1:{front}"),
+            cut,
+            open,
+        }
+    }
+
+    /// The broker becomes unreachable: open connections close, new ones are refused.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// The broker is reachable again.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
     }
 }
 
@@ -207,6 +286,20 @@ impl Read {
     }
 }
 
+/// A reader's context: the end of a partition, which the readers here wait for, is not logged
+/// as an error.
+pub struct EndIsNoError;
+
+impl rdkafka::ClientContext for EndIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            eprintln!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndIsNoError {}
+
 /// Everything in `topic` now, as a `read_committed` reader sees it (to the end of every
 /// partition).
 pub fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
@@ -216,13 +309,19 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
 /// Everything in `topic` now, as a reader of `isolation` (`read_committed`,
 /// `read_uncommitted`) sees it.
 pub fn read_all_as(brokers: &str, topic: &str, isolation: &str) -> Vec<Read> {
-    let c: BaseConsumer = ClientConfig::new()
+    try_read_all_as(brokers, topic, isolation).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`read_all_as`], or an error when the end of some partition was not reached within 30 s
+/// (a broker slow to answer: the caller may try again).
+pub fn try_read_all_as(brokers: &str, topic: &str, isolation: &str) -> Result<Vec<Read>, String> {
+    let c: BaseConsumer<EndIsNoError> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", isolation)
-        .create()
+        .create_with_context(EndIsNoError)
         .expect("consumer");
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -272,8 +371,13 @@ pub fn read_all_as(brokers: &str, topic: &str, isolation: &str) -> Vec<Read> {
             None => {}
         }
     }
-    assert_eq!(eof.len(), parts.len(), "did not reach the end of {topic}");
-    out
+    if eof.len() < parts.len() {
+        return Err(format!(
+            "did not reach the end of {topic} within 30 s: partitions {:?} of {parts:?} ended",
+            eof
+        ));
+    }
+    Ok(out)
 }
 
 /// The offsets committed for `group` on `topic`'s partitions.
