@@ -231,10 +231,15 @@ impl<T: Data> KafkaSink<T> {
         }
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
-            let offset = match self.position.get(&(topic.to_string(), *p)) {
-                Some(o) => Offset::Offset(*o),
-                None => Offset::Beginning,
-            };
+            // A partition this sink never wrote is read from offset 0, not `Offset::Beginning`
+            // (a lookup that takes librdkafka about 500 ms); one whose start was deleted resets
+            // to it (`auto.offset.reset`).
+            let offset = Offset::Offset(
+                self.position
+                    .get(&(topic.to_string(), *p))
+                    .copied()
+                    .unwrap_or(0),
+            );
             tpl.add_partition_offset(topic, *p, offset)
                 .map_err(|e| self.error(format!("cannot assign {topic}-{p}: {e}")))?;
         }
@@ -443,14 +448,13 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
         if self.exactly_once() {
             // Fences a previous instance of this sink (a crashed run) and, on Kafka, aborts its
             // open transaction.
-            producer
-                .init_transactions(self.settings.timeout)
+            produce::init_transactions(&producer, &self.settings.topic, 0, self.settings.timeout)
                 .map_err(|e| {
-                    self.error(format!(
-                        "cannot initialise transactions on {}: {e}",
-                        self.settings.brokers
-                    ))
-                })?;
+                self.error(format!(
+                    "cannot initialise transactions on {}: {e}",
+                    self.settings.brokers
+                ))
+            })?;
             if let Some(source) = &self.settings.source {
                 // A task commits its offsets to the application's group. The member's own
                 // metadata is not used: its generation changes with every rebalance, and a

@@ -364,10 +364,12 @@ impl Reader {
 
     fn seek(&mut self, from: Option<i64>) -> Result<(), String> {
         let mut tpl = TopicPartitionList::new();
+        // Offset 0, not `Offset::Beginning` (a lookup that takes librdkafka about 500 ms); a
+        // partition whose start was deleted resets to it (`auto.offset.reset`).
         tpl.add_partition_offset(
             &self.topic,
             self.partition,
-            from.map_or(Offset::Beginning, Offset::Offset),
+            Offset::Offset(from.unwrap_or(0)),
         )
         .map_err(|e| format!("{}-{}: {e}", self.topic, self.partition))?;
         self.consumer

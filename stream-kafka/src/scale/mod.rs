@@ -748,6 +748,7 @@ impl InstanceInner {
                     self.zero,
                 )
                 .map_err(|e| self.task_error(&scope.task, e))?;
+                let fenced = started.elapsed();
                 let progress = Arc::new(changelog::Progress::default());
                 lock(&self.restoring).insert(partition, (SystemTime::now(), progress.clone()));
                 let restored = ssc.restore_checkpoint(|r| {
@@ -782,7 +783,7 @@ impl InstanceInner {
                 }
                 if let Some(t) = restored.batch {
                     log::info!(
-                        "task {}: restored to the batch at {t} from {} ({} changes, {} bytes of changelog, {:?})",
+                        "task {}: restored to the batch at {t} from {} ({} changes, {} bytes of changelog, {:?}, of which {:?} opening the changelog's producer)",
                         scope.task,
                         if restored.from_local {
                             "the local copy and the changelog's tail"
@@ -791,7 +792,8 @@ impl InstanceInner {
                         },
                         restored.changes,
                         restored.bytes,
-                        started.elapsed()
+                        started.elapsed(),
+                        fenced
                     );
                 }
                 restore = Some(RestoreInfo {
