@@ -938,6 +938,13 @@ fn a_broker_unreachable_during_a_rebalance_fails_clearly_and_loses_nothing() {
         "batches wait for the broker timeout first ({:.1?})",
         cut_at.elapsed()
     );
+    // The tasks stop at once, not one after another (each last batch waiting for the sinks'
+    // 30 s timeout): about 10 s here.
+    assert!(
+        cut_at.elapsed() < StdDuration::from_secs(60),
+        "the instance stops within a minute ({:.1?})",
+        cut_at.elapsed()
+    );
     assert!(
         message.contains(&app) && message.contains(&b),
         "the error names the application and the brokers: {message}"

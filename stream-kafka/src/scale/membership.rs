@@ -154,21 +154,26 @@ fn commit_pending(consumer: &BaseConsumer<GroupContext>, mode: CommitMode) {
 pub(crate) struct Membership {
     consumer: Arc<BaseConsumer<GroupContext>>,
     stopping: Arc<AtomicBool>,
-    poller: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The group thread and the thread probing the brokers.
+    poller: Mutex<Vec<std::thread::JoinHandle<()>>>,
     brokers: String,
     /// The topic whose metadata tells whether the brokers answer.
     probe_topic: String,
     broker_timeout: StdDuration,
 }
 
-/// Whether the brokers answer, as the group thread sees it: after an error from the group's
-/// consumer it asks for metadata once a second until they do; an error that lasts longer than
-/// the broker timeout stops the instance (reported once).
+/// Whether the brokers answer, as the group's probe thread sees it: it asks for metadata every
+/// 5 s, and once a second after a failed answer, until they answer again. Unreachable for longer than the broker timeout stops the instance
+/// (reported once). (The consumer alone does not tell: while its coordinator is gone it may
+/// report nothing at all, only retry.)
 struct Reachability {
     trouble: Option<(std::time::Instant, String)>,
     last_probe: std::time::Instant,
     reported: bool,
 }
+
+/// How often the brokers are asked when all is well.
+const PROBE_EVERY: StdDuration = StdDuration::from_secs(5);
 
 impl Reachability {
     fn new() -> Reachability {
@@ -179,13 +184,7 @@ impl Reachability {
         }
     }
 
-    fn error(&mut self, e: &rdkafka::error::KafkaError) {
-        if self.trouble.is_none() {
-            self.trouble = Some((std::time::Instant::now(), e.to_string()));
-        }
-    }
-
-    /// Probes the brokers when in trouble; the error to stop with, once it has lasted too long.
+    /// Probes the brokers when due; the error to stop with, once trouble has lasted too long.
     fn check(
         &mut self,
         consumer: &BaseConsumer<GroupContext>,
@@ -193,17 +192,30 @@ impl Reachability {
         topic: &str,
         timeout: StdDuration,
     ) -> Option<String> {
-        let (since, what) = self.trouble.as_ref()?;
-        if self.last_probe.elapsed() < StdDuration::from_secs(1) {
+        let every = if self.trouble.is_some() {
+            StdDuration::from_secs(1)
+        } else {
+            PROBE_EVERY
+        };
+        if self.last_probe.elapsed() < every {
             return None;
         }
-        self.last_probe = std::time::Instant::now();
+        let asked = std::time::Instant::now();
         let probe = consumer.fetch_metadata(Some(topic), StdDuration::from_secs(1));
-        if probe.is_ok() {
-            self.trouble = None;
-            self.reported = false;
-            return None;
+        self.last_probe = std::time::Instant::now();
+        match probe {
+            Ok(_) => {
+                self.trouble = None;
+                self.reported = false;
+                return None;
+            }
+            Err(e) => {
+                if self.trouble.is_none() {
+                    self.trouble = Some((asked, e.to_string()));
+                }
+            }
         }
+        let (since, what) = self.trouble.as_ref()?;
         if since.elapsed() < timeout || self.reported {
             return None;
         }
@@ -273,7 +285,7 @@ impl Membership {
         Ok(Membership {
             consumer: Arc::new(consumer),
             stopping: Arc::new(AtomicBool::new(false)),
-            poller: Mutex::new(None),
+            poller: Mutex::new(Vec::new()),
             brokers: s.brokers.to_string(),
             probe_topic: s.topics.first().cloned().unwrap_or_default(),
             broker_timeout: s.broker_timeout,
@@ -288,31 +300,44 @@ impl Membership {
             self.probe_topic.clone(),
             self.broker_timeout,
         );
-        let poller = std::thread::Builder::new()
-            .name("dstream-group".into())
-            .spawn(move || {
-                let mut last_commit = std::time::Instant::now();
-                let mut reach = Reachability::new();
-                while !stopping.load(Ordering::SeqCst) {
-                    match consumer.poll(StdDuration::from_millis(100)) {
-                        None | Some(Ok(_)) => {}
-                        Some(Err(e)) => {
-                            log::debug!("group membership: {e}");
-                            reach.error(&e);
+        let poller = {
+            let (consumer, stopping) = (consumer.clone(), stopping.clone());
+            std::thread::Builder::new()
+                .name("dstream-group".into())
+                .spawn(move || {
+                    let mut last_commit = std::time::Instant::now();
+                    while !stopping.load(Ordering::SeqCst) {
+                        match consumer.poll(StdDuration::from_millis(100)) {
+                            None | Some(Ok(_)) => {}
+                            Some(Err(e)) => log::debug!("group membership: {e}"),
+                        }
+                        if last_commit.elapsed() >= StdDuration::from_secs(1) {
+                            last_commit = std::time::Instant::now();
+                            commit_pending(&consumer, CommitMode::Async);
                         }
                     }
+                    commit_pending(&consumer, CommitMode::Async);
+                })
+                .map_err(|e| format!("cannot start the group thread: {e}"))?
+        };
+        // On a thread of its own: a revocation holds the group thread until the revoked tasks
+        // have stopped, which, with the brokers gone, takes their timeouts one after another.
+        let prober = std::thread::Builder::new()
+            .name("dstream-group-probe".into())
+            .spawn(move || {
+                let mut reach = Reachability::new();
+                while !stopping.load(Ordering::SeqCst) {
+                    std::thread::sleep(StdDuration::from_millis(100));
                     if let Some(e) = reach.check(&consumer, &brokers, &topic, timeout) {
                         consumer.context().handler.unreachable(e);
                     }
-                    if last_commit.elapsed() >= StdDuration::from_secs(1) {
-                        last_commit = std::time::Instant::now();
-                        commit_pending(&consumer, CommitMode::Async);
-                    }
                 }
-                commit_pending(&consumer, CommitMode::Async);
             })
-            .map_err(|e| format!("cannot start the group thread: {e}"))?;
-        *self.poller.lock().unwrap_or_else(|e| e.into_inner()) = Some(poller);
+            .map_err(|e| format!("cannot start the group's probe thread: {e}"))?;
+        self.poller
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([poller, prober]);
         Ok(())
     }
 
@@ -407,9 +432,9 @@ impl Membership {
     /// then the consumer closes. Blocks until both are done.
     pub(crate) fn leave(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let poller = self.poller.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(p) = poller {
-            let _ = p.join();
+        let threads = std::mem::take(&mut *self.poller.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
         }
         // Unsubscribing revokes everything; polling serves the callback.
         self.consumer.unsubscribe();

@@ -930,22 +930,28 @@ impl Assignments for Arc<InstanceInner> {
                 })
                 .collect()
         };
-        // Stopped one after another on this (the group's) thread: the partitions go to their
-        // next owner only when this returns, after each task's batch in flight committed.
-        for (p, t) in stopping {
-            log::info!(
-                "task {}: {}; stopping after its batch in flight",
-                t.scope.task,
-                if lost {
-                    "lost to another instance"
-                } else {
-                    "revoked"
-                }
-            );
-            t.stop(&self.dashboard);
-            drop(t);
-            lock(&self.closing).remove(&p);
-        }
+        // Stopped all at once, and waited for on this (the group's) thread: the partitions go
+        // to their next owner only when this returns, after each task's batch in flight
+        // committed. (One after another, a revocation took the sum of the tasks' last batches:
+        // minutes when the brokers are gone and each batch waits for its timeouts.)
+        std::thread::scope(|scope| {
+            for (p, t) in stopping {
+                scope.spawn(move || {
+                    log::info!(
+                        "task {}: {}; stopping after its batch in flight",
+                        t.scope.task,
+                        if lost {
+                            "lost to another instance"
+                        } else {
+                            "revoked"
+                        }
+                    );
+                    t.stop(&self.dashboard);
+                    drop(t);
+                    lock(&self.closing).remove(&p);
+                });
+            }
+        });
     }
 
     fn unreachable(&self, message: String) {
