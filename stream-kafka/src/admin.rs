@@ -135,3 +135,38 @@ pub fn produce(
     p::flush(&producer, Duration::from_secs(120))?;
     Ok(n)
 }
+
+/// The offsets `group` has committed on partitions `0..partitions` of `topic`, in partition
+/// order (`None` where it has none): for checking where an application stands.
+pub fn committed_offsets(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<Option<i64>>, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .map_err(|e| format!("cannot create a consumer for {brokers}: {e}"))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    // The returned list is dropped before the consumer (a known librdkafka hang otherwise).
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .map_err(|e| format!("cannot read group {group}'s offsets of {topic}: {e}"))?;
+    let offsets = (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
+        .collect();
+    drop(committed);
+    Ok(offsets)
+}

@@ -126,13 +126,13 @@ fn instances_split_the_tasks_and_take_over_those_of_one_that_leaves() {
     for (kind, b) in each_broker("instances_split_the_tasks_and_take_over_those_of_one_that_leaves")
     {
         eprintln!("== on {kind} ({b})");
-        let input = unique("scale-in");
-        let out = unique("scale-out");
-        let app = unique("scale-app");
-        create_topic(&b, &input, 6);
-        create_topic(&b, &out, 3);
+        let Setup {
+            input,
+            out,
+            app,
+            roots,
+        } = setup(&b, "scale", 3);
         produce_lines(&b, &input, 6, &lines(0, 600));
-        let roots: Vec<PathBuf> = (0..3).map(|i| temp_root(&format!("inst{i}"))).collect();
         let a = upper_instance(&b, &app, &input, &out, &roots[0]);
         let c = upper_instance(&b, &app, &input, &out, &roots[1]);
         let d = upper_instance(&b, &app, &input, &out, &roots[2]);
@@ -346,6 +346,31 @@ fn counting_instance_with(
         .unwrap()
 }
 
+/// A test application's names, all new: its input topic (6 partitions, `<name>-in`), output
+/// topic (3 partitions), application id, and the checkpoint roots of `instances` instances
+/// (separate, as on separate machines: state moves only through Kafka).
+struct Setup {
+    input: String,
+    out: String,
+    app: String,
+    roots: Vec<PathBuf>,
+}
+
+fn setup(b: &str, name: &str, instances: usize) -> Setup {
+    let input = unique(&format!("{name}-in"));
+    let out = unique(&format!("{name}-out"));
+    create_topic(b, &input, 6);
+    create_topic(b, &out, 3);
+    Setup {
+        input,
+        out,
+        app: unique(&format!("{name}-app")),
+        roots: (0..instances)
+            .map(|i| temp_root(&format!("{name}{i}")))
+            .collect(),
+    }
+}
+
 /// `per_user` events of each of 60 users, user `u` in partition `u % 6`.
 fn produce_users(b: &str, topic: &str, per_user: usize) {
     let users: Vec<String> = (0..60).map(|u| format!("u{u}")).collect();
@@ -363,13 +388,12 @@ fn stateful_tasks_move_with_their_state_through_the_changelog() {
     let _one = one_at_a_time();
     for (kind, b) in each_broker("stateful_tasks_move_with_their_state_through_the_changelog") {
         eprintln!("== on {kind} ({b})");
-        let input = unique("users-in");
-        let out = unique("users-out");
-        let app = unique("users-app");
-        create_topic(&b, &input, 6);
-        create_topic(&b, &out, 3);
-        // Separate checkpoint roots: as on separate machines, state moves only through Kafka.
-        let roots: Vec<PathBuf> = (0..3).map(|i| temp_root(&format!("users{i}"))).collect();
+        let Setup {
+            input,
+            out,
+            app,
+            roots,
+        } = setup(&b, "users", 3);
         produce_users(&b, &input, 10);
         let a = counting_instance(&b, &app, &input, &out, &roots[0], false);
         let c = counting_instance(&b, &app, &input, &out, &roots[1], false);
@@ -423,12 +447,12 @@ fn a_standby_keeps_a_warm_copy_and_the_task_restores_only_the_tail_there() {
         each_broker("a_standby_keeps_a_warm_copy_and_the_task_restores_only_the_tail_there")
     {
         eprintln!("== on {kind} ({b})");
-        let input = unique("standby-in");
-        let out = unique("standby-out");
-        let app = unique("standby-app");
-        create_topic(&b, &input, 6);
-        create_topic(&b, &out, 3);
-        let roots: Vec<PathBuf> = (0..2).map(|i| temp_root(&format!("standby{i}"))).collect();
+        let Setup {
+            input,
+            out,
+            app,
+            roots,
+        } = setup(&b, "standby", 2);
         let standby = || Counting {
             standby: 1,
             ..Counting::default()
@@ -556,12 +580,12 @@ fn a_repartition_brings_each_users_events_to_one_task_across_instances() {
         let kind = "kafka";
         eprintln!("== on {kind} ({b})");
         let isolation = "read_committed";
-        let input = unique("spread-in");
-        let out = unique("spread-out");
-        let app = unique("spread-app");
-        create_topic(&b, &input, 6);
-        create_topic(&b, &out, 3);
-        let roots: Vec<PathBuf> = (0..3).map(|i| temp_root(&format!("spread{i}"))).collect();
+        let Setup {
+            input,
+            out,
+            app,
+            roots,
+        } = setup(&b, "spread", 3);
         produce_users_everywhere(&b, &input, 10);
         let a = counting_instance(&b, &app, &input, &out, &roots[0], true);
         let c = counting_instance(&b, &app, &input, &out, &roots[1], true);
@@ -923,12 +947,12 @@ fn a_broker_unreachable_during_a_rebalance_fails_clearly_and_loses_nothing() {
     let _one = one_at_a_time();
     let (_broker, proxy) = OwnBroker::behind_proxy();
     let b = proxy.brokers.clone();
-    let input = unique("cut-in");
-    let out = unique("cut-out");
-    let app = unique("cut-app");
-    create_topic(&b, &input, 6);
-    create_topic(&b, &out, 3);
-    let roots: Vec<PathBuf> = (0..2).map(|i| temp_root(&format!("cut{i}"))).collect();
+    let Setup {
+        input,
+        out,
+        app,
+        roots,
+    } = setup(&b, "cut", 2);
     let timeout = StdDuration::from_secs(5);
     let start = |root: &PathBuf| {
         let opts = Counting {
@@ -1030,12 +1054,12 @@ fn an_instances_dashboard_shows_its_tasks_the_members_and_the_last_rebalance() {
         each_broker("an_instances_dashboard_shows_its_tasks_the_members_and_the_last_rebalance")
     {
         eprintln!("== on {kind} ({b})");
-        let input = unique("dash-in");
-        let out = unique("dash-out");
-        let app = unique("dash-app");
-        create_topic(&b, &input, 6);
-        create_topic(&b, &out, 3);
-        let roots: Vec<PathBuf> = (0..2).map(|i| temp_root(&format!("dash{i}"))).collect();
+        let Setup {
+            input,
+            out,
+            app,
+            roots,
+        } = setup(&b, "dash", 2);
         produce_users(&b, &input, 5);
         let a = counting_instance(&b, &app, &input, &out, &roots[0], false);
         let dashboard = a.serve_dashboard("127.0.0.1:0").unwrap();

@@ -31,9 +31,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration as StdDuration, Instant, SystemTime};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 const PARTITIONS: i32 = 6;
@@ -131,28 +128,12 @@ fn click(visitor: u64, i: u64) -> String {
     format!("v{visitor} /p/{} {}", dstream_bench::mix(i) % 500, now_ms())
 }
 
-/// The group's committed offsets, summed over the partitions (0 for a partition without).
+/// The group's committed offsets, summed over the partitions (0 for a partition without, and
+/// while they cannot be read).
 fn committed(brokers: &str, group: &str, topic: &str) -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(topic, p);
-    }
-    match c.committed_offsets(tpl, StdDuration::from_secs(10)) {
-        Ok(list) => list
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            })
-            .sum(),
-        Err(_) => 0,
-    }
+    dstream::kafka::admin::committed_offsets(brokers, group, topic, PARTITIONS)
+        .map(|offsets| offsets.into_iter().flatten().sum())
+        .unwrap_or(0)
 }
 
 /// An instance: the example's process and its dashboard's address.

@@ -683,12 +683,7 @@ impl InstanceInner {
         TaskScope {
             app: self.settings.app.clone(),
             task: task_name(&self.settings.topics, partition),
-            partitions: self
-                .settings
-                .topics
-                .iter()
-                .map(|t| (t.clone(), partition))
-                .collect(),
+            partitions: self.task_partitions(partition),
             zero: Some(self.zero),
             link: link.map(|l| l as Arc<dyn std::any::Any + Send + Sync>),
             exchanges: Some(Arc::new(exchange::KafkaExchanges::new(

@@ -380,31 +380,13 @@ pub fn try_read_all_as(brokers: &str, topic: &str, isolation: &str) -> Result<Ve
     Ok(out)
 }
 
-/// The offsets committed for `group` on `topic`'s partitions.
+/// The offsets committed for `group` on `topic`'s partitions (-1 where none).
 pub fn group_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    // The returned list is dropped before the consumer (a known librdkafka hang otherwise).
-    {
-        let committed = c
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..partitions)
-            .map(
-                |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    _ => -1,
-                },
-            )
-            .collect()
-    }
+    stream_kafka::admin::committed_offsets(brokers, group, topic, partitions)
+        .expect("committed offsets")
+        .into_iter()
+        .map(|o| o.unwrap_or(-1))
+        .collect()
 }
 
 /// Sets `group`'s committed offsets (to show a restart does not use them).
