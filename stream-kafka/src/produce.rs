@@ -2,7 +2,7 @@
 //! landed (the next offset after ours in each partition).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -178,4 +178,126 @@ pub(crate) fn init_transactions(
         started.elapsed() - connected
     );
     result
+}
+
+/// Why a [`bounded`] call failed.
+#[derive(Debug)]
+pub(crate) enum TxnError {
+    /// The call returned an error; the producer can abort and go on.
+    Failed(String),
+    /// The call did not return in time and was left running: the producer must not be used for
+    /// another transaction.
+    Abandoned(String),
+}
+
+impl TxnError {
+    /// Whether the producer can still be used.
+    pub(crate) fn usable(&self) -> bool {
+        matches!(self, TxnError::Failed(_))
+    }
+}
+
+impl std::fmt::Display for TxnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxnError::Failed(m) | TxnError::Abandoned(m) => f.write_str(m),
+        }
+    }
+}
+
+/// How much longer than its own timeout a transactional call may take before [`bounded`] gives
+/// up on it: librdkafka's timeouts fire on its own threads' schedule, a little late.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Runs one of librdkafka's transactional calls (`send_offsets_to_transaction`,
+/// `commit_transaction`, `abort_transaction`) on a thread of its own and waits for it at most
+/// `timeout` (the one the call was given) plus a grace.
+///
+/// librdkafka 2.12 waits for `send_offsets_to_transaction`'s answer without a deadline
+/// (`rd_kafka_txn_op_req1(.., RD_POLL_INFINITE)`, the timeout given only bounding the request it
+/// sends): with every broker gone during a rebalance, about 1 call in 8 never returned, and the
+/// task holding it could never stop. A call that outlives its deadline is left to finish on its
+/// thread, which keeps the producer until then; the caller gets an error and must not use the
+/// producer for another transaction (librdkafka refuses one while a call is in progress). If the
+/// call succeeds later, its transaction is one committed by a process that then failed, which
+/// recovery handles as after a crash between Kafka's commit and the local one; the task's next
+/// owner fences the producer either way.
+pub(crate) fn bounded<R: Send + 'static>(
+    producer: &Arc<TrackedProducer>,
+    timeout: Duration,
+    what: &str,
+    call: impl FnOnce(&TrackedProducer) -> Result<R, KafkaError> + Send + 'static,
+) -> Result<R, TxnError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let p = Arc::clone(producer);
+    std::thread::Builder::new()
+        .name("dstream-txn".into())
+        .spawn(move || {
+            let _ = tx.send(call(&p));
+        })
+        .map_err(|e| TxnError::Failed(format!("cannot start a thread for {what}: {e}")))?;
+    match rx.recv_timeout(timeout + GRACE) {
+        Ok(result) => result.map_err(|e| TxnError::Failed(e.to_string())),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(TxnError::Failed(format!(
+            "{what} panicked inside librdkafka's client"
+        ))),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            log::warn!(
+                "{what} did not return within {:?}; its thread is left to it, and the producer with it",
+                timeout + GRACE
+            );
+            Err(TxnError::Abandoned(format!(
+                "{what} did not return within {:?}: the brokers do not answer",
+                timeout + GRACE
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producer() -> Arc<TrackedProducer> {
+        // Nothing listens there; creating the producer does not connect.
+        let p = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .create_with_context(Tracker::default())
+            .expect("a producer");
+        Arc::new(p)
+    }
+
+    #[test]
+    fn a_call_that_never_returns_is_abandoned_after_its_timeout_and_the_grace() {
+        let p = producer();
+        let started = Instant::now();
+        let result = bounded(&p, Duration::from_millis(100), "a stuck call", |_| {
+            std::thread::sleep(Duration::from_secs(30));
+            Ok(())
+        });
+        let took = started.elapsed();
+        let e = result.expect_err("abandoned");
+        assert!(!e.usable(), "the producer is not usable: {e}");
+        assert!(
+            e.to_string()
+                .contains("a stuck call did not return within 5.1s"),
+            "{e}"
+        );
+        assert!(
+            took >= Duration::from_millis(5100) && took < Duration::from_secs(10),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn a_call_that_returns_gives_its_result_and_its_error_leaves_the_producer_usable() {
+        let p = producer();
+        let ok = bounded(&p, Duration::from_secs(1), "a call", |_| Ok(7));
+        assert_eq!(ok.expect("its result"), 7);
+        let failed = bounded(&p, Duration::from_secs(1), "a call", |_| {
+            Err::<(), _>(KafkaError::Canceled)
+        });
+        let e = failed.expect_err("its error");
+        assert!(e.usable(), "{e}");
+    }
 }

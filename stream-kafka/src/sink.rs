@@ -116,6 +116,9 @@ impl<T: Data> KafkaSinkBuilder<T> {
             recovering_after: None,
             read_back: HashMap::new(),
             read_topics: HashSet::new(),
+            config: None,
+            abandoned: false,
+            last_written: None,
         }
     }
 }
@@ -126,10 +129,10 @@ type Written = (String, Option<Vec<u8>>, Vec<u8>);
 /// Writes a DStream's batches to Kafka.
 pub struct KafkaSink<T> {
     settings: KafkaSinkBuilder<T>,
-    producer: Option<TrackedProducer>,
+    producer: Option<Arc<TrackedProducer>>,
     /// The sink's id in the `dstream.sink` header (its transactional id when exactly-once).
     id: String,
-    group: Option<ConsumerGroupMetadata>,
+    group: Option<Arc<ConsumerGroupMetadata>>,
     /// The offset after this sink's last record in each partition it wrote.
     position: Offsets,
     /// After a recovery: batches after this one may already be (partly) out.
@@ -137,6 +140,13 @@ pub struct KafkaSink<T> {
     /// What the output topics hold of the batches after the last committed one, by batch time.
     read_back: HashMap<i64, HashMap<Written, usize>>,
     read_topics: HashSet<String>,
+    /// The producer's configuration, kept to make another after one is abandoned.
+    config: Option<ClientConfig>,
+    /// The producer was abandoned to a transactional call that never returned: the next batch
+    /// makes a new one (which fences it).
+    abandoned: bool,
+    /// The last batch this sink wrote out in full (or the checkpoint's, at the start).
+    last_written: Option<Time>,
 }
 
 impl<T> std::fmt::Debug for KafkaSink<T> {
@@ -312,6 +322,46 @@ impl<T: Data> KafkaSink<T> {
         Ok(())
     }
 
+    /// A producer with configuration `c`; with exactly-once delivery, its transactions
+    /// initialised, which fences a previous producer of this sink (a crashed run, or one
+    /// abandoned to a call the brokers never answered) and, on Kafka, aborts its open
+    /// transaction.
+    fn connect(&self, c: &ClientConfig) -> Result<Arc<TrackedProducer>, Error> {
+        let producer: TrackedProducer = c
+            .create_with_context(Tracker::default())
+            .map_err(|e| self.error(format!("cannot create the producer: {e}")))?;
+        if self.exactly_once() {
+            produce::init_transactions(&producer, &self.settings.topic, 0, self.settings.timeout)
+                .map_err(|e| {
+                self.error(format!(
+                    "cannot initialise transactions on {}: {e}",
+                    self.settings.brokers
+                ))
+            })?;
+        }
+        Ok(Arc::new(producer))
+    }
+
+    /// After a producer was abandoned: a new one, and the batches after the last one written
+    /// out in full treated as a recovery's (the abandoned call may yet have committed one).
+    fn reconnect(&mut self) -> Result<(), Error> {
+        let c = self
+            .config
+            .clone()
+            .ok_or_else(|| self.error("the sink is not open"))?;
+        let producer = self.connect(&c)?;
+        log::info!(
+            "kafka sink {}: a new producer replaces the one abandoned",
+            self.id
+        );
+        self.producer = Some(producer);
+        self.abandoned = false;
+        self.recovering_after = self.last_written;
+        self.read_back.clear();
+        self.read_topics.clear();
+        Ok(())
+    }
+
     fn begin(&self, producer: &TrackedProducer) -> Result<(), Error> {
         producer
             .begin_transaction()
@@ -341,7 +391,11 @@ impl<T: Data> KafkaSink<T> {
         Ok(())
     }
 
-    fn commit(&self, producer: &TrackedProducer, t: Time) -> Result<(), Error> {
+    /// Adds the source's offsets to the transaction and commits it, each call bounded by
+    /// [`produce::bounded`]: `Err((error, usable))`, `usable` false when a call was left
+    /// running and the producer must not be used again.
+    fn commit(&self, producer: &Arc<TrackedProducer>, t: Time) -> Result<(), (Error, bool)> {
+        let timeout = self.settings.timeout;
         if let (Some(source), Some(group)) = (&self.settings.source, &self.group)
             && let Some(ranges) = source.offset_ranges(t)
         {
@@ -349,21 +403,30 @@ impl<T: Data> KafkaSink<T> {
             for r in &ranges {
                 let _ = tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.until));
             }
-            producer
-                .send_offsets_to_transaction(&tpl, group, self.settings.timeout)
-                .map_err(|e| {
-                    self.error(format!(
-                        "cannot add the source's offsets to the transaction: {e}"
-                    ))
-                })?;
-        }
-        producer
-            .commit_transaction(self.settings.timeout)
-            .map_err(|e| {
-                self.error(format!(
-                    "cannot commit the transaction of the batch at {t}: {e}"
-                ))
+            let group = Arc::clone(group);
+            let what = format!("{}: send_offsets_to_transaction", self.id);
+            produce::bounded(producer, timeout, &what, move |p| {
+                p.send_offsets_to_transaction(&tpl, &group, timeout)
             })
+            .map_err(|e| {
+                let usable = e.usable();
+                let e = self.error(format!(
+                    "cannot add the source's offsets to the transaction: {e}"
+                ));
+                (e, usable)
+            })?;
+        }
+        let what = format!("{}: commit_transaction", self.id);
+        produce::bounded(producer, timeout, &what, move |p| {
+            p.commit_transaction(timeout)
+        })
+        .map_err(|e| {
+            let usable = e.usable();
+            let e = self.error(format!(
+                "cannot commit the transaction of the batch at {t}: {e}"
+            ));
+            (e, usable)
+        })
     }
 }
 
@@ -442,19 +505,9 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
         for (k, v) in &self.settings.properties {
             c.set(k, v);
         }
-        let producer: TrackedProducer = c
-            .create_with_context(Tracker::default())
-            .map_err(|e| self.error(format!("cannot create the producer: {e}")))?;
+        let producer = self.connect(&c)?;
+        self.config = Some(c);
         if self.exactly_once() {
-            // Fences a previous instance of this sink (a crashed run) and, on Kafka, aborts its
-            // open transaction.
-            produce::init_transactions(&producer, &self.settings.topic, 0, self.settings.timeout)
-                .map_err(|e| {
-                self.error(format!(
-                    "cannot initialise transactions on {}: {e}",
-                    self.settings.brokers
-                ))
-            })?;
             if let Some(source) = &self.settings.source {
                 // A task commits its offsets to the application's group. The member's own
                 // metadata is not used: its generation changes with every rebalance, and a
@@ -469,10 +522,11 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
                     .set("group.id", &group)
                     .create()
                     .map_err(|e| self.error(format!("cannot create a consumer: {e}")))?;
-                self.group = consumer.group_metadata();
+                self.group = consumer.group_metadata().map(Arc::new);
             }
             self.recovering_after = ctx.last_committed;
         }
+        self.last_written = ctx.last_committed;
         if let Some(p) = &ctx.position {
             let list: Vec<(String, i32, i64)> = postcard::from_bytes(p).map_err(|e| {
                 self.error(format!("its checkpointed position does not decode: {e}"))
@@ -498,6 +552,9 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
                     out.value,
                 ));
             }
+        }
+        if self.abandoned {
+            self.reconnect()?;
         }
         if let Some(after) = self.recovering_after {
             // A batch run again: produce only what is not out already.
@@ -533,15 +590,26 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
             .producer
             .take()
             .ok_or_else(|| self.error("the sink is not open"))?;
+        let mut usable = true;
         let result = (|| {
             if self.exactly_once() {
                 self.begin(&producer)?;
                 let sent = self
                     .produce(&producer, &records, time)
+                    .map_err(|e| (e, true))
                     .and_then(|()| self.commit(&producer, time));
-                if let Err(e) = sent {
-                    let _ = producer.abort_transaction(self.settings.timeout);
-                    let _ = produce::flush(&producer, StdDuration::from_secs(1));
+                if let Err((e, still)) = sent {
+                    usable = still;
+                    if still {
+                        let timeout = self.settings.timeout;
+                        let what = format!("{}: abort_transaction", self.id);
+                        if let Err(a) = produce::bounded(&producer, timeout, &what, move |p| {
+                            p.abort_transaction(timeout)
+                        }) {
+                            usable = a.usable();
+                        }
+                        let _ = produce::flush(&producer, StdDuration::from_secs(1));
+                    }
                     return Err(e);
                 }
                 produce::flush(&producer, self.settings.timeout).map_err(|e| self.error(e))
@@ -554,7 +622,20 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
             let next = self.position.entry(k).or_insert(0);
             *next = (*next).max(o);
         }
-        self.producer = Some(producer);
+        if usable {
+            self.producer = Some(producer);
+        } else {
+            // A transactional call still runs on its own thread with the producer; the next
+            // batch opens the sink again, with a new producer that fences this one.
+            log::warn!(
+                "kafka sink {}: its producer is abandoned to a call the brokers never answered",
+                self.id
+            );
+            self.abandoned = true;
+        }
+        if result.is_ok() {
+            self.last_written = Some(time);
+        }
         result
     }
 

@@ -110,7 +110,10 @@ pub(crate) struct Changelog {
     task: String,
     partition: i32,
     operators: usize,
-    producer: TrackedProducer,
+    producer: std::sync::Arc<TrackedProducer>,
+    /// The producer was abandoned to a transactional call that never returned (see
+    /// [`produce::bounded`]): no other transaction can start on it.
+    abandoned: std::sync::atomic::AtomicBool,
     timeout: StdDuration,
     /// The application's zero time. The inputs' positions are written ahead of each batch:
     /// its next owner cuts a batch in flight the same (other tasks may have received its part
@@ -153,7 +156,8 @@ impl Changelog {
             task: task.to_string(),
             partition,
             operators,
-            producer,
+            producer: std::sync::Arc::new(producer),
+            abandoned: Default::default(),
             timeout,
             zero,
             outstanding: Default::default(),
@@ -169,6 +173,9 @@ impl Changelog {
 
     fn write(&self, batch: &CommitRecord<'_>) -> Result<Mark, String> {
         let _txn = self.txn.lock().unwrap_or_else(|e| e.into_inner());
+        if self.abandoned.load(Ordering::Relaxed) {
+            return Err("its producer was abandoned to a call the brokers never answered; the task must start again (its next owner fences that producer)".into());
+        }
         let t = batch.time.millis().to_string();
         let headers = || {
             OwnedHeaders::new().insert(Header {
@@ -221,9 +228,17 @@ impl Changelog {
                 headers(),
             )?;
         }
-        self.producer
-            .commit_transaction(self.timeout)
-            .map_err(|e| format!("cannot commit the changelog transaction: {e}"))?;
+        let timeout = self.timeout;
+        let what = format!("{}: the changelog's commit_transaction", self.task);
+        produce::bounded(&self.producer, timeout, &what, move |p| {
+            p.commit_transaction(timeout)
+        })
+        .map_err(|e| {
+            if !e.usable() {
+                self.abandoned.store(true, Ordering::Relaxed);
+            }
+            format!("cannot commit the changelog transaction: {e}")
+        })?;
         {
             let mut o = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
             for a in &done {
@@ -301,7 +316,16 @@ impl Replicator for Changelog {
                 .map_err(|e| self.error(format!("cannot encode the changelog offsets: {e}"))),
             Err(e) => {
                 let _txn = self.txn.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = self.producer.abort_transaction(self.timeout);
+                if !self.abandoned.load(Ordering::Relaxed) {
+                    let timeout = self.timeout;
+                    let what = format!("{}: the changelog's abort_transaction", self.task);
+                    if let Err(e) = produce::bounded(&self.producer, timeout, &what, move |p| {
+                        p.abort_transaction(timeout)
+                    }) && !e.usable()
+                    {
+                        self.abandoned.store(true, Ordering::Relaxed);
+                    }
+                }
                 Err(self.error(format!(
                     "writing the batch at {} to the changelog (brokers {}): {e}",
                     batch.time, self.brokers
