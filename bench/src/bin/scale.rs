@@ -14,12 +14,15 @@
 //!
 //! - `failover`: 3 instances (`--standby N`: with N standby replicas of each task), clicks fed
 //!   at `--rate`; a random instance that runs tasks is killed with SIGKILL (and started again)
-//!   `--kills` times. For each kill: the time until
+//!   `--kills` times (`--stop term`: stopped with SIGTERM, a rolling restart, its exit waited
+//!   for before it starts again). For each kill: the time until
 //!   every task it ran has completed a batch on an instance again, split into the time until
 //!   the task was started elsewhere (the group noticing, the rebalance) and its restore.
 //! - `restore`: `--keys` visitors, one click each, make that many sessions of state (`--idle`
 //!   long enough that none closes); one instance processes them and leaves; a second one, on
-//!   an empty checkpoint directory, restores every task from the changelogs: changes/s, MB/s.
+//!   an empty checkpoint directory, restores every task from the changelogs (tasks side by
+//!   side, `start_threads`): the time from the first task's restore starting to the last
+//!   one's ending, keys/s, changes/s, MB/s.
 //! - `throughput`: `--clicks` clicks in the topic, then 1, 2 and 3 instances of a new
 //!   application each: the time until the group's offsets reach the end, and each instance's
 //!   CPU time (from /proc), so the per-core efficiency of scale-out shows.
@@ -44,6 +47,8 @@ struct Args {
     rate: u64,
     batch_ms: u64,
     standby: u64,
+    /// `--stop term`: the failover stops instances with SIGTERM instead of SIGKILL.
+    graceful: bool,
     binary: PathBuf,
     dir: PathBuf,
 }
@@ -63,6 +68,7 @@ fn parse() -> Args {
         rate: 3_000,
         batch_ms: 1_000,
         standby: 0,
+        graceful: false,
         binary: PathBuf::from("target/release/examples/sessions"),
         dir: std::env::temp_dir().join(format!("dstream-scale-bench-{}", std::process::id())),
     };
@@ -83,6 +89,13 @@ fn parse() -> Args {
             "--rate" => a.rate = num(),
             "--batch-ms" => a.batch_ms = num(),
             "--standby" => a.standby = num(),
+            "--stop" => {
+                a.graceful = match value.as_str() {
+                    "kill" => false,
+                    "term" => true,
+                    other => fail(&format!("--stop kill|term, not {other}")),
+                }
+            }
             "--binary" => a.binary = PathBuf::from(&value),
             other => fail(&format!("unknown flag {other}")),
         }
@@ -101,7 +114,7 @@ fn parse() -> Args {
 
 fn fail(message: &str) -> ! {
     eprintln!(
-        "scale: {message}\nusage: scale failover|restore|throughput [--brokers B] [--kills N] [--keys N] [--clicks N] [--rate R] [--batch-ms MS] [--standby N]"
+        "scale: {message}\nusage: scale failover|restore|throughput [--brokers B] [--kills N] [--keys N] [--clicks N] [--rate R] [--batch-ms MS] [--standby N] [--stop kill|term]"
     );
     std::process::exit(2)
 }
@@ -322,7 +335,13 @@ fn failover(a: &Args) {
         let tasks: BTreeSet<String> = instances[victim].tasks().into_keys().collect();
         let slot = instances[victim].slot;
         let killed_at = now_ms();
-        instances[victim].kill();
+        // SIGKILL (a crash), or SIGTERM (a rolling restart: the instance finishes its
+        // batches in flight and leaves the group) and its exit waited for.
+        if a.graceful {
+            instances[victim].terminate();
+        } else {
+            instances[victim].kill();
+        }
         instances[victim] = Instance::start(a, &app, &topic, slot, &extra);
         // Until each of its tasks completed a batch on an instance since the kill.
         let mut back: BTreeMap<String, (u64, u64, Value)> = BTreeMap::new();
@@ -364,8 +383,9 @@ fn failover(a: &Args) {
     }
     let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     println!(
-        "failover over {} kills, {} ms batches, {} standby replicas: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
+        "failover over {} {}, {} ms batches, {} standby replicas: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
         a.kills,
+        if a.graceful { "SIGTERMs" } else { "SIGKILLs" },
         a.batch_ms,
         a.standby,
         p50(&total),
@@ -412,19 +432,32 @@ fn restore(a: &Args) {
             .values()
             .map(|(_, _, r)| r["bytes"].as_u64().unwrap_or(0))
             .sum();
-        // Tasks restore one after another on an instance: their times add up.
-        let ms: f64 = tasks
+        // Tasks restore side by side (`start_threads`): the time is from the first task's
+        // restore starting to the last one's ending; each task's own time is shown too.
+        let spans: Vec<(f64, f64)> = tasks
             .values()
-            .map(|(_, _, r)| r["ms"].as_f64().unwrap_or(0.0))
-            .sum();
+            .map(|(since, _, r)| {
+                let ms = r["ms"].as_f64().unwrap_or(0.0);
+                (*since as f64 - ms, *since as f64)
+            })
+            .collect();
+        let first = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+        let last = spans.iter().map(|s| s.1).fold(f64::NEG_INFINITY, f64::max);
+        let wall = (last - first) / 1000.0;
+        let each: Vec<String> = tasks
+            .values()
+            .map(|(_, _, r)| format!("{:.2}", r["ms"].as_f64().unwrap_or(0.0) / 1000.0))
+            .collect();
         println!(
-            "restore {}: {} keys of session state, {changes} changes, {:.1} MB of changelog in {:.2} s: {:.0} changes/s, {:.1} MB/s",
+            "restore {}: {} keys of session state, {changes} changes, {:.1} MB of changelog in {wall:.2} s (tasks {} s): {:.0} keys/s, {:.0} changes/s, {:.1} MB/s; the instance's CPU {:.1} s",
             rep + 1,
             a.keys,
             bytes as f64 / 1e6,
-            ms / 1000.0,
-            changes as f64 / (ms / 1000.0),
-            bytes as f64 / 1e6 / (ms / 1000.0)
+            each.join(", "),
+            a.keys as f64 / wall,
+            changes as f64 / wall,
+            bytes as f64 / 1e6 / wall,
+            second.cpu_seconds()
         );
         second.terminate();
     }

@@ -503,6 +503,7 @@ impl Store {
     pub(crate) fn restore(&self, operators: Vec<Arc<dyn Durable>>) -> CheckpointRestore<'_> {
         CheckpointRestore {
             store: self,
+            cfs: Vec::new(),
             wb: WriteBatch::default(),
             pending: 0,
             operators,

@@ -125,6 +125,8 @@ impl CommitBatch<'_> {
 /// [`StreamingContext::restore_checkpoint`](crate::StreamingContext::restore_checkpoint)).
 pub struct CheckpointRestore<'a> {
     pub(super) store: &'a Store,
+    /// Each stateful operator's column family, once looked up.
+    pub(super) cfs: Vec<Option<&'a rocksdb::ColumnFamily>>,
     pub(super) wb: WriteBatch,
     pub(super) pending: usize,
     pub(super) operators: Vec<std::sync::Arc<dyn super::Durable>>,
@@ -171,30 +173,41 @@ impl CheckpointRestore<'_> {
     /// Applies one change of a restored batch, once its key and value decode as the
     /// operator's (a damaged or foreign change is an error, never state).
     pub fn apply(&mut self, change: &StateChange) -> Result<()> {
-        let Some(op) = self.operators.get(change.operator) else {
+        self.apply_parts(change.operator, &change.key, change.value.as_deref())
+    }
+
+    /// [`apply`](Self::apply) from borrowed parts: stateful operator `operator`'s `key` set to
+    /// `value` (`None` deletes it). Spares a restore two copies per change.
+    pub fn apply_parts(&mut self, operator: usize, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let Some(op) = self.operators.get(operator) else {
             return Err(CheckpointError::Corrupt {
                 file: self.store.dir().join("db"),
                 reason: format!(
-                    "a restored change is for stateful operator #{}, and the pipeline has {}",
-                    change.operator,
+                    "a restored change is for stateful operator #{operator}, and the pipeline has {}",
                     self.operators.len()
                 ),
             }
             .into());
         };
-        op.check(&change.key, change.value.as_deref())
+        op.check(key, value)
             .map_err(|message| CheckpointError::Encode {
                 what: format!(
-                    "a restored change of stateful operator #{} ({})",
-                    change.operator,
+                    "a restored change of stateful operator #{operator} ({})",
                     op.describe()
                 ),
                 message,
             })?;
-        let cf = self.store.cf(change.operator)?;
-        match &change.value {
-            Some(v) => self.wb.put_cf(cf, &change.key, v),
-            None => self.wb.delete_cf(cf, &change.key),
+        // The column family's handle, looked up once (a lookup by name formats it).
+        if self.cfs.len() <= operator {
+            self.cfs.resize(operator + 1, None);
+        }
+        let cf = match self.cfs[operator] {
+            Some(cf) => cf,
+            None => *self.cfs[operator].insert(self.store.cf(operator)?),
+        };
+        match value {
+            Some(v) => self.wb.put_cf(cf, key, v),
+            None => self.wb.delete_cf(cf, key),
         }
         self.pending += 1;
         self.applied += 1;

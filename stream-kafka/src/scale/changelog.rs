@@ -28,7 +28,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
-use stream_core::{CheckpointRestore, CommitRecord, Error, Replicator, StateChange, Time};
+use stream_core::{CheckpointRestore, CommitRecord, Error, Replicator, Time};
 
 use crate::EndIsNoError;
 use crate::produce::{self, TrackedProducer, Tracker};
@@ -608,12 +608,8 @@ pub(crate) fn restore(
                     )),
                     Some(_) => {
                         done.changes += 1;
-                        r.apply(&StateChange {
-                            operator: op,
-                            key: key.to_vec(),
-                            value: value.map(<[u8]>::to_vec),
-                        })
-                        .map_err(|e| format!("{topic}-{partition} offset {offset}: {e}"))
+                        r.apply_parts(op, key, value)
+                            .map_err(|e| format!("{topic}-{partition} offset {offset}: {e}"))
                     }
                 }
             },

@@ -40,6 +40,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What a task's sources and sinks take from the instance that runs it ([`TaskScope::link`]).
 pub(crate) struct TaskLink {
     membership: Weak<Membership>,
@@ -175,6 +183,7 @@ pub struct ScaleOutBuilder {
     timeout: StdDuration,
     standby_replicas: usize,
     standby_refresh: StdDuration,
+    start_threads: usize,
 }
 
 /// Scale-out on Kafka: the entry point.
@@ -219,6 +228,9 @@ impl ScaleOut {
             timeout: StdDuration::from_secs(30),
             standby_replicas: 0,
             standby_refresh: StdDuration::from_secs(2),
+            start_threads: std::thread::available_parallelism()
+                .map_or(2, |n| 2 * n.get())
+                .clamp(2, 8),
         }
     }
 }
@@ -279,6 +291,16 @@ impl ScaleOutBuilder {
     /// How often standby copies catch up with their changelogs (default 2 s).
     pub fn standby_refresh(mut self, every: StdDuration) -> Self {
         self.standby_refresh = every.max(StdDuration::from_millis(100));
+        self
+    }
+
+    /// How many tasks may start at once, each restoring its state (default: twice the
+    /// machine's cores, from 2 to 8). A restore is reading the changelogs and writing
+    /// RocksDB, and waits for the broker's fetches about half the time: tasks that start
+    /// together (an instance's start, a failover that moves several) restore side by side,
+    /// more of them than there are cores. 1 starts them one after another.
+    pub fn start_threads(mut self, n: usize) -> Self {
+        self.start_threads = n.max(1);
         self
     }
 
@@ -507,7 +529,8 @@ impl ScaleOutBuilder {
             build: Box::new(build),
             tasks: Mutex::new(BTreeMap::new()),
             assigned: Mutex::new(Default::default()),
-            starting: Mutex::new(()),
+            starting: std::sync::RwLock::new(()),
+            launching: Mutex::new(Default::default()),
             starter: Mutex::new(None),
             membership: OnceLock::new(),
             end: Mutex::new(End::default()),
@@ -609,8 +632,11 @@ pub(crate) struct InstanceInner {
     tasks: Mutex<BTreeMap<i32, RunningTask>>,
     /// The partitions the group gave this instance (their tasks start on the starter thread).
     assigned: Mutex<std::collections::BTreeSet<i32>>,
-    /// Held while a task starts, and by a revocation (which waits for a start in progress).
-    starting: Mutex<()>,
+    /// Read-held while tasks start, write-held by a revocation or a stop (which wait for the
+    /// starts in progress).
+    starting: std::sync::RwLock<()>,
+    /// The partitions whose tasks are starting now (each on one starter thread).
+    launching: Mutex<std::collections::BTreeSet<i32>>,
     /// Partitions whose tasks are to start: tasks start (and restore) outside the group's
     /// rebalance callback, which returns at once.
     starter: Mutex<Option<std::sync::mpsc::Sender<i32>>>,
@@ -910,8 +936,8 @@ impl Assignments for Arc<InstanceInner> {
     fn revoke(&self, partitions: &[(String, i32)], lost: bool) {
         let lead = &self.settings.topics[0];
         let stopping: Vec<(i32, RunningTask)> = {
-            // A task starting now finishes starting first.
-            let _starting = lock(&self.starting);
+            // Tasks starting now finish starting first.
+            let _starting = write(&self.starting);
             let mut assigned = lock(&self.assigned);
             let mut tasks = lock(&self.tasks);
             partitions
@@ -966,51 +992,66 @@ impl Assignments for Arc<InstanceInner> {
 }
 
 impl InstanceInner {
-    /// The thread that starts the tasks of assigned partitions, one after another.
+    /// The threads that start the tasks of assigned partitions ([`ScaleOutBuilder::start_threads`]
+    /// at once).
     fn spawn_starter(inner: &Arc<InstanceInner>) -> Result<(), String> {
         let (tx, rx) = std::sync::mpsc::channel::<i32>();
         *lock(&inner.starter) = Some(tx);
-        let weak = Arc::downgrade(inner);
-        std::thread::Builder::new()
-            .name("dstream-tasks".into())
-            .spawn(move || {
-                for p in rx {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let _starting = lock(&inner.starting);
-                    if !lock(&inner.assigned).contains(&p) || lock(&inner.tasks).contains_key(&p) {
-                        continue;
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..inner.settings.start_threads {
+            let weak = Arc::downgrade(inner);
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("dstream-tasks-{n}"))
+                .spawn(move || {
+                    loop {
+                        let next = lock(&rx).recv();
+                        let Ok(p) = next else { return };
+                        let Some(inner) = weak.upgrade() else { return };
+                        inner.start_assigned(p);
                     }
-                    // A refresh of the task's standby copy ends first (it has the checkpoint
-                    // open); none starts once the task is assigned here.
-                    {
-                        let mut refreshing = lock(&inner.refreshing);
-                        while *refreshing == Some(p) {
-                            refreshing = inner
-                                .refreshed
-                                .wait(refreshing)
-                                .unwrap_or_else(|e| e.into_inner());
-                        }
-                    }
-                    lock(&inner.standbys).remove(&p);
-                    match inner.start_task(p) {
-                        Ok(task) => {
-                            log::info!("task {}: started", task.scope.task);
-                            if let Some(d) = lock(&inner.dashboard).as_ref() {
-                                d.watch(&task.ssc);
-                            }
-                            lock(&inner.tasks).insert(p, task);
-                        }
-                        Err(e) => {
-                            // The partition stays with this instance and nothing reads it: the
-                            // instance stops (await_termination returns the error) and leaves
-                            // the group.
-                            inner.fail(e);
-                        }
-                    }
+                })
+                .map_err(|e| format!("cannot start the tasks' thread: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Starts the task of assigned partition `p`, unless it runs or starts already.
+    fn start_assigned(self: &Arc<Self>, p: i32) {
+        let _starting = read(&self.starting);
+        if !lock(&self.assigned).contains(&p)
+            || lock(&self.tasks).contains_key(&p)
+            || !lock(&self.launching).insert(p)
+        {
+            return;
+        }
+        // A refresh of the task's standby copy ends first (it has the checkpoint open); none
+        // starts once the task is assigned here.
+        {
+            let mut refreshing = lock(&self.refreshing);
+            while *refreshing == Some(p) {
+                refreshing = self
+                    .refreshed
+                    .wait(refreshing)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        lock(&self.standbys).remove(&p);
+        match self.start_task(p) {
+            Ok(task) => {
+                log::info!("task {}: started", task.scope.task);
+                if let Some(d) = lock(&self.dashboard).as_ref() {
+                    d.watch(&task.ssc);
                 }
-            })
-            .map(|_| ())
-            .map_err(|e| format!("cannot start the tasks' thread: {e}"))
+                lock(&self.tasks).insert(p, task);
+            }
+            Err(e) => {
+                // The partition stays with this instance and nothing reads it: the instance
+                // stops (await_termination returns the error) and leaves the group.
+                self.fail(e);
+            }
+        }
+        lock(&self.launching).remove(&p);
     }
 
     /// The thread that keeps this instance's standby copies warm.
@@ -1191,7 +1232,7 @@ impl Instance {
                 .unwrap_or_default(),
         )));
         // Tasks running now, and each task that starts from here on.
-        let _starting = lock(&self.inner.starting);
+        let _starting = write(&self.inner.starting);
         for t in lock(&self.inner.tasks).values() {
             d.watch(&t.ssc);
         }
@@ -1217,7 +1258,7 @@ impl Instance {
         }
         // No more starts.
         lock(&self.inner.starter).take();
-        let _starting = lock(&self.inner.starting);
+        let _starting = write(&self.inner.starting);
         lock(&self.inner.assigned).clear();
         // Tasks whose partitions were not revoked by leaving (a lost group).
         let rest: Vec<RunningTask> = std::mem::take(&mut *lock(&self.inner.tasks))
