@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use dstream::prelude::*;
-use dstream::{CheckpointError, StateSpec};
+use dstream::{CheckpointError, StateSpec, StreamingContextBuilder};
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("dstream-ckpt-{}-{name}", std::process::id()));
@@ -182,4 +182,62 @@ fn missing_or_damaged_checkpoint_files_are_named() {
     for d in ["current", "marker", "manifest", "sst", "files-in"] {
         let _ = std::fs::remove_dir_all(dir(d));
     }
+}
+
+/// Runs `f` on a thread of its own: a deadlock fails the test after 30 s instead of hanging it.
+fn within_30s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what} did not return within 30 s (a deadlock?)"))
+}
+
+/// A context printing a queue's records, built with `configure`.
+fn printing(
+    configure: impl FnOnce(StreamingContextBuilder) -> StreamingContextBuilder,
+) -> Result<StreamingContext, Error> {
+    let builder = StreamingContext::builder(Seconds(1))
+        .stop_gracefully_on_signal(false)
+        .default_logger(false);
+    let ssc = configure(builder).build()?;
+    let q: Queue<String> = Queue::new();
+    ssc.queue_stream(&q, true).print()?;
+    Ok(ssc)
+}
+
+#[test]
+fn get_or_create_refuses_a_context_checkpointing_elsewhere_without_hanging() {
+    let (ckpt, other) = (dir("goc-here"), dir("goc-other"));
+    let (c, o) = (ckpt.clone(), other.clone());
+    let result = within_30s("get_or_create", move || {
+        StreamingContext::get_or_create(&c, || printing(|b| b.checkpoint(&o))).map(|_| ())
+    });
+    let message = result.expect_err("refused").to_string();
+    assert!(
+        message.contains(&format!(
+            "get_or_create({}) got a context checkpointing to {}",
+            ckpt.display(),
+            other.display()
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn get_or_create_takes_a_context_with_a_temporary_checkpoint_to_its_directory() {
+    let ckpt = dir("goc-temporary");
+    let c = ckpt.clone();
+    let got = within_30s("get_or_create", move || {
+        StreamingContext::get_or_create(&c, || printing(|b| b.temporary_checkpoint()))
+            .map(|ssc| ssc.checkpoint_dir())
+    });
+    assert_eq!(got.expect("accepted"), Some(ckpt.clone()));
+    assert!(
+        ckpt.exists(),
+        "the checkpoint is opened in {}",
+        ckpt.display()
+    );
+    let _ = std::fs::remove_dir_all(&ckpt);
 }

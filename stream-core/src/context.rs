@@ -894,9 +894,15 @@ impl StreamingContext {
         create: impl FnOnce() -> Result<StreamingContext>,
     ) -> Result<StreamingContext> {
         let ssc = create()?;
-        if let Some(own) = lock(&ssc.inner.checkpoint).dir.clone()
+        // One look, the guard dropped at once: in a `let` chain, a guard taken in the first
+        // condition lives through the others (locking it again there deadlocked).
+        let (own, temporary) = {
+            let c = lock(&ssc.inner.checkpoint);
+            (c.dir.clone(), c.temporary)
+        };
+        if let Some(own) = own
             && own != dir.as_ref()
-            && !lock(&ssc.inner.checkpoint).temporary
+            && !temporary
         {
             return Err(Error::invalid(format!(
                 "get_or_create({}) got a context checkpointing to {}",
