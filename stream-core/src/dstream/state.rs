@@ -30,7 +30,7 @@ use crate::batch::{Batch, Data, Key};
 use crate::checkpoint::keyed::{Change, KeyedStore, PartState, StateKey, StateValue, TAG_STATE};
 use crate::checkpoint::{Durable, Store};
 use crate::error::{CheckpointError, ContextError, Error, Result};
-use crate::partitioner::{HashPartitioner, Partitioner};
+use crate::partitioner::{FixedState, HashPartitioner, Partitioner, shuffle_state};
 use crate::time::{Duration, Time};
 
 /// The state of one key, as a `map_with_state` function sees it (Spark's `State`).
@@ -499,20 +499,41 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                     .enumerate()
                     .map(|(p, (records, init))| {
                         let mut part = op.keyed.part(&store, p)?;
-                        let mut before: std::collections::HashMap<K, S> =
-                            part.scan()?.into_iter().map(|(k, s, _)| (k, s)).collect();
-                        for (k, s) in init {
-                            before.entry(k).or_insert(s);
+                        // The keys' states in the store's order, then the initial states of
+                        // keys it does not hold: the keys without new data are given to `f`
+                        // (and come out) in that order, the same in every run.
+                        let mut before: Vec<(K, Option<S>)> = part
+                            .scan()?
+                            .into_iter()
+                            .map(|(k, s, _)| (k, Some(s)))
+                            .collect();
+                        let mut at: std::collections::HashMap<K, usize, FixedState> =
+                            std::collections::HashMap::with_capacity_and_hasher(
+                                before.len(),
+                                shuffle_state(),
+                            );
+                        for (i, (k, _)) in before.iter().enumerate() {
+                            at.insert(k.clone(), i);
                         }
-                        let keys: HashSet<K> = before.keys().cloned().collect();
+                        for (k, s) in init {
+                            if !at.contains_key(&k) {
+                                at.insert(k.clone(), before.len());
+                                before.push((k, Some(s)));
+                            }
+                        }
+                        let keys: HashSet<K, FixedState> = at.keys().cloned().collect();
                         let mut rows = records
                             .into_iter()
                             .map(|(k, vs)| {
-                                let s = before.remove(&k);
+                                let s = at.get(&k).and_then(|i| before[*i].1.take());
                                 (k, vs, s)
                             })
                             .collect::<Vec<_>>();
-                        rows.extend(before.into_iter().map(|(k, s)| (k, Vec::new(), Some(s))));
+                        rows.extend(
+                            before
+                                .into_iter()
+                                .filter_map(|(k, s)| s.map(|s| (k, Vec::new(), Some(s)))),
+                        );
                         let next = f(t, &mut rows.into_iter());
                         let mut gone = keys;
                         for (k, s) in &next {

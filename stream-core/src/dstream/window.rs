@@ -31,7 +31,7 @@ use crate::checkpoint::keyed::{
 };
 use crate::checkpoint::{Durable, Store};
 use crate::error::{ContextError, Result};
-use crate::partitioner::{HashPartitioner, Partitioner};
+use crate::partitioner::{FixedState, HashPartitioner, Partitioner, shuffle_state};
 use crate::time::{Duration, Time};
 
 type Filter<K, V> = Arc<dyn Fn(&(K, V)) -> bool + Send + Sync>;
@@ -501,8 +501,11 @@ impl<K: StateKey, V: StateValue, P: Partitioner<K> + Clone> ReducedWindow<K, V, 
             at = at + step;
         }
         let n = self.op.agg.partitions();
-        let mut deltas: Vec<std::collections::HashMap<K, Delta<V>>> =
-            (0..n).map(|_| std::collections::HashMap::new()).collect();
+        // Fixed seeds: the order in which the deltas are applied shapes the state cache's
+        // order, which its scans (this window's output) follow; it must be the same in every run.
+        let mut deltas: Vec<std::collections::HashMap<K, Delta<V>, FixedState>> = (0..n)
+            .map(|_| std::collections::HashMap::with_hasher(shuffle_state()))
+            .collect();
         let f = &self.f;
         let add = |slot: &mut Option<V>, v: V| {
             *slot = Some(match slot.take() {
