@@ -180,8 +180,14 @@ impl Broker {
                 own: None,
             };
         }
-        let dir =
-            std::env::temp_dir().join(format!("dstream-example-kafka-{}", std::process::id()));
+        // A directory per broker: the tests of this file run at once, and a second copy of
+        // the binary onto one that runs fails ("Text file busy").
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dstream-example-kafka-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-broker.sh");
         // The binary is fetched once, into the repository's target/kafka.
         let bin = Command::new("bash")
