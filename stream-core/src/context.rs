@@ -10,7 +10,7 @@
 //! A failed batch does not stop the stream; its error is kept, logged, given to listeners and
 //! re-raised by `await_termination`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -223,6 +223,7 @@ impl StreamingContextBuilder {
                 exchanges: AtomicBool::new(false),
                 stop_now: AtomicBool::new(false),
                 drain: AtomicI64::new(0),
+                reaches: Mutex::new(BTreeMap::new()),
                 checkpoint: Mutex::new(self.checkpoint),
                 store: OnceLock::new(),
                 durables: Mutex::new(Vec::new()),
@@ -280,9 +281,12 @@ pub(crate) struct ContextInner {
     /// every task sends every batch.
     pub(crate) exchanges: AtomicBool,
     stop_now: AtomicBool,
-    /// The longest window of the graph, in ms: how long a batch job keeps generating batches
-    /// after its inputs finish, so that every window holding their last records is emitted.
+    /// The longest reach of the graph's windows, in ms: how long a batch job keeps generating
+    /// batches after its inputs finish, so that every window holding their last records is
+    /// emitted (see `add_window`).
     drain: AtomicI64,
+    /// Each window node's reach, by node id.
+    reaches: Mutex<BTreeMap<usize, i64>>,
     checkpoint: Mutex<CheckpointSettings>,
     /// The open checkpoint, once the pipeline is complete (at `get_or_create` or `start`).
     store: OnceLock<Arc<Store>>,
@@ -441,9 +445,32 @@ impl ContextInner {
         Ok(Some(self.store.get_or_init(|| store).clone()))
     }
 
-    /// Notes a window of length `d` (see `drain`).
-    pub(crate) fn add_window(&self, d: Duration) {
-        self.drain.fetch_max(d.millis(), Ordering::Relaxed);
+    /// The reach of `node`'s batches: how long after an input's batch time this node's
+    /// outputs may still hold its records. 0 without a window upstream; the most of the
+    /// windows among the node and its ancestors otherwise.
+    pub(crate) fn reach_of(&self, node: &dyn crate::dstream::AnyNode) -> i64 {
+        let reaches = lock(&self.reaches);
+        let mut reach = 0;
+        crate::dstream::walk_graph(&[node], &mut |n| {
+            if let Some(r) = reaches.get(&n.base().id) {
+                reach = reach.max(*r);
+            }
+        });
+        reach
+    }
+
+    /// Notes window node `window` of length `length` over `parent`: its reach is the parent's
+    /// plus `length - parent's slide` (its last output holding a parent's batch is that much
+    /// later). A window of a window adds both: the batch job drains the whole chain.
+    pub(crate) fn add_window(
+        &self,
+        window: &dyn crate::dstream::AnyNode,
+        parent: &dyn crate::dstream::AnyNode,
+        length: Duration,
+    ) {
+        let reach = self.reach_of(parent) + (length - parent.base().slide).millis();
+        lock(&self.reaches).insert(window.base().id, reach);
+        self.drain.fetch_max(reach, Ordering::Relaxed);
     }
 
     fn state(&self) -> StreamingContextState {
@@ -490,12 +517,12 @@ impl ContextInner {
                     Some(end) if t >= end => break,
                     Some(_) => {}
                     None if inputs.iter().all(|i| i.is_finished()) => {
-                        // Windows ending up to `drain - batch` later still hold this batch.
+                        // Windows ending up to `drain` later still hold this batch.
                         let drain = Duration::from_millis(self.drain.load(Ordering::Relaxed));
-                        if drain <= self.batch {
+                        if drain <= Duration::from_millis(0) {
                             break;
                         }
-                        drain_until = Some(t + drain - self.batch);
+                        drain_until = Some(t + drain);
                     }
                     None => {}
                 }

@@ -37,13 +37,18 @@ use crate::time::{Duration, Time};
 type Filter<K, V> = Arc<dyn Fn(&(K, V)) -> bool + Send + Sync>;
 
 impl<T: Data> DStream<T> {
-    /// Checks a window over this stream and notes its length for batch jobs to drain; the
-    /// problem, if any, detaches the window's stream.
+    /// Checks a window over this stream; the problem, if any, detaches the window's stream.
     fn check_window(&self, window: Duration, slide: Duration) -> Option<ContextError> {
-        if let Some(ctx) = self.owner().ctx.upgrade() {
-            ctx.add_window(window);
-        }
         window_problem(self.slide_duration(), window, slide)
+    }
+
+    /// Notes `made`, a window of length `window` over this stream, for batch jobs to drain
+    /// (see `ContextInner::add_window`); returns it.
+    fn note_window<U: Data>(&self, made: DStream<U>, window: Duration) -> DStream<U> {
+        if let Some(ctx) = self.owner().ctx.upgrade() {
+            ctx.add_window(made.any().as_ref(), self.any().as_ref(), window);
+        }
+        made
     }
 }
 
@@ -93,14 +98,15 @@ impl<T: Data> DStream<T> {
         parent.persist();
         parent.remember(window);
         let step = self.slide_duration();
-        DStream::new_node_checked(
+        let made = DStream::new_node_checked(
             &self.owner(),
             "window",
             vec![self.any()],
             slide,
             problem,
             move |t| Ok(Some(Batch::union_all(parent.slice(t - window + step, t)?))),
-        )
+        );
+        self.note_window(made, window)
     }
 
     /// `window` sliding by the parent's slide (every batch).
@@ -316,14 +322,15 @@ impl<K: StateKey, V: StateValue> DStream<(K, V)> {
             partitioner,
             results: Mutex::new(BTreeMap::new()),
         });
-        DStream::new_node_checked(
+        let made = DStream::new_node_checked(
             &owner,
             "reduceByKeyAndWindow",
             vec![reduced.any()],
             slide,
             problem,
             move |t| state.at(t).map(Some),
-        )
+        );
+        reduced.note_window(made, window)
     }
 }
 
