@@ -15,9 +15,19 @@ fn dir(name: &str) -> PathBuf {
 /// A file-fed pipeline counting words with update_state_by_key (and, with `sessions`, a
 /// map_with_state too).
 fn pipeline(input: &Path, sessions: bool) -> Result<StreamingContext, Error> {
+    pipeline_with(input, sessions, false)
+}
+
+/// [`pipeline`], accepting a checkpoint that lost its last batches when `accept_loss`.
+fn pipeline_with(
+    input: &Path,
+    sessions: bool,
+    accept_loss: bool,
+) -> Result<StreamingContext, Error> {
     let ssc = StreamingContext::builder(Milliseconds(100))
         .stop_gracefully_on_signal(false)
         .default_logger(false)
+        .accept_checkpoint_loss(accept_loss)
         .build()?;
     let words = ssc.text_file_stream(input).map(|w| (w, 1i64));
     words
@@ -240,4 +250,96 @@ fn get_or_create_takes_a_context_with_a_temporary_checkpoint_to_its_directory() 
         ckpt.display()
     );
     let _ = std::fs::remove_dir_all(&ckpt);
+}
+
+/// Runs the pipeline for at least 5 batches on a new checkpoint and stops: the batches are in
+/// the state database's write-ahead log (a clean close does not flush it). Returns the log and
+/// the last batch committed.
+fn checkpoint_in_its_log(ckpt: &Path, input: &Path) -> (PathBuf, Time) {
+    std::fs::create_dir_all(input).unwrap();
+    let ssc = StreamingContext::get_or_create(ckpt, || pipeline(input, false)).unwrap();
+    ssc.start().unwrap();
+    std::fs::write(input.join("words.txt"), "a b a\n").unwrap();
+    assert!(ssc.await_batches(5, Seconds(20)));
+    ssc.stop();
+    drop(ssc);
+    let committed: i64 = std::fs::read_to_string(ckpt.join("committed"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let log = std::fs::read_dir(ckpt.join("db"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .expect("a write-ahead log");
+    (log, Time::from_millis(committed))
+}
+
+/// Issue 24, point 1: a damaged write-ahead log opened at an older batch without a word. Each
+/// damage is now refused, naming the log and what was lost; `accept_checkpoint_loss(true)`
+/// resumes from the older batch.
+#[test]
+fn a_damaged_write_ahead_log_is_refused_naming_the_log_and_what_was_lost() {
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 3] = [
+        ("deleted", |log| std::fs::remove_file(log).unwrap()),
+        ("cut to half", |log| {
+            let len = std::fs::metadata(log).unwrap().len();
+            let f = std::fs::OpenOptions::new().write(true).open(log).unwrap();
+            f.set_len(len / 2).unwrap();
+        }),
+        ("overwritten in the middle", |log| {
+            let mut bytes = std::fs::read(log).unwrap();
+            let mid = bytes.len() / 2;
+            for b in &mut bytes[mid..mid + 16] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(log, bytes).unwrap();
+        }),
+    ];
+    for (name, damage) in damages {
+        let tag = name.replace(' ', "-");
+        let (ckpt, input) = (dir(&format!("wal-{tag}")), dir(&format!("wal-{tag}-in")));
+        let (log, committed) = checkpoint_in_its_log(&ckpt, &input);
+        damage(&log);
+        let message = error_of(StreamingContext::get_or_create(&ckpt, || {
+            pipeline(&input, false)
+        }));
+        assert!(
+            message.contains(&log.display().to_string()) || name == "deleted",
+            "{name}: the error names the log {}: {message}",
+            log.display()
+        );
+        assert!(
+            message.contains(&format!("the batch at {committed} was committed"))
+                && message.contains("lost")
+                && message.contains("accept_checkpoint_loss(true)"),
+            "{name}: the error says what was lost and how to go on: {message}"
+        );
+        // Refused again, unchanged, until the user accepts the loss.
+        assert!(StreamingContext::get_or_create(&ckpt, || pipeline(&input, false)).is_err());
+        let ssc =
+            StreamingContext::get_or_create(&ckpt, || pipeline_with(&input, false, true)).unwrap();
+        assert!(
+            ssc.recovered_batch().is_none_or(|t| t < committed),
+            "{name}: resumes from an older batch ({:?}, committed {committed})",
+            ssc.recovered_batch()
+        );
+        drop(ssc);
+        let _ = std::fs::remove_dir_all(&ckpt);
+        let _ = std::fs::remove_dir_all(&input);
+    }
+}
+
+/// A clean stop and restart is not mistaken for a loss.
+#[test]
+fn a_clean_restart_opens_at_the_last_batch_committed() {
+    let (ckpt, input) = (dir("wal-clean"), dir("wal-clean-in"));
+    let (_, committed) = checkpoint_in_its_log(&ckpt, &input);
+    let ssc = StreamingContext::get_or_create(&ckpt, || pipeline(&input, false)).unwrap();
+    assert_eq!(ssc.recovered_batch(), Some(committed));
+    drop(ssc);
+    let _ = std::fs::remove_dir_all(&ckpt);
+    let _ = std::fs::remove_dir_all(&input);
 }

@@ -94,6 +94,7 @@ struct CheckpointSettings {
     dir: Option<PathBuf>,
     temporary: bool,
     sync: bool,
+    accept_loss: bool,
 }
 
 /// Keys of state cached in memory per stateful operator, by default.
@@ -156,6 +157,17 @@ impl StreamingContextBuilder {
     /// machine; true survives power loss too, at the cost of an fsync per batch.
     pub fn checkpoint_sync(mut self, yes: bool) -> Self {
         self.checkpoint.sync = yes;
+        self
+    }
+
+    /// Whether a checkpoint whose state database opens at a batch older than the last one
+    /// committed (its write-ahead log damaged, cut short or deleted; after a power loss without
+    /// [`checkpoint_sync`](Self::checkpoint_sync)) is accepted, resuming from that older batch
+    /// with an error logged. Default: false, and opening it fails, naming the log and what was
+    /// lost: the state the lost batches made from inputs that cannot be replayed (socket,
+    /// queue, rate, receivers).
+    pub fn accept_checkpoint_loss(mut self, yes: bool) -> Self {
+        self.checkpoint.accept_loss = yes;
         self
     }
 
@@ -441,6 +453,7 @@ impl ContextInner {
             &shape,
             settings.temporary,
             settings.sync,
+            settings.accept_loss,
         )?);
         Ok(Some(self.store.get_or_init(|| store).clone()))
     }
@@ -889,6 +902,19 @@ impl StreamingContext {
         let mut c = lock(&self.inner.checkpoint);
         c.dir = Some(dir.as_ref().to_path_buf());
         c.temporary = false;
+        Ok(())
+    }
+
+    /// [`StreamingContextBuilder::accept_checkpoint_loss`], on a built context: only before the
+    /// checkpoint is opened (by `start` or `get_or_create`).
+    pub fn accept_checkpoint_loss(&self, yes: bool) -> Result<()> {
+        if let Some(s) = self.inner.store() {
+            return Err(Error::invalid(format!(
+                "the checkpoint in {} is already open",
+                s.dir().display()
+            )));
+        }
+        lock(&self.inner.checkpoint).accept_loss = yes;
         Ok(())
     }
 

@@ -31,6 +31,9 @@ use crate::error::{CheckpointError, Result};
 use crate::time::{Duration, Time};
 
 const MARKER_FILE: &str = "dstream-checkpoint";
+/// The last batch committed, written beside the database after each commit: a database that
+/// opens at an older batch lost the ones between (see `Store::open`).
+const COMMITTED_FILE: &str = "committed";
 const MARKER_TEXT: &str = "dstream checkpoint format 1\n";
 const META: &str = "meta";
 const KEY_SHAPE: &[u8] = b"shape";
@@ -145,6 +148,96 @@ pub(crate) fn cf_name(id: usize) -> String {
     format!("op{id}")
 }
 
+/// Records `t` as the last batch committed: written aside and renamed into place, so the file
+/// is always whole.
+fn write_committed(dir: &Path, t: Time) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{COMMITTED_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{}\n", t.millis()))?;
+    std::fs::rename(&tmp, dir.join(COMMITTED_FILE))
+}
+
+/// The last batch `COMMITTED_FILE` records, if there is one.
+fn read_committed(dir: &Path) -> Result<Option<Time>> {
+    let file = dir.join(COMMITTED_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => match text.trim().parse::<i64>() {
+            Ok(ms) => Ok(Some(Time::from_millis(ms))),
+            Err(e) => Err(CheckpointError::Corrupt {
+                file,
+                reason: format!("expected the time of the last batch committed: {e}"),
+            }
+            .into()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CheckpointError::io(&file, e).into()),
+    }
+}
+
+/// Refuses a database that opens at a batch older than the last one committed (its
+/// write-ahead log damaged, cut short or deleted), naming the log and what was lost, unless
+/// `accept_loss`. Looked at in a read-only open first: a refused checkpoint is left as it was
+/// (an open for writing would flush the older point and start a new log).
+fn check_committed(
+    dir: &Path,
+    db_dir: &Path,
+    opts: &Options,
+    existing: &[String],
+    accept_loss: bool,
+) -> Result<()> {
+    let Some(committed) = read_committed(dir)? else {
+        return Ok(());
+    };
+    let recovered = {
+        let db = DB::open_cf_for_read_only(opts, db_dir, existing, false)
+            .map_err(|e| db_error(db_dir, e))?;
+        let meta = db.cf_handle(META).ok_or_else(|| CheckpointError::Corrupt {
+            file: db_dir.to_path_buf(),
+            reason: "the meta column family is missing".into(),
+        })?;
+        db.get_cf(meta, KEY_LAST)
+            .map_err(|e| db_error(db_dir, e))?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(|a| Time::from_millis(i64::from_be_bytes(a)))
+    };
+    if recovered.is_some_and(|r| r >= committed) {
+        return Ok(());
+    }
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(db_dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    logs.sort();
+    let file = logs.last().cloned().unwrap_or_else(|| db_dir.join("*.log"));
+    let lost = match recovered {
+        Some(r) => format!(
+            "the state database opens at the batch at {r}, but the batch at {committed} was committed (recorded in {}): its write-ahead log is damaged, cut short or missing, and the batches after {r} are lost",
+            dir.join(COMMITTED_FILE).display()
+        ),
+        None => format!(
+            "the state database opens with no completed batch, but the batch at {committed} was committed (recorded in {}): its write-ahead log is damaged, cut short or missing, and every batch is lost",
+            dir.join(COMMITTED_FILE).display()
+        ),
+    };
+    let what = "the state those batches made from inputs that cannot be replayed (socket, queue, rate, receivers) is gone, and replayable inputs (Kafka, files) would run them again";
+    if accept_loss {
+        log::error!(
+            "checkpoint {}: {lost}; {what}. Resuming from there, as accept_checkpoint_loss asks",
+            dir.display()
+        );
+        return Ok(());
+    }
+    Err(CheckpointError::Corrupt {
+        file,
+        reason: format!(
+            "{lost}; {what}. To resume from the older batch anyway, open it with accept_checkpoint_loss(true)"
+        ),
+    }
+    .into())
+}
+
 fn wal_key(input: usize, t: Time) -> Vec<u8> {
     let mut k = vec![WAL];
     k.extend_from_slice(&(input as u32).to_be_bytes());
@@ -155,7 +248,13 @@ fn wal_key(input: usize, t: Time) -> Vec<u8> {
 impl Store {
     /// Opens (or creates) the checkpoint in `dir` for a pipeline of `shape`; refuses one written
     /// by an incompatible pipeline, and any damaged or partial checkpoint, naming what is wrong.
-    pub(crate) fn open(dir: &Path, shape: &Shape, temporary: bool, sync: bool) -> Result<Store> {
+    pub(crate) fn open(
+        dir: &Path,
+        shape: &Shape,
+        temporary: bool,
+        sync: bool,
+        accept_loss: bool,
+    ) -> Result<Store> {
         let marker = dir.join(MARKER_FILE);
         let db_dir = dir.join("db");
         let exists = dir.is_dir()
@@ -198,6 +297,10 @@ impl Store {
         opts.create_if_missing(!exists);
         opts.create_missing_column_families(true);
         opts.set_paranoid_checks(true);
+        // Replay the write-ahead log up to its first damaged record and stop there: a
+        // consistent older point (a torn last record after a crash is normal). That the point
+        // is older than the last commit is then caught against `COMMITTED_FILE` below.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.set_max_background_jobs(2);
         // Whole batches of state changes, mostly overwrites of hot keys: a large memtable absorbs
         // them before they reach the disk.
@@ -227,6 +330,9 @@ impl Store {
             if e != "default" && !names.contains(e) {
                 names.push(e.clone());
             }
+        }
+        if exists {
+            check_committed(dir, &db_dir, &opts, &existing, accept_loss)?;
         }
         let cfs = names
             .iter()
@@ -491,7 +597,17 @@ impl Store {
         wb.put_cf(meta, KEY_LAST, t.millis().to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync);
-        self.db.write_opt(wb, &wo).map_err(|e| self.error(e))
+        self.db.write_opt(wb, &wo).map_err(|e| self.error(e))?;
+        if !self.temporary
+            && let Err(e) = write_committed(&self.dir, t)
+        {
+            // The batch is committed; only the check of the next open is weaker.
+            log::error!(
+                "checkpoint {}: cannot record the batch at {t} in {COMMITTED_FILE}: {e}",
+                self.dir.display()
+            );
+        }
+        Ok(())
     }
 
     /// Replaces where the pipeline resumes (after a restore from a replica).
@@ -581,7 +697,7 @@ mod tests {
         let dir = temporary_dir();
         let zero = Time::from_millis(1_000);
         {
-            let store = Store::open(&dir, &shape(), false, false).unwrap();
+            let store = Store::open(&dir, &shape(), false, false, false).unwrap();
             assert!(store.recovery().is_none());
             store
                 .write_ahead(&[(0, b"p0".to_vec())], zero, Some(zero))
@@ -595,7 +711,7 @@ mod tests {
                 .unwrap();
             // Killed before the first batch completes.
         }
-        let store = Store::open(&dir, &shape(), false, false).unwrap();
+        let store = Store::open(&dir, &shape(), false, false, false).unwrap();
         let r = store.recovery().expect("the started run is recovered");
         assert_eq!((r.zero, r.last, r.completed), (zero, zero, false));
         assert_eq!(

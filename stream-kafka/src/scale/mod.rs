@@ -750,6 +750,9 @@ impl InstanceInner {
                 })?;
             }
             ssc.checkpoint(&dir)?;
+            // A local copy whose database lost its last batches (a damaged write-ahead log) is
+            // only older: the changelog's tail after its mark brings it up to date.
+            ssc.accept_checkpoint_loss(self.stateful)?;
             if self.stateful {
                 let s = &self.settings;
                 let started = std::time::Instant::now();
@@ -1162,6 +1165,8 @@ impl InstanceInner {
         let scope = self.scope(p, None);
         let (ssc, dir) = self.task_context(&scope)?;
         ssc.checkpoint(&dir)?;
+        // An older copy is brought up to date from the changelog (see `start_task`).
+        ssc.accept_checkpoint_loss(true)?;
         let s = &self.settings;
         let progress = changelog::Progress::default();
         let restored = ssc.restore_checkpoint(|r| {
