@@ -328,14 +328,18 @@ fn sigkill_at_random_instants_then_output_state_and_offsets_are_exact() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dstream_real_kafka),
+    ignore = "needs a real Kafka broker: DSTREAM_REAL_KAFKA=host:port (scripts/kafka-broker.sh start kafka; CI starts one)"
+)]
 fn crash_test_on_a_real_kafka_cluster() {
     if std::env::var_os("DSTREAM_KAFKA_CRASH_CHILD").is_some() {
         return;
     }
     match std::env::var("DSTREAM_REAL_KAFKA") {
         Ok(b) if !b.is_empty() => run_crash_test(&b, 10),
-        _ => eprintln!(
-            "skipped: set DSTREAM_REAL_KAFKA=host:port to run the crash test against a real Apache Kafka cluster (transactions with aborts honoured)"
+        _ => panic!(
+            "set DSTREAM_REAL_KAFKA=host:port to run the crash test against a real Apache Kafka cluster (transactions with aborts honoured)"
         ),
     }
 }

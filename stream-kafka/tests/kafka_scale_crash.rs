@@ -460,6 +460,10 @@ fn kills() -> usize {
 /// machine's cores): by hand, since tansu's group coordinator has left partitions unassigned
 /// after a member left, stalling a run (docs/scaling.md). `KILLS=n` sets the number of kills.
 #[test]
+#[cfg_attr(
+    not(dstream_real_kafka),
+    ignore = "needs a real Kafka broker: DSTREAM_REAL_KAFKA=host:port (CI starts one), or SCALE_CRASH_ON=tansu with --include-ignored"
+)]
 fn instances_killed_at_random_then_output_state_and_offsets_are_exact() {
     if std::env::var_os("DSTREAM_SCALE_CHILD").is_some() {
         return;
@@ -471,8 +475,8 @@ fn instances_killed_at_random_then_output_state_and_offsets_are_exact() {
     if on == "kafka" || on == "both" {
         match std::env::var("DSTREAM_REAL_KAFKA") {
             Ok(b) if !b.is_empty() => run("kafka", &b, kills()),
-            _ => eprintln!(
-                "not run: set DSTREAM_REAL_KAFKA=host:port to run it on a real Apache Kafka broker (scripts/kafka-broker.sh start kafka), or SCALE_CRASH_ON=tansu for the test broker"
+            _ => panic!(
+                "set DSTREAM_REAL_KAFKA=host:port to run it on a real Apache Kafka broker (scripts/kafka-broker.sh start kafka), or SCALE_CRASH_ON=tansu for the test broker"
             ),
         }
     }
