@@ -372,3 +372,65 @@ fn deeply_shared_graphs_are_walked_once_per_node() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(out.batches(), vec![vec![1i64]]);
 }
+
+/// Spark's `DStream.checkpoint(interval)`: accepted as it is in Spark programs, checked as
+/// Spark checks it (issue 23, point 5).
+#[test]
+fn dstream_checkpoint_is_accepted_and_checked_as_spark_checks_it() {
+    let tc = TestContext::new();
+    let s = tc.input_stream(vec![vec![1, 2], vec![3]]);
+    let kept = tc.collect(&s.checkpoint(Seconds(10))).unwrap();
+    let low = s
+        .checkpoint(Milliseconds(500))
+        .print()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        low.contains("has been set to 500 ms which is lower than its slide time (1000 ms)"),
+        "{low}"
+    );
+    let odd = s
+        .checkpoint(Milliseconds(2500))
+        .print()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        odd.contains("which not a multiple of its slide time (1000 ms)"),
+        "{odd}"
+    );
+    tc.run(2).unwrap();
+    assert_eq!(kept.batches(), vec![vec![1, 2], vec![3]]);
+}
+
+/// Spark's `RDD.saveAsTextFile` on a batch inside `foreach_batch`: a directory per call with a
+/// part file per partition and `_SUCCESS`; a directory that exists is an error (issue 23,
+/// point 5).
+#[test]
+fn a_batch_saves_itself_as_a_text_file_inside_foreach_batch() {
+    let root = std::env::temp_dir().join(format!("dstream-save-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let tc = TestContext::new();
+    let s = tc.input_stream(vec![vec![("a", 1), ("b", 2)], vec![("c", 3)]]);
+    let dirs = Arc::new(Mutex::new(Vec::new()));
+    let (r, seen) = (root.clone(), dirs.clone());
+    s.foreach_batch(move |b, t| {
+        let dir = r.join(format!("out-{}", t.millis()));
+        b.save_as_text_file(&dir).unwrap();
+        let again = b.save_as_text_file(&dir).unwrap_err().to_string();
+        assert!(again.contains("already exists"), "{again}");
+        seen.lock().unwrap().push(dir);
+    })
+    .unwrap();
+    tc.run(2).unwrap();
+    let dirs = dirs.lock().unwrap().clone();
+    assert_eq!(dirs.len(), 2);
+    let read = |d: &std::path::Path| -> String {
+        (0..2)
+            .map(|i| std::fs::read_to_string(d.join(format!("part-{i:05}"))).unwrap())
+            .collect()
+    };
+    assert_eq!(read(&dirs[0]), "(a,1)\n(b,2)\n");
+    assert_eq!(read(&dirs[1]), "(c,3)\n");
+    assert!(dirs[1].join("_SUCCESS").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -240,6 +240,48 @@ impl<T: Data> DStream<T> {
         self.node.base.slide
     }
 
+    /// Spark's `DStream.checkpoint(interval)`, accepted for programs written for Spark. Spark
+    /// checkpoints a stream's RDDs every `interval` to cut their lineage; dstream commits every
+    /// stateful operator's changes with every batch (docs/semantics.md, Checkpoints), so there
+    /// is nothing to schedule and the stream is returned as it is. The interval is checked as
+    /// Spark checks it: at least the stream's slide and a multiple of it, or the stream's
+    /// outputs fail to register with Spark's message.
+    ///
+    /// ```
+    /// use stream_core::prelude::*;
+    /// use stream_core::testing::TestContext;
+    /// let tc = TestContext::new();
+    /// let s = tc.input_stream(vec![vec![1]]);
+    /// assert!(s.checkpoint(Seconds(10)).print().is_ok());
+    /// let err = s.checkpoint(Milliseconds(1500)).print().unwrap_err();
+    /// assert!(err.to_string().contains("which not a multiple of its slide time (1000 ms)"));
+    /// ```
+    pub fn checkpoint(&self, interval: Duration) -> DStream<T> {
+        let slide = self.slide_duration();
+        let name = &self.node.base.name;
+        let problem = if interval < slide {
+            format!(
+                "The checkpoint interval for {name} has been set to {interval} which is lower than its slide time ({slide}). Please set it to at least {slide}."
+            )
+        } else if !interval.is_multiple_of(slide) {
+            // Spark's words, its missing "is" included.
+            format!(
+                "The checkpoint interval for {name} has been set to {interval} which not a multiple of its slide time ({slide}). Please set it to a multiple of {slide}."
+            )
+        } else {
+            return self.clone();
+        };
+        let parent = self.clone();
+        DStream::new_node_checked(
+            &self.owner(),
+            "checkpoint",
+            vec![self.any()],
+            slide,
+            Some(ContextError::InvalidArgument(problem)),
+            move |t| parent.get_or_compute(t),
+        )
+    }
+
     /// The batch of time `t`: `None` when the stream has no batch then (Spark's `getOrCompute`).
     pub(crate) fn get_or_compute(&self, t: Time) -> Result<Option<Batch<T>>> {
         let cell = &self.node;

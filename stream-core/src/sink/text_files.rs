@@ -36,6 +36,38 @@ pub(crate) fn save_batch<T: Data + Show>(batch: &Batch<T>, target: &Path) -> Res
         );
         return Ok(());
     }
+    write_dir(batch, target)
+}
+
+impl<T: Data + Show> Batch<T> {
+    /// Spark's `RDD.saveAsTextFile(path)`, for `transform` and `foreach_batch` bodies: a
+    /// directory `dir` with a file `part-NNNNN` per partition (a record per line, as `print`
+    /// shows it) and `_SUCCESS`, written aside and renamed into place, so `dir` holds all of
+    /// it or does not exist. A `dir` that exists already is an error, as in Spark.
+    ///
+    /// ```
+    /// use stream_core::Batch;
+    /// let dir = std::env::temp_dir().join(format!("dstream-doc-save-{}", std::process::id()));
+    /// Batch::from_vec(vec![("a", 1), ("b", 2)], 2).save_as_text_file(&dir).unwrap();
+    /// assert_eq!(std::fs::read_to_string(dir.join("part-00000")).unwrap(), "(a,1)\n");
+    /// assert!(Batch::from_vec(vec![1], 1).save_as_text_file(&dir).is_err());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn save_as_text_file(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        if dir.exists() {
+            return Err(OutputError::Custom {
+                name: "saveAsTextFile".into(),
+                message: format!("Output directory {} already exists", dir.display()),
+            }
+            .into());
+        }
+        write_dir(self, dir)
+    }
+}
+
+/// Writes `batch` into the directory `target` (see the module).
+fn write_dir<T: Data + Show>(batch: &Batch<T>, target: &Path) -> Result<()> {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
