@@ -131,6 +131,50 @@ fn socket_text_stream_reads_lines_and_reconnects_after_the_server_restarts() {
     );
 }
 
+/// A line longer than 1 MiB is dropped, never held whole, and reading goes on with the next;
+/// a last line without its newline at a clean close is a record, as Spark's `readLine` gives
+/// it (issue 24, points 2 and 5).
+#[test]
+fn socket_text_stream_drops_an_over_long_line_and_keeps_reading() {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let ssc = StreamingContext::builder(Milliseconds(100))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let seen = records(&ssc.socket_text_stream("127.0.0.1", port));
+    ssc.start().unwrap();
+    let (mut conn, _) = server.accept().unwrap();
+    conn.write_all(b"before\n").unwrap();
+    let long = vec![b'x'; 3 << 20];
+    conn.write_all(&long).unwrap();
+    conn.write_all(b"\nafter\n\xff\xfe not utf-8\nlast, unfinished")
+        .unwrap();
+    drop(conn);
+    let all_lines = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, r)| r.clone())
+            .collect::<Vec<String>>()
+    };
+    wait_for(
+        "the lines after the long one",
+        StdDuration::from_secs(10),
+        || all_lines().contains(&"last, unfinished".to_string()),
+    );
+    ssc.stop();
+    assert_eq!(
+        all_lines(),
+        vec![
+            "before".to_string(),
+            "after".to_string(),
+            "\u{fffd}\u{fffd} not utf-8".to_string(),
+            "last, unfinished".to_string()
+        ]
+    );
+}
+
 #[test]
 fn text_file_stream_reads_each_new_file_once_and_ignores_hidden_and_old_files() {
     let dir = temp_dir("files");

@@ -14,6 +14,11 @@ use crate::dstream::DStream;
 const SOCKET_BUFFER_LINES: usize = 100_000;
 const FIRST_BACKOFF: StdDuration = StdDuration::from_millis(100);
 const MAX_BACKOFF: StdDuration = StdDuration::from_secs(5);
+/// The longest line read, in bytes (1 MiB): a longer one is dropped, counted and warned of,
+/// never held whole (a sender without newlines cannot grow the receiver's memory).
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
+/// Repeated warnings of one kind (lines not UTF-8, lines too long) at most this often.
+const WARN_EVERY: StdDuration = StdDuration::from_secs(10);
 
 fn sleep_unless_stopped(h: &ReceiverHandle<String>, d: StdDuration) {
     let end = std::time::Instant::now() + d;
@@ -24,6 +29,7 @@ fn sleep_unless_stopped(h: &ReceiverHandle<String>, d: StdDuration) {
 
 fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
     let addr = format!("{host}:{port}");
+    let mut warn = Warnings::new();
     let mut backoff = FIRST_BACKOFF;
     while !h.is_stopped() {
         let stream = addr.to_socket_addrs().and_then(|addrs| {
@@ -55,51 +61,155 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
         }
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
+        // Skipping the rest of a line longer than `MAX_LINE_BYTES`.
+        let mut skipping = false;
         loop {
             if h.is_stopped() {
                 return;
             }
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) => {
-                    if !line.is_empty() && !h.push(decode(&addr, &line)) {
+            let (used, ended) = match reader.fill_buf() {
+                Ok([]) => {
+                    // A clean close: a last line without its `\n` is a record, as Spark's
+                    // `readLine` gives it.
+                    if !line.is_empty() && !skipping && !h.push(decode(&addr, &line, &mut warn)) {
                         return;
                     }
                     log::warn!("socketTextStream: {addr} closed the connection; reconnecting");
                     break;
                 }
-                Ok(_) if line.last() == Some(&b'\n') => {
-                    line.pop();
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
+                Ok(buf) => match buf.iter().position(|b| *b == b'\n') {
+                    Some(i) => {
+                        take(&mut line, &buf[..i], &mut skipping);
+                        (i + 1, true)
                     }
-                    if !h.push(decode(&addr, &line)) {
-                        return;
+                    None => {
+                        take(&mut line, buf, &mut skipping);
+                        (buf.len(), false)
                     }
-                    line.clear();
-                }
-                Ok(_) => {}
+                },
                 Err(e)
                     if matches!(
                         e.kind(),
                         ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => {
-                    log::warn!("socketTextStream: error reading from {addr}: {e}; reconnecting");
+                    // A reset or another failure: an unfinished line is dropped (Spark's
+                    // receiver loses it the same way), and said.
+                    let fragment = if line.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (an unfinished line of {} bytes dropped)", line.len())
+                    };
+                    log::warn!(
+                        "socketTextStream: error reading from {addr}: {e}{fragment}; reconnecting"
+                    );
                     break;
                 }
+            };
+            reader.consume(used);
+            if line.len() > MAX_LINE_BYTES && !skipping {
+                skipping = true;
+                line.clear();
+            }
+            if ended {
+                if skipping {
+                    warn.note(
+                        Warning::TooLong,
+                        &format!(
+                            "socketTextStream: a line from {addr} is longer than {MAX_LINE_BYTES} bytes; dropped"
+                        ),
+                    );
+                    skipping = false;
+                } else {
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    if !h.push(decode(&addr, &line, &mut warn)) {
+                        return;
+                    }
+                }
+                line.clear();
             }
         }
         sleep_unless_stopped(&h, backoff);
     }
 }
 
-fn decode(addr: &str, bytes: &[u8]) -> String {
+/// Appends `bytes` to the line being read, unless its rest is being skipped; never beyond one
+/// byte over `MAX_LINE_BYTES` (that byte marks it too long).
+fn take(line: &mut Vec<u8>, bytes: &[u8], skipping: &mut bool) {
+    if *skipping {
+        return;
+    }
+    let room = (MAX_LINE_BYTES + 1).saturating_sub(line.len());
+    line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+/// The kinds of repeated warnings, each rate-limited on its own.
+#[derive(Clone, Copy)]
+enum Warning {
+    NotUtf8 = 0,
+    TooLong = 1,
+}
+
+/// Repeated warnings at most once per `WARN_EVERY` per kind, each with how many like it were
+/// not logged since, so 1 MiB of garbage is a line or two of log, not thousands, and nothing
+/// goes uncounted.
+struct Warnings {
+    last: [Option<std::time::Instant>; 2],
+    suppressed: [u64; 2],
+    total: [u64; 2],
+}
+
+impl Warnings {
+    fn new() -> Self {
+        Warnings {
+            last: [None; 2],
+            suppressed: [0; 2],
+            total: [0; 2],
+        }
+    }
+
+    /// Counts one warning of `kind`; logs `message` unless one of its kind was logged less
+    /// than `WARN_EVERY` ago. Returns whether it logged.
+    fn note(&mut self, kind: Warning, message: &str) -> bool {
+        self.note_at(kind, message, std::time::Instant::now())
+    }
+
+    fn note_at(&mut self, kind: Warning, message: &str, now: std::time::Instant) -> bool {
+        let k = kind as usize;
+        self.total[k] += 1;
+        if self.last[k].is_some_and(|l| now.duration_since(l) < WARN_EVERY) {
+            self.suppressed[k] += 1;
+            return false;
+        }
+        let more = std::mem::take(&mut self.suppressed[k]);
+        if more > 0 {
+            log::warn!(
+                "{message} ({more} more like it in the last {WARN_EVERY:?}, {} in all)",
+                self.total[k]
+            );
+        } else {
+            log::warn!("{message}");
+        }
+        self.last[k] = Some(now);
+        true
+    }
+}
+
+fn decode(addr: &str, bytes: &[u8], warn: &mut Warnings) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
         Err(e) => {
-            log::warn!(
-                "socketTextStream: a line from {addr} is not UTF-8 (at byte {}); invalid bytes replaced by U+FFFD",
-                e.valid_up_to()
+            warn.note(
+                Warning::NotUtf8,
+                &format!(
+                    "socketTextStream: a line from {addr} is not UTF-8 (at byte {}); invalid bytes replaced by U+FFFD",
+                    e.valid_up_to()
+                ),
             );
             String::from_utf8_lossy(bytes).into_owned()
         }
@@ -108,9 +218,15 @@ fn decode(addr: &str, bytes: &[u8]) -> String {
 
 impl StreamingContext {
     /// Lines of text from a TCP server at `host:port` (Spark's `socketTextStream`), one record
-    /// per `\n`-terminated line. Reconnects with backoff (100 ms doubling to 5 s) when the
-    /// server is down or closes the connection; holds at most 100,000 unread lines, after which
-    /// reading pauses (TCP pushes back on the sender).
+    /// per `\n`-terminated line (a `\r` before it is dropped). Reconnects with backoff (100 ms
+    /// doubling to 5 s) when the server is down or closes the connection; holds at most 100,000
+    /// unread lines, after which reading pauses (TCP pushes back on the sender).
+    ///
+    /// As Spark's `readLine`: a last line without its `\n` when the server closes the
+    /// connection is a record; one cut by a reset is dropped, with a warning. A line longer
+    /// than 1 MiB is dropped and counted, never held; bytes that are not UTF-8 are replaced by
+    /// U+FFFD. Warnings of those repeat at most every 10 s, with a count of the ones not
+    /// logged.
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
         let host = host.to_string();
         self.receiver_stream(
@@ -118,5 +234,43 @@ impl StreamingContext {
             SOCKET_BUFFER_LINES,
             move |h| receive(host, port, h),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_warnings_are_logged_once_per_period_and_counted() {
+        let mut w = Warnings::new();
+        let t0 = std::time::Instant::now();
+        assert!(w.note_at(Warning::NotUtf8, "bad", t0));
+        for i in 1..1000 {
+            assert!(!w.note_at(Warning::NotUtf8, "bad", t0 + StdDuration::from_millis(i)));
+        }
+        // Another kind is limited on its own.
+        assert!(w.note_at(Warning::TooLong, "long", t0));
+        assert!(w.note_at(Warning::NotUtf8, "bad", t0 + WARN_EVERY));
+        assert_eq!(w.total, [1001, 1]);
+        assert_eq!(w.suppressed, [0, 0]);
+    }
+
+    #[test]
+    fn a_line_is_never_held_beyond_the_cap() {
+        let mut line = Vec::new();
+        let mut skipping = false;
+        for _ in 0..3 {
+            take(
+                &mut line,
+                &vec![b'x'; MAX_LINE_BYTES / 2 + 7],
+                &mut skipping,
+            );
+        }
+        assert_eq!(line.len(), MAX_LINE_BYTES + 1);
+        skipping = true;
+        line.clear();
+        take(&mut line, b"more", &mut skipping);
+        assert!(line.is_empty());
     }
 }
