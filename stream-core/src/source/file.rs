@@ -40,28 +40,88 @@ struct FileSource {
     seen: HashSet<PathBuf>,
     /// Files whose reading failed, with the number of batches that tried.
     failed_reads: HashMap<PathBuf, u32>,
+    /// The size of each file read by this run when it was read: a file that grows after is
+    /// not read again, and that is said once per file.
+    sizes: HashMap<PathBuf, u64>,
+    /// Files that grew after they were read (said once each), and how many in all.
+    grown: HashSet<PathBuf>,
+    grown_total: u64,
+    /// Entries skipped as not regular files (said once each).
+    refused: HashSet<PathBuf>,
     /// Finite mode: read what is there once, then finish.
     finite: bool,
     max_files: Option<usize>,
     done: bool,
 }
 
-fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+/// A file of the directory, with its size when listed.
+struct Listed {
+    path: PathBuf,
+    len: u64,
+}
+
+/// The regular files of `dir` (or `dir` itself when it is a file), sorted by name, with their
+/// sizes. A symbolic link to a regular file is followed (its target is read, under the link's
+/// name); any other entry that is not a directory (a FIFO, a socket, a device, a link to
+/// nothing) is skipped, and said once per name in `refused`.
+fn list(dir: &Path, refused: &mut HashSet<PathBuf>) -> Result<Vec<Listed>> {
     if dir.is_file() {
-        return Ok(vec![dir.to_path_buf()]);
+        let len = std::fs::metadata(dir).map(|m| m.len()).unwrap_or(0);
+        return Ok(vec![Listed {
+            path: dir.to_path_buf(),
+            len,
+        }]);
     }
     let entries = std::fs::read_dir(dir).map_err(|e| SourceError::io(dir, e))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| SourceError::io(dir, e))?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if is_file && !hidden {
-            files.push(entry.path());
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let meta = if kind.is_symlink() {
+            std::fs::metadata(&path)
+        } else {
+            entry.metadata()
+        };
+        match meta {
+            Ok(m) if m.is_file() => files.push(Listed { path, len: m.len() }),
+            Ok(m) if m.is_dir() => {}
+            other => {
+                if refused.insert(path.clone()) {
+                    let what = match other {
+                        Err(e) => format!("a link to nothing readable ({e})"),
+                        Ok(_) => "not a regular file (a FIFO, a socket or a device)".into(),
+                    };
+                    log::warn!("{}: {what}; skipped", path.display());
+                }
+            }
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// A path as bytes, whatever they are (a position keeps names that are not UTF-8 as they are).
+fn path_bytes(p: &Path) -> Vec<u8> {
+    p.as_os_str().as_encoded_bytes().to_vec()
+}
+
+/// [`path_bytes`] back to a path.
+fn bytes_path(b: Vec<u8>) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(std::ffi::OsString::from_vec(b))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(&b).into_owned())
+    }
 }
 
 /// The lines of a text file: `\n` ends a line, a trailing `\r` is dropped, and the last line
@@ -89,7 +149,10 @@ impl Source<String> for FileSource {
 
     fn start(&mut self, _: &SourceContext) -> Result<()> {
         if !self.finite && !self.include_existing {
-            self.seen = list(&self.dir)?.into_iter().collect();
+            self.seen = list(&self.dir, &mut self.refused)?
+                .into_iter()
+                .map(|l| l.path)
+                .collect();
         }
         Ok(())
     }
@@ -98,7 +161,7 @@ impl Source<String> for FileSource {
         if self.done {
             return Ok(Some(Batch::empty()));
         }
-        let present = match list(&self.dir) {
+        let listed = match list(&self.dir, &mut self.refused) {
             Ok(p) => p,
             Err(e) => {
                 // A finite input that cannot be listed fails its batch and ends the job.
@@ -106,6 +169,22 @@ impl Source<String> for FileSource {
                 return Err(e);
             }
         };
+        for l in &listed {
+            if let Some(read_len) = self.sizes.get(&l.path)
+                && l.len > *read_len
+                && self.grown.insert(l.path.clone())
+            {
+                self.grown_total += 1;
+                log::warn!(
+                    "{} grew from {read_len} to {} bytes after it was read; a file is read once, whole, so the appended part is not read (write files elsewhere and move them in). {} file(s) grew so far",
+                    l.path.display(),
+                    l.len,
+                    self.grown_total
+                );
+            }
+        }
+        let sizes: HashMap<PathBuf, u64> = listed.iter().map(|l| (l.path.clone(), l.len)).collect();
+        let present: Vec<PathBuf> = listed.into_iter().map(|l| l.path).collect();
         let mut read = Vec::new();
         let mut given_up = None;
         let new: Vec<PathBuf> = present
@@ -134,6 +213,10 @@ impl Source<String> for FileSource {
         let present: HashSet<PathBuf> = present.into_iter().collect();
         self.seen.retain(|p| present.contains(p));
         self.failed_reads.retain(|p, _| present.contains(p));
+        self.sizes.retain(|p, _| present.contains(p));
+        self.grown.retain(|p| present.contains(p));
+        self.refused
+            .retain(|p| present.contains(p) || p.symlink_metadata().is_ok());
         if let Some(e) = given_up {
             // The batch fails with the error; the files read with it stay unseen, so the next
             // batch delivers them: nothing readable is lost.
@@ -144,6 +227,9 @@ impl Source<String> for FileSource {
         let mut parts = Vec::with_capacity(read.len());
         for (path, lines) in read {
             self.failed_reads.remove(&path);
+            if let Some(len) = sizes.get(&path) {
+                self.sizes.insert(path.clone(), *len);
+            }
             self.seen.insert(path);
             parts.push(lines);
         }
@@ -154,13 +240,11 @@ impl Source<String> for FileSource {
         self.done
     }
 
-    /// The files read so far (a sorted list of paths).
+    /// The files read so far (a sorted list of paths, as bytes: a name that is not UTF-8 is
+    /// kept as it is, so it is not read again after a restart). Postcard encodes a byte string
+    /// as it encoded the `String`s of earlier positions, which therefore still decode.
     fn position(&self) -> Option<Vec<u8>> {
-        let mut seen: Vec<String> = self
-            .seen
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
+        let mut seen: Vec<Vec<u8>> = self.seen.iter().map(|p| path_bytes(p)).collect();
         seen.sort();
         postcard::to_stdvec(&(self.done, seen)).ok()
     }
@@ -194,12 +278,12 @@ impl Source<String> for FileSource {
 
 impl FileSource {
     fn decode(&self, position: &[u8]) -> Result<(bool, Vec<PathBuf>)> {
-        let (done, seen): (bool, Vec<String>) =
+        let (done, seen): (bool, Vec<Vec<u8>>) =
             postcard::from_bytes(position).map_err(|e| SourceError::Custom {
                 name: self.name(),
                 message: format!("its checkpointed position does not decode: {e}"),
             })?;
-        Ok((done, seen.into_iter().map(PathBuf::from).collect()))
+        Ok((done, seen.into_iter().map(bytes_path).collect()))
     }
 }
 
@@ -221,6 +305,10 @@ impl StreamingContext {
             include_existing: options.include_existing,
             seen: HashSet::new(),
             failed_reads: HashMap::new(),
+            sizes: HashMap::new(),
+            grown: HashSet::new(),
+            grown_total: 0,
+            refused: HashSet::new(),
             finite: false,
             max_files: options.max_files_per_batch.map(|n| n.max(1)),
             done: false,
@@ -236,9 +324,123 @@ impl StreamingContext {
             include_existing: true,
             seen: HashSet::new(),
             failed_reads: HashMap::new(),
+            sizes: HashMap::new(),
+            grown: HashSet::new(),
+            grown_total: 0,
+            refused: HashSet::new(),
             finite: true,
             max_files: None,
             done: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Duration;
+
+    fn source(dir: &Path) -> FileSource {
+        FileSource {
+            dir: dir.to_path_buf(),
+            include_existing: false,
+            seen: HashSet::new(),
+            failed_reads: HashMap::new(),
+            sizes: HashMap::new(),
+            grown: HashSet::new(),
+            grown_total: 0,
+            refused: HashSet::new(),
+            finite: false,
+            max_files: None,
+            done: false,
+        }
+    }
+
+    fn ctx() -> SourceContext {
+        SourceContext {
+            parallelism: 2,
+            batch_duration: Duration::from_millis(1000),
+            zero_time: Time::from_millis(0),
+        }
+    }
+
+    fn lines(s: &mut FileSource) -> Vec<String> {
+        s.capture(Time::from_millis(1000), &ctx())
+            .unwrap()
+            .unwrap()
+            .collect()
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dstream-file-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Issue 24, point 4: the position kept names that are not UTF-8 lossily, so such a file
+    /// was read again after every restart.
+    #[cfg(unix)]
+    #[test]
+    fn a_name_that_is_not_utf8_survives_a_restart() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = temp("latin1");
+        let mut s = source(&dir);
+        s.start(&ctx()).unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::write(dir.join(name), "bonjour\n").unwrap();
+        assert_eq!(lines(&mut s), vec!["bonjour"]);
+        let position = s.position().unwrap();
+        let mut again = source(&dir);
+        again.start(&ctx()).unwrap();
+        again.restore(&position).unwrap();
+        assert!(lines(&mut again).is_empty(), "read again after a restart");
+        // An earlier position (names as strings) still decodes.
+        let old = postcard::to_stdvec(&(false, vec!["a.txt".to_string()])).unwrap();
+        assert_eq!(
+            again.decode(&old).unwrap(),
+            (false, vec![PathBuf::from("a.txt")])
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A file that grows after it was read is said once and counted; its appended part is not
+    /// read (a file is read once, whole).
+    #[test]
+    fn a_file_that_grows_after_it_was_read_is_counted_once() {
+        let dir = temp("grows");
+        let mut s = source(&dir);
+        s.start(&ctx()).unwrap();
+        std::fs::write(dir.join("a.txt"), "one\n").unwrap();
+        assert_eq!(lines(&mut s), vec!["one"]);
+        std::fs::write(dir.join("a.txt"), "one\ntwo\n").unwrap();
+        assert!(lines(&mut s).is_empty());
+        std::fs::write(dir.join("a.txt"), "one\ntwo\nthree\n").unwrap();
+        assert!(lines(&mut s).is_empty());
+        assert_eq!(s.grown_total, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A link to a regular file is followed; a FIFO and a dangling link are skipped, said once.
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_and_fifos_refused_visibly() {
+        let dir = temp("links");
+        let outside = temp("links-target");
+        let mut s = source(&dir);
+        s.start(&ctx()).unwrap();
+        std::fs::write(outside.join("t.txt"), "through a link\n").unwrap();
+        std::os::unix::fs::symlink(outside.join("t.txt"), dir.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.join("gone.txt"), dir.join("dangling.txt")).unwrap();
+        let fifo = dir.join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert_eq!(lines(&mut s), vec!["through a link"]);
+        if made.is_ok_and(|m| m.success()) {
+            assert!(s.refused.contains(&fifo), "{:?}", s.refused);
+        }
+        assert!(s.refused.contains(&dir.join("dangling.txt")));
+        assert!(lines(&mut s).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&outside);
     }
 }
