@@ -78,14 +78,19 @@ pub struct StateInfo {
 }
 
 impl BatchInfo {
-    /// Time from the batch's due time until processing started (Spark's scheduling delay).
+    /// Time from the batch's submission (its jobs queued for the executor) until processing
+    /// started: Spark's `schedulingDelay` (`processingStartTime - submissionTime`). Never
+    /// negative: a batch submitted ahead of its time (the last one of a graceful stop, cut at
+    /// once) counts from its submission, not from its time.
     pub fn scheduling_delay(&self) -> Option<Duration> {
-        self.processing_start.map(|s| s - self.batch_time)
+        self.processing_start
+            .map(|s| (s - self.submission_time).max(Duration::from_millis(0)))
     }
 
-    /// Scheduling delay plus processing time (Spark's total delay).
+    /// Scheduling delay plus processing time (Spark's `totalDelay`), from the submission too.
     pub fn total_delay(&self) -> Option<Duration> {
-        self.processing_end.map(|e| e - self.batch_time)
+        self.processing_end
+            .map(|e| (e - self.submission_time).max(Duration::from_millis(0)))
     }
 }
 
@@ -190,7 +195,27 @@ mod tests {
         };
         assert_eq!(
             s.line(&info),
-            "[dstream] batch 10000 ms: 2000 records (4000/s), processing 50 ms, scheduling delay 4 ms, total delay 54 ms"
+            "[dstream] batch 10000 ms: 2000 records (4000/s), processing 50 ms, scheduling delay 3 ms, total delay 53 ms"
         );
+    }
+
+    /// Issue 21: the last batch of a graceful stop is cut ahead of its time, and its delays
+    /// printed as -562 ms. They count from the submission, as Spark's do.
+    #[test]
+    fn delays_are_never_negative() {
+        let info = BatchInfo {
+            batch_time: Time::from_millis(20_000),
+            num_records: 1,
+            submission_time: Time::from_millis(19_300),
+            processing_start: Some(Time::from_millis(19_301)),
+            processing_end: Some(Time::from_millis(19_310)),
+            processing_time: Some(std::time::Duration::from_millis(9)),
+            failure: None,
+            output_operations: Vec::new(),
+            operators: Vec::new(),
+            state: Vec::new(),
+        };
+        assert_eq!(info.scheduling_delay(), Some(Duration::from_millis(1)));
+        assert_eq!(info.total_delay(), Some(Duration::from_millis(10)));
     }
 }
