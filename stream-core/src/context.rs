@@ -1214,7 +1214,7 @@ impl StreamingContext {
         }
         for (i, input) in inputs.iter().enumerate() {
             let started = input
-                .start(&source_ctx)
+                .start(&source_ctx, first - self.inner.batch)
                 .and_then(|()| match (&store, recovery) {
                     (Some(store), Some(r)) => input.restore(&store.positions(i)?, r.last),
                     _ => Ok(()),

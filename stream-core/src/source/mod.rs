@@ -134,7 +134,10 @@ pub trait Source<T>: Send + 'static {
 /// The scheduler's view of an input, whatever its record type.
 pub(crate) trait InputControl: Send + Sync {
     fn name(&self) -> String;
-    fn start(&self, ctx: &SourceContext) -> Result<()>;
+    /// Starts the source; its position then is kept as the position after `before_first`,
+    /// the batch time before the context's first batch (the zero time in one process, a later
+    /// time on the application's grid for a task that joins late).
+    fn start(&self, ctx: &SourceContext, before_first: Time) -> Result<()>;
     /// The source's position right after it captured the batch of `t`, if it has positions.
     fn position_at(&self, t: Time) -> Option<Vec<u8>>;
     /// Recovery: resume at the position after `last`, capture again the remembered batches up
@@ -179,12 +182,15 @@ impl<T: Data> InputControl for InputNode<T> {
         lock(&self.source).name()
     }
 
-    fn start(&self, ctx: &SourceContext) -> Result<()> {
+    fn start(&self, ctx: &SourceContext, before_first: Time) -> Result<()> {
         *lock(&self.ctx) = Some(*ctx);
         let mut source = lock(&self.source);
         source.start(ctx)?;
         if let Some(p) = source.position() {
-            lock(&self.positions).insert(ctx.zero_time, p);
+            // Written ahead as the start record of a new checkpoint: keyed by the zero time, a
+            // late-joining task's start record had no positions, and a recovery before its
+            // first commit resumed after its first batch, losing that batch's records.
+            lock(&self.positions).insert(before_first, p);
         }
         Ok(())
     }
@@ -226,6 +232,8 @@ impl<T: Data> InputControl for InputNode<T> {
         let mut captured = lock(&self.captured);
         let mut kept = lock(&self.positions);
         let mut replays = lock(&self.replays);
+        // The position after `last` is where the source resumes (not where it started).
+        kept.insert(last, at_last.1.clone());
         for pair in positions.windows(2) {
             let ((_, from), (t, to)) = (&pair[0], &pair[1]);
             if *t > last {
