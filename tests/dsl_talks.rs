@@ -83,6 +83,50 @@ fn reduce_by_key_and_window_with_an_inverse_function() {
     assert_eq!(got[3], vec![kv("#a", 0), kv("#b", 0)]);
 }
 
+/// A `val` feeds several operations, as in Spark: the receiver of a windowed or stateful
+/// operation is borrowed, not moved, so a later line may use it again.
+#[test]
+fn a_val_feeds_a_window_a_state_and_an_output() {
+    let tc = TestContext::new();
+    let tags = tc.input_stream(vec![vec!["#a", "#b"], vec!["#a"], vec![], vec![]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (s1, s2, s3, s4) = (seen.clone(), seen.clone(), seen.clone(), seen.clone());
+    stream! {
+        using tags
+        val pairs = tags.map(t => (t.to_string(), 1))
+        val windowed = pairs.reduceByKeyAndWindow(_ + _, Seconds(2), Seconds(1))
+        val inverse = pairs.reduceByKeyAndWindow(_ + _, _ - _, Seconds(2), Seconds(1))
+        val grouped = pairs.groupByKeyAndWindow(Seconds(2), Seconds(1))
+        val totals = pairs.updateStateByKey((vs: Vec<i32>, s: Option<i32>) => Some(s.unwrap_or(0) + vs.iter().sum::<i32>()))
+        val timed = pairs.updateStateByKey((_t: Time, _k: &String, vs: Vec<i32>, s: Option<i32>) => Some(s.unwrap_or(0) + vs.len() as i32), 2)
+        val combined = pairs.combineByKey((v: i32) => v, (c: i32, v: i32) => c + v, (a: i32, b: i32) => a + b)
+        pairs.foreachRDD(rdd => s1.lock().unwrap().push(("pairs", rdd.count() as i32)))
+        windowed.foreachRDD(rdd => s2.lock().unwrap().push(("windowed", rdd.count() as i32)))
+        inverse.foreachRDD(rdd => s3.lock().unwrap().push(("inverse", rdd.count() as i32)))
+        grouped.foreachRDD(rdd => s4.lock().unwrap().push(("grouped", rdd.count() as i32)))
+        totals.print()
+        timed.print()
+        combined.print()
+    }
+    .unwrap();
+    tc.run(2).unwrap();
+    let got = seen.lock().unwrap().clone();
+    for (op, first) in [
+        ("pairs", 2),
+        ("windowed", 2),
+        ("inverse", 2),
+        ("grouped", 2),
+    ] {
+        let counts: Vec<i32> = got
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(counts.first(), Some(&first), "{op}: {got:?}");
+        assert_eq!(counts.len(), 2, "{op} ran every batch: {got:?}");
+    }
+}
+
 #[test]
 fn update_state_by_key_with_a_typed_update_function() {
     let tc = TestContext::new();

@@ -78,9 +78,10 @@ fn is_duration(a: &Arg) -> bool {
     matches!(a.tokens.clone().into_iter().next(), Some(TokenTree::Ident(i)) if unit_ms(&i).is_some())
 }
 
-/// `{ let __dsl_recv = recv; body }`: for a `body` that uses the receiver more than once.
+/// `{ let __dsl_recv = &recv; body }`: for a `body` that uses the receiver more than once.
+/// Borrowed, not moved: a `val` receiver stays usable on later lines, as in Spark.
 fn on_recv(s: Span, recv: &TokenStream, body: TokenStream) -> TokenStream {
-    quote_spanned!(s=> { let __dsl_recv = #recv; #body })
+    quote_spanned!(s=> { let __dsl_recv = &#recv; #body })
 }
 
 /// A slide argument, or Spark's default: the receiver's own slide (inside `on_recv`).
@@ -649,7 +650,7 @@ impl Lowering {
                 let c3 = self.func_arg(&a[2])?.closure(2, 0, 0);
                 let p = match a.get(3) {
                     Some(p) => part(p),
-                    None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(&__dsl_recv)),
+                    None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(__dsl_recv)),
                 };
                 stream(on_recv(
                     s,
@@ -741,7 +742,7 @@ impl Lowering {
                 };
                 let p = match a.get(1) {
                     Some(p) => part(p),
-                    None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(&__dsl_recv)),
+                    None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(__dsl_recv)),
                 };
                 let init = match a.get(2) {
                     Some(i) => {
