@@ -309,3 +309,30 @@ fn a_context_declared_with_its_checkpoint_directory_keeps_state() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A partition count that is not a literal is checked when the pipeline is built: 0 is
+/// Spark's error, returned by the macro (a literal 0 is a compile error, tests/ui).
+#[test]
+fn a_partition_count_of_zero_is_spark_s_error() {
+    let tc = TestContext::new();
+    let tags = tc.input_stream(vec![vec!["#a"]]);
+    let none = 0usize;
+    let e = stream! {
+        using tags
+        tags.map(t => (t, 1)).reduceByKey(_ + _, none).print()
+    }
+    .unwrap_err();
+    assert_eq!(e.to_string(), "Number of partitions (0) must be positive.");
+    let e = stream! {
+        using tags
+        tags.repartition(none).print()
+    }
+    .unwrap_err();
+    assert_eq!(e.to_string(), "Number of partitions (0) must be positive.");
+    let two = 2i64;
+    stream! {
+        using tags
+        tags.map(t => (t, 1)).reduceByKey(_ + _, two).print()
+    }
+    .unwrap();
+}

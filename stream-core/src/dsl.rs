@@ -4,6 +4,7 @@
 
 use crate::batch::{Data, Key};
 use crate::dstream::DStream;
+use crate::error::Result;
 use crate::partitioner::HashPartitioner;
 
 /// An argument that is a partition count or a partitioner (Spark overloads its operations
@@ -14,6 +15,13 @@ pub trait PartitionArg {
     type Partitioner: Clone;
     /// The partitioner: a count `n` is a hash partitioner over `max(n, 1)` partitions.
     fn into_partitioner(self) -> Self::Partitioner;
+    /// The partitioner, or Spark's error for a count of 0 or below (what the DSL calls).
+    fn try_into_partitioner(self) -> Result<Self::Partitioner>
+    where
+        Self: Sized,
+    {
+        Ok(self.into_partitioner())
+    }
 }
 
 macro_rules! counts {
@@ -23,10 +31,60 @@ macro_rules! counts {
             fn into_partitioner(self) -> HashPartitioner {
                 HashPartitioner::at_least_one(usize::try_from(self).unwrap_or(1))
             }
+            fn try_into_partitioner(self) -> Result<HashPartitioner> {
+                partition_count(self).map(HashPartitioner::at_least_one)
+            }
+        }
+
+        impl PartitionCount for $t {
+            fn count(self) -> Option<usize> {
+                usize::try_from(self).ok().filter(|n| *n > 0)
+            }
+            fn shown(self) -> String {
+                self.to_string()
+            }
         }
     )*};
 }
 counts!(i32, i64, u32, u64, usize);
+
+/// A partition count as the DSL takes it: any integer type.
+pub trait PartitionCount: Copy {
+    /// The count, if it is positive.
+    fn count(self) -> Option<usize>;
+    /// The count as written, for the error.
+    fn shown(self) -> String;
+}
+
+/// A partition count (`repartition(n)`, `countByValue(n)`), or Spark's error when it is 0 or
+/// below, as Spark's `require(numPartitions > 0)`.
+///
+/// ```
+/// use stream_core::dsl::partition_count;
+/// assert_eq!(partition_count(4).unwrap(), 4);
+/// assert_eq!(
+///     partition_count(0).unwrap_err().to_string(),
+///     "Number of partitions (0) must be positive."
+/// );
+/// ```
+pub fn partition_count<N: PartitionCount>(n: N) -> Result<usize> {
+    n.count().ok_or_else(|| {
+        crate::Error::invalid(format!(
+            "Number of partitions ({}) must be positive.",
+            n.shown()
+        ))
+    })
+}
+
+/// [`partitioner`], with Spark's error for a partition count of 0 or below.
+///
+/// ```
+/// use stream_core::dsl::try_partitioner;
+/// assert!(try_partitioner(-1).is_err());
+/// ```
+pub fn try_partitioner<A: PartitionArg>(arg: A) -> Result<A::Partitioner> {
+    arg.try_into_partitioner()
+}
 
 impl PartitionArg for HashPartitioner {
     type Partitioner = HashPartitioner;

@@ -23,7 +23,7 @@ use quote::quote;
 /// expansion possible without the faulty parts (so that the rest still type-checks).
 pub fn expand(input: TokenStream) -> TokenStream {
     let (program, mut errors) = parse::parse(input);
-    let (lowering, body) = lower::Lowering::program(&program);
+    let (lowering, body) = lower::Lowering::program(&program, errors.is_empty());
     errors.extend(lowering.errors);
     let compile_errors = errors.iter().map(syn::Error::to_compile_error);
     quote! {
@@ -44,7 +44,7 @@ mod tests {
 
     fn errors_of(input: TokenStream) -> Vec<String> {
         let (program, mut errors) = parse::parse(input);
-        let (l, _) = lower::Lowering::program(&program);
+        let (l, _) = lower::Lowering::program(&program, errors.is_empty());
         errors.extend(l.errors);
         errors.iter().map(ToString::to_string).collect()
     }

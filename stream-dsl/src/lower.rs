@@ -35,12 +35,48 @@ pub struct Lowering {
     bindings: HashMap<String, Binding>,
     /// Names that failed to bind: their uses are not reported again.
     poisoned: Vec<String>,
+    /// Every name a `val` of the program defines (to tell a use before its definition).
+    defined: std::collections::HashSet<String>,
     /// The context declared in the macro: its name and batch duration (ms, if literal).
     context: Option<(Ident, Option<i64>)>,
     /// A checkpoint directory is set on the declared context (anywhere in the program).
     checkpoint: bool,
     has_output: bool,
     pub errors: Vec<syn::Error>,
+}
+
+/// A partition count or partitioner argument: a literal count as it is (checked by
+/// `check_partition_count`), anything else checked when the pipeline is built (Spark's error
+/// for a count of 0 or below, returned by the macro).
+fn partition_arg(p: &Arg) -> TokenStream {
+    let t = &p.tokens;
+    if literal_int(t).is_some() {
+        quote_spanned!(p.span=> ::dstream::dsl::partitioner(#t))
+    } else {
+        quote_spanned!(p.span=> ::dstream::dsl::try_partitioner(#t)?)
+    }
+}
+
+/// The value of an integer literal, optionally negated and suffixed: `4`, `-1`, `0usize`.
+fn literal_int(tokens: &TokenStream) -> Option<i64> {
+    let toks: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    let (negative, lit) = match toks.as_slice() {
+        [TokenTree::Literal(l)] => (false, l),
+        [TokenTree::Punct(p), TokenTree::Literal(l)] if p.as_char() == '-' => (true, l),
+        _ => return None,
+    };
+    let text = lit.to_string().replace('_', "");
+    let end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    const SUFFIXES: [&str; 13] = [
+        "", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize",
+    ];
+    if end == 0 || !SUFFIXES.contains(&&text[end..]) {
+        return None;
+    }
+    let n: i64 = text[..end].parse().ok()?;
+    Some(if negative { -n } else { n })
 }
 
 /// Milliseconds of a literal duration: `Seconds(5)`, `Minutes(1)`, `Milliseconds(500)`,
@@ -101,6 +137,7 @@ impl Lowering {
         Lowering {
             bindings: HashMap::new(),
             poisoned: Vec::new(),
+            defined: std::collections::HashSet::new(),
             context: None,
             checkpoint: false,
             has_output: false,
@@ -112,15 +149,34 @@ impl Lowering {
         self.errors.push(syn::Error::new(span, msg));
     }
 
-    /// Lowers `program` to the statements of the expansion and the value it returns.
-    pub fn program(program: &Program) -> (Lowering, TokenStream) {
+    /// A literal partition count of 0 or below is an error at its token, as Spark's
+    /// `require` is at run time.
+    fn check_partition_count(&mut self, arg: &Arg) {
+        if let Some(n) = literal_int(&arg.tokens)
+            && n <= 0
+        {
+            self.error(
+                arg.span,
+                format!("Number of partitions ({n}) must be positive."),
+            );
+        }
+    }
+
+    /// Lowers `program` to the statements of the expansion and the value it returns;
+    /// `parsed` is false when some statement did not parse (it may have held the output).
+    pub fn program(program: &Program, parsed: bool) -> (Lowering, TokenStream) {
         let mut l = Lowering::new();
         l.find_context(program);
+        for stmt in &program.stmts {
+            if let Stmt::Val { name, .. } = stmt {
+                l.defined.insert(name.to_string());
+            }
+        }
         let mut body = TokenStream::new();
         for stmt in &program.stmts {
             body.extend(l.stmt(stmt));
         }
-        if !l.has_output && l.errors.is_empty() {
+        if !l.has_output && l.errors.is_empty() && parsed {
             l.error(
                 Span::call_site(),
                 "this pipeline has no output operation (print, foreachRDD, saveAsTextFiles, saveToWebSocket, ...), so nothing would run (Spark: \"No output operations registered, so nothing to execute\")",
@@ -222,6 +278,16 @@ impl Lowering {
         args: &[Arg],
     ) -> Option<(TokenStream, Kind, Option<i64>)> {
         let span = kw.span();
+        if let Some(batch) = args.first()
+            && let Some(ms) = literal_ms(&batch.tokens)
+            && ms <= 0
+        {
+            // The runtime's message (`StreamingContext::new`), at the literal.
+            self.error(
+                batch.span,
+                format!("Batch duration must be positive, got {ms} ms"),
+            );
+        }
         match args {
             [batch] if is_duration(batch) || args.len() == 1 => {
                 let b = &batch.tokens;
@@ -260,6 +326,16 @@ impl Lowering {
             return Some((b.kind, b.slide));
         }
         if self.poisoned.contains(&key) {
+            return None;
+        }
+        if self.defined.contains(&key) {
+            self.error(
+                root.span(),
+                format!(
+                    "`{key}` is used before its definition: its `val` comes on a later line, and a val must be defined before the lines that use it (as in a Scala block)"
+                ),
+            );
+            self.poisoned.push(key);
             return None;
         }
         let mut known: Vec<&String> = self.bindings.keys().collect();
@@ -546,10 +622,20 @@ impl Lowering {
         let m = |name: &str| Ident::new(name, s);
         let q = if op.fallible { quote!(?) } else { quote!() };
         let stream = |code: TokenStream| Some((code, Kind::Stream, slide));
-        let part = |p: &Arg| {
-            let t = &p.tokens;
-            quote_spanned!(p.span=> ::dstream::dsl::partitioner(#t))
+        let part = |p: &Arg| partition_arg(p);
+        // A literal partition count is checked here; any other at run time (`?` above).
+        let partition_at: &[usize] = match op.camel {
+            "groupByKey" | "repartition" | "countByValue" => &[0],
+            "reduceByKey" | "updateStateByKey" | "join" | "leftOuterJoin" | "rightOuterJoin"
+            | "fullOuterJoin" | "cogroup" => &[1],
+            "combineByKey" => &[3],
+            _ => &[],
         };
+        for &i in partition_at {
+            if let Some(arg) = a.get(i) {
+                self.check_partition_count(arg);
+            }
+        }
         match op.camel {
             "map" | "filter" | "flatMap" | "mapValues" | "flatMapValues" | "mapPartitions" => {
                 let f = self.func_arg(&a[0])?;
@@ -563,6 +649,7 @@ impl Lowering {
             }
             "repartition" => {
                 let n = &a[0].tokens;
+                let n = quote_spanned!(a[0].span=> ::dstream::dsl::partition_count(#n)?);
                 stream(quote_spanned!(s=> #recv.repartition(#n)))
             }
             "union" if op.on == On::Stream => {
@@ -602,6 +689,7 @@ impl Lowering {
                 0 => stream(quote_spanned!(s=> #recv.count_by_value())),
                 _ => {
                     let n = &a[0].tokens;
+                    let n = quote_spanned!(a[0].span=> ::dstream::dsl::partition_count(#n)?);
                     stream(quote_spanned!(s=> #recv.count_by_value_with_partitions(#n)))
                 }
             },
@@ -832,8 +920,9 @@ impl Lowering {
             let body = match a.get(3) {
                 None => quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window(#f, #w, #sl)),
                 Some(p) => {
-                    let p = &p.tokens;
-                    quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_with_partitioner(#f, #w, #sl, ::dstream::dsl::partitioner(#p)))
+                    self.check_partition_count(p);
+                    let p = partition_arg(p);
+                    quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_with_partitioner(#f, #w, #sl, #p))
                 }
             };
             let code = on_recv(s, &recv, body);
@@ -849,12 +938,13 @@ impl Lowering {
         let body = match a.get(4) {
             None => quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_inv(#f, #inv, #w, #sl)),
             Some(p) => {
-                let p = &p.tokens;
+                self.check_partition_count(p);
+                let p = partition_arg(p);
                 let filter = match a.get(5) {
                     Some(x) => self.func_arg(x)?.closure(1, 0, 0),
                     None => quote!(|_| true),
                 };
-                quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_inv_filtered(#f, #inv, #w, #sl, ::dstream::dsl::partitioner(#p), #filter))
+                quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_inv_filtered(#f, #inv, #w, #sl, #p, #filter))
             }
         };
         let code = on_recv(s, &recv, body);
@@ -921,6 +1011,15 @@ impl Lowering {
                     | "initial_state",
                 ) => {
                     let arg = one(self)?;
+                    if matches!(name.as_str(), "numPartitions" | "num_partitions")
+                        && let Some(n) = literal_int(&arg)
+                        && n <= 0
+                    {
+                        self.error(
+                            c.args[0].span,
+                            format!("Number of partitions ({n}) must be positive."),
+                        );
+                    }
                     let meth = Ident::new(
                         match name.as_str() {
                             "timeout" => "timeout",
