@@ -336,3 +336,59 @@ fn a_partition_count_of_zero_is_spark_s_error() {
     }
     .unwrap();
 }
+
+/// Every source of the context is callable from the DSL under its Spark and Rust names: a
+/// bounded file input and an iterator, run as a batch job; Kafka's direct stream.
+#[test]
+fn the_context_s_sources_under_their_spark_and_rust_names() {
+    let dir = std::env::temp_dir().join(format!("dstream-dsl-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.txt"), "to be or\nnot to be\n").unwrap();
+    let path = dir.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let ssc = stream! {
+        val ssc = StreamingContext(Seconds(1))
+        val words = ssc.textFiles(path.clone()).flatMap(_.split(' ').map(str::to_string).collect::<Vec<_>>())
+        words.map(w => (w, 1)).reduceByKey(_ + _).foreachRDD(rdd => s1.lock().unwrap().extend(rdd.collect()))
+        val more = ssc.text_files(path).count()
+        more.foreachRDD(rdd => s2.lock().unwrap().extend(rdd.collect().into_iter().map(|n| ("lines".to_string(), n as i32))))
+    }
+    .unwrap();
+    ssc.run_to_completion().unwrap();
+    let kv = |k: &str, n: i32| (k.to_string(), n);
+    assert_eq!(
+        sorted(seen.lock().unwrap().clone()),
+        vec![
+            kv("be", 2),
+            kv("lines", 2),
+            kv("not", 1),
+            kv("or", 1),
+            kv("to", 2)
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let total = std::sync::Arc::new(std::sync::Mutex::new(0u32));
+    let t = total.clone();
+    let ssc = stream! {
+        val ssc = StreamingContext(Seconds(1))
+        ssc.iteratorStream(1..=10u32, 3).reduce(_ + _).foreachRDD(rdd => *t.lock().unwrap() += rdd.collect().iter().sum::<u32>())
+    }
+    .unwrap();
+    ssc.run_to_completion().unwrap();
+    assert_eq!(*total.lock().unwrap(), 55);
+
+    // Built, not started: no broker is needed to build the pipeline.
+    let source = dstream::kafka::KafkaSource::strings("127.0.0.1:9")
+        .topics(["tweets"])
+        .build()
+        .unwrap();
+    let ssc = dstream::StreamingContext::new(Seconds(1)).unwrap();
+    stream! {
+        using ssc
+        val tweets = ssc.kafkaStream(source)
+        tweets.map(t => t.len()).print()
+    }
+    .unwrap();
+}

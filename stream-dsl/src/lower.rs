@@ -35,6 +35,8 @@ pub struct Lowering {
     bindings: HashMap<String, Binding>,
     /// Names that failed to bind: their uses are not reported again.
     poisoned: Vec<String>,
+    /// `val`s whose value failed (reported): still defined, for "already defined".
+    failed_vals: std::collections::HashSet<String>,
     /// Every name a `val` of the program defines (to tell a use before its definition).
     defined: std::collections::HashSet<String>,
     /// The context declared in the macro: its name and batch duration (ms, if literal).
@@ -138,6 +140,7 @@ impl Lowering {
             bindings: HashMap::new(),
             poisoned: Vec::new(),
             defined: std::collections::HashSet::new(),
+            failed_vals: std::collections::HashSet::new(),
             context: None,
             checkpoint: false,
             has_output: false,
@@ -241,6 +244,14 @@ impl Lowering {
                         quote_spanned!(name.span()=> #[allow(non_snake_case)] let #name = #code;)
                     }
                     None => {
+                        if !self.failed_vals.insert(name.to_string())
+                            || self.bindings.contains_key(&name.to_string())
+                        {
+                            self.error(
+                                name.span(),
+                                format!("`{name}` is already defined: a `val` is bound once (use another name)"),
+                            );
+                        }
                         self.poisoned.push(name.to_string());
                         TokenStream::new()
                     }
@@ -262,7 +273,7 @@ impl Lowering {
 
     fn bind(&mut self, name: &Ident, kind: Kind, slide: Option<i64>) {
         let key = name.to_string();
-        if self.bindings.contains_key(&key) {
+        if self.bindings.contains_key(&key) || self.failed_vals.contains(&key) {
             self.error(
                 name.span(),
                 format!("`{key}` is already defined: a `val` is bound once (use another name)"),
@@ -386,7 +397,10 @@ impl Lowering {
                 continue;
             }
             let call = &c.calls[i];
-            (code, kind, slide) = self.call(code, kind, slide, call);
+            // After an unknown operation the rest of the chain is not looked at: what the
+            // receiver of its next call would be is unknown, and reporting each of them as
+            // unknown too would bury the one error.
+            (code, kind, slide) = self.call(code, kind, slide, call)?;
             i += 1;
         }
         Some((code, kind, slide))
@@ -520,14 +534,15 @@ impl Lowering {
         }
     }
 
-    /// One call: returns the new code, kind and slide.
+    /// One call: returns the new code, kind and slide; `None` for an unknown operation
+    /// (reported).
     fn call(
         &mut self,
         recv: TokenStream,
         kind: Kind,
         slide: Option<i64>,
         call: &Call,
-    ) -> (TokenStream, Kind, Option<i64>) {
+    ) -> Option<(TokenStream, Kind, Option<i64>)> {
         let name = call.name.to_string();
         let on = match kind {
             Kind::Context => Some(On::Context),
@@ -566,7 +581,7 @@ impl Lowering {
                 call.name.span(),
                 format!("unknown operation `{name}` {what}{hint}"),
             );
-            return (recv, kind, slide);
+            return None;
         };
         if !op.arities.contains(&call.args.len()) {
             self.error(
@@ -583,7 +598,7 @@ impl Lowering {
                     call.args.len()
                 ),
             );
-            return (recv, kind, slide);
+            return Some((recv, kind, slide));
         }
         // A value built in Rust is a context if the operation is one of the context's.
         let kind = match kind {
@@ -602,10 +617,10 @@ impl Lowering {
             };
             self.needs_checkpoint(call, what);
         }
-        match self.lower(op, recv.clone(), slide, call) {
+        Some(match self.lower(op, recv.clone(), slide, call) {
             Some((code, k, s)) => (code, k, s),
             None => (recv, kind, slide),
-        }
+        })
     }
 
     /// The code of one known operation with a valid number of arguments.
@@ -876,6 +891,15 @@ impl Lowering {
             "saveToWebSocket" => {
                 let (dashboard, name) = (&a[0].tokens, &a[1].tokens);
                 stream(quote_spanned!(s=> #recv.save_to_websocket(&#dashboard, #name)?))
+            }
+            "kafkaStream" => {
+                // A trait method of stream-kafka (the `kafka` feature of dstream).
+                let source = &a[0].tokens;
+                Some((
+                    quote_spanned!(s=> ::dstream::kafka::KafkaStreams::kafka_stream(&#recv, #source)),
+                    Kind::Stream,
+                    slide,
+                ))
             }
             "queueStream" => {
                 let qv = &a[0].tokens;
