@@ -392,3 +392,30 @@ fn the_context_s_sources_under_their_spark_and_rust_names() {
     }
     .unwrap();
 }
+
+/// Spark's `cache()`, `persist(level)` and a stream's `checkpoint(interval)` compile as
+/// written: batches stay in memory as long as windows need them, and the interval is checked
+/// as Spark checks it.
+#[test]
+fn cache_persist_and_a_stream_checkpoint_interval_are_accepted() {
+    let tc = TestContext::new();
+    let tags = tc.input_stream(vec![vec!["#a", "#b"], vec!["#a"]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using tags
+        val pairs = tags.map(t => (t.to_string(), 1)).cache()
+        val totals = pairs.updateStateByKey((vs: Vec<i32>, s: Option<i32>) => Some(s.unwrap_or(0) + vs.iter().sum::<i32>())).checkpoint(Seconds(10)).persist()
+        totals.persist(StorageLevel.MEMORY_ONLY_SER).foreachRDD(rdd => sink.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    tc.run(2).unwrap();
+    let kv = |k: &str, n: i32| (k.to_string(), n);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            vec![kv("#a", 1), kv("#b", 1)],
+            vec![kv("#a", 2), kv("#b", 1)]
+        ]
+    );
+}

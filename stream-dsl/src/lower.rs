@@ -218,7 +218,8 @@ impl Lowering {
                 } => c,
                 _ => continue,
             };
-            if chain.root == ctx && chain.calls.iter().any(|c| c.name == "checkpoint") {
+            // `ssc.checkpoint(dir)`; not a stream's `checkpoint(interval)` further along.
+            if chain.root == ctx && chain.calls.first().is_some_and(|c| c.name == "checkpoint") {
                 self.checkpoint = true;
             }
         }
@@ -553,12 +554,27 @@ impl Lowering {
         let context_union = name == "union"
             && matches!(call.args.first().and_then(|a| a.tokens.clone().into_iter().next()),
                 Some(TokenTree::Ident(i)) if SEQUENCES.contains(&i.to_string().as_str()));
+        // On a value built in Rust, `checkpoint(Seconds(10))` is a stream's interval,
+        // `checkpoint(dir)` the context's directory.
+        let stream_checkpoint = name == "checkpoint" && call.args.first().is_some_and(is_duration);
         let op = match on {
             Some(on) => ops::find(&name, on),
             None if context_union => ops::find(&name, On::Context),
+            None if name == "checkpoint" => ops::find(
+                &name,
+                if stream_checkpoint {
+                    On::Stream
+                } else {
+                    On::Context
+                },
+            ),
             None => ops::find_any(&name),
         };
         let Some(op) = op else {
+            if let Some(instead) = ops::spark_only(&name) {
+                self.error(call.name.span(), format!("`{name}` is Spark's: {instead}"));
+                return None;
+            }
             let elsewhere = match on {
                 Some(On::Context) if ops::find(&name, On::Stream).is_some() => {
                     Some("; it is an operation on streams: call it on a stream of the context")
@@ -657,6 +673,11 @@ impl Lowering {
                 let meth = m(op.snake);
                 let cl = f.closure(1, 0, 0);
                 stream(quote_spanned!(s=> #recv.#meth(#cl)))
+            }
+            "cache" | "persist" => stream(recv),
+            "checkpoint" if op.on == On::Stream => {
+                let d = &a[0].tokens;
+                stream(quote_spanned!(s=> #recv.checkpoint(#d)))
             }
             "glom" | "count" | "stateSnapshots" | "repartitionByKey" | "global" => {
                 let meth = m(op.snake);

@@ -107,6 +107,25 @@ pub const OPS: &[Op] = &[
         Transform,
     ),
     op("glom", "glom", Stream, &[0], "", Transform),
+    // Spark keeps a DStream's RDDs with `cache()`/`persist()`; here batches stay in memory as
+    // long as a window needs them: accepted, and nothing to do.
+    op("cache", "cache", Stream, &[0], "", Transform),
+    op(
+        "persist",
+        "persist",
+        Stream,
+        &[0, 1],
+        "[storageLevel]",
+        Transform,
+    ),
+    op(
+        "checkpoint",
+        "checkpoint",
+        Stream,
+        &[1],
+        "interval",
+        Transform,
+    ),
     op(
         "repartitionByKey",
         "repartition_by_key",
@@ -391,6 +410,50 @@ pub const OPS: &[Op] = &[
     control("stop", "stop", &[0], "", false),
     control("stopGracefully", "stop_gracefully", &[0], "", false),
 ];
+
+/// Spark names with no counterpart here, and what to use instead.
+pub const SPARK_ONLY: &[(&str, &str)] = &[
+    (
+        "saveAsHadoopFiles",
+        "there is no Hadoop output: use `saveAsTextFiles(prefix, suffix)`, or `foreachRDD` with your own writer",
+    ),
+    (
+        "saveAsNewAPIHadoopFiles",
+        "there is no Hadoop output: use `saveAsTextFiles(prefix, suffix)`, or `foreachRDD` with your own writer",
+    ),
+    (
+        "saveAsObjectFiles",
+        "there are no Java-serialized object files: use `saveAsTextFiles`, or `foreachRDD` writing JSON or postcard with serde",
+    ),
+    (
+        "twitterStream",
+        "Spark's Twitter receiver is gone (and so is the API it read): bring tweets in through Kafka (`kafkaStream`) or a socket (`socketTextStream`)",
+    ),
+    (
+        "receiverStream",
+        "a receiver is a `Source` here: `inputStream(source)`, or `receiver_stream(name, capacity, f)` in Rust",
+    ),
+    (
+        "sparkContext",
+        "there is no SparkContext: build static data in Rust and name it with `using`, or capture it in a lambda",
+    ),
+    (
+        "remember",
+        "batches are kept as long as windows and state need them; there is nothing to remember by hand",
+    ),
+    (
+        "slice",
+        "past batches are not kept for `slice`: keep what you need with `window` or `foreachRDD`",
+    ),
+];
+
+/// What to use instead of Spark's `name`, if it is one of [`SPARK_ONLY`].
+pub fn spark_only(name: &str) -> Option<&'static str> {
+    SPARK_ONLY
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, instead)| *instead)
+}
 
 /// The operation named `name` (either spelling) on `on`.
 pub fn find(name: &str, on: On) -> Option<&'static Op> {
