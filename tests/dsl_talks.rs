@@ -419,3 +419,51 @@ fn cache_persist_and_a_stream_checkpoint_interval_are_accepted() {
         ]
     );
 }
+
+/// `dstream::text::split(_, ' ')`, as docs/dsl.md shows it, on a stream of `String`s (what the
+/// socket, file and Kafka sources give): owned words, the same pieces as `str::split`.
+#[test]
+fn text_split_works_on_a_string_stream() {
+    let tc = TestContext::new();
+    let lines = tc.input_stream(vec![vec!["to be or".to_string(), "not to be".to_string()]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using lines
+        lines.flatMap(dstream::text::split(_, ' ')).map(w => (w, 1)).reduceByKey(_ + _).foreachRDD(rdd => sink.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    tc.run(1).unwrap();
+    let kv = |k: &str, n: i32| (k.to_string(), n);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![vec![kv("be", 2), kv("not", 1), kv("or", 1), kv("to", 2)]]
+    );
+}
+
+/// Spark's accessors and overloads a Scala user reaches for: `awaitTerminationOrTimeout` in
+/// milliseconds, `time.milliseconds()`, `State` and `StateSpec` from the prelude alone.
+#[test]
+fn spark_s_await_in_milliseconds_and_time_milliseconds() {
+    let q: dstream::Queue<String> = dstream::Queue::new();
+    q.push(vec!["a".to_string()]);
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = times.clone();
+    let started = std::time::Instant::now();
+    let ssc = stream! {
+        val ssc = StreamingContext(Milliseconds(100), std::env::temp_dir().join(format!("dstream-dsl-await-{}", std::process::id())))
+        val words = ssc.queueStream(q)
+        words.map(w => (w, 1)).mapWithState(StateSpec.function((_k: &String, v: Option<i32>, s: &mut State<i32>) => { s.update(v.unwrap_or(0)); v })).print()
+        words.foreachRDD((_rdd, time) => t.lock().unwrap().push(time.milliseconds() % 100))
+        ssc.start()
+        ssc.awaitTerminationOrTimeout(300)
+    }
+    .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    ssc.stop();
+    let times = times.lock().unwrap().clone();
+    assert!(
+        !times.is_empty() && times.iter().all(|m| *m == 0),
+        "{times:?}"
+    );
+}

@@ -121,3 +121,38 @@ pub fn partitioner<A: PartitionArg>(arg: A) -> A::Partitioner {
 pub fn default_partitioner<K: Key, V: Data>(stream: &DStream<(K, V)>) -> HashPartitioner {
     HashPartitioner::at_least_one(stream.default_partitions())
 }
+
+/// A timeout as Spark's `awaitTerminationOrTimeout` takes it (milliseconds) or as a
+/// [`Duration`](crate::Duration).
+pub trait TimeoutArg {
+    /// The timeout.
+    fn timeout(self) -> crate::Duration;
+}
+
+impl TimeoutArg for crate::Duration {
+    fn timeout(self) -> crate::Duration {
+        self
+    }
+}
+
+macro_rules! millis {
+    ($($t:ty),*) => {$(
+        impl TimeoutArg for $t {
+            fn timeout(self) -> crate::Duration {
+                crate::Duration::from_millis(i64::try_from(self).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+millis!(i32, i64, u32, u64, usize);
+
+/// `awaitTerminationOrTimeout(5000)` (Spark: milliseconds) or `(Seconds(5))`.
+///
+/// ```
+/// use stream_core::{dsl::timeout, Seconds};
+/// assert_eq!(timeout(5000), Seconds(5));
+/// assert_eq!(timeout(Seconds(5)), Seconds(5));
+/// ```
+pub fn timeout<A: TimeoutArg>(arg: A) -> crate::Duration {
+    arg.timeout()
+}

@@ -61,6 +61,6 @@ pub use time::{Duration, Hours, Milliseconds, Minutes, Seconds, Time};
 pub mod prelude {
     pub use crate::{
         Batch, DStream, Duration, Error, HashPartitioner, Hours, Milliseconds, Minutes, Queue,
-        Seconds, Show, StreamingContext, Time,
+        Seconds, Show, State, StateSpec, StreamingContext, Time,
     };
 }

@@ -28,14 +28,66 @@ use std::iter::FusedIterator;
 /// Splits `s` at every `delim`, as `s.split(delim)` does, with the same pieces in the same order.
 ///
 /// An ASCII `delim` takes the fast path described in the [module docs](self); any other `char`
-/// is handed to [`str::split`].
-pub fn split(s: &str, delim: char) -> Split<'_> {
+/// is handed to [`str::split`]. A `&str` (or `&String`) gives `&str` pieces of it; an owned
+/// `String` (a record of a `DStream<String>`, as in `flatMap(dstream::text::split(_, ' '))`)
+/// gives owned `String` pieces:
+///
+/// ```
+/// use stream_core::text;
+///
+/// let words: Vec<String> = text::split(String::from("to be or"), ' ').collect();
+/// assert_eq!(words, ["to", "be", "or"]);
+/// ```
+pub fn split<'a, S: Splittable<'a>>(s: S, delim: char) -> S::Pieces {
+    s.split_at(delim)
+}
+
+fn split_str(s: &str, delim: char) -> Split<'_> {
     let inner = if delim.is_ascii() {
         Inner::Ascii(AsciiSplit::new(s, delim as u8))
     } else {
         Inner::Other(s.split(delim))
     };
     Split { inner }
+}
+
+/// What [`split`] takes: text borrowed (pieces borrow it) or owned (pieces are owned).
+pub trait Splittable<'a> {
+    /// The iterator of pieces.
+    type Pieces: Iterator;
+    /// The pieces between the `delim`s.
+    fn split_at(self, delim: char) -> Self::Pieces;
+}
+
+impl<'a> Splittable<'a> for &'a str {
+    type Pieces = Split<'a>;
+    fn split_at(self, delim: char) -> Split<'a> {
+        split_str(self, delim)
+    }
+}
+
+impl<'a, 'b> Splittable<'a> for &'a &'b str {
+    type Pieces = Split<'b>;
+    fn split_at(self, delim: char) -> Split<'b> {
+        split_str(self, delim)
+    }
+}
+
+impl<'a> Splittable<'a> for &'a String {
+    type Pieces = Split<'a>;
+    fn split_at(self, delim: char) -> Split<'a> {
+        split_str(self, delim)
+    }
+}
+
+impl Splittable<'_> for String {
+    type Pieces = std::vec::IntoIter<String>;
+    fn split_at(self, delim: char) -> std::vec::IntoIter<String> {
+        split_str(&self, delim)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
 }
 
 /// The iterator of [`split`].

@@ -28,6 +28,11 @@ impl Time {
         self.0
     }
 
+    /// [`millis`](Self::millis), under Spark's name (`time.milliseconds`).
+    pub const fn milliseconds(self) -> i64 {
+        self.0
+    }
+
     /// True when `self - zero` is a whole number of `interval`s (Spark's `isMultipleOf`).
     pub fn is_multiple_of(self, zero: Time, interval: Duration) -> bool {
         interval.0 > 0 && (self.0 - zero.0).rem_euclid(interval.0) == 0
@@ -72,6 +77,11 @@ impl Duration {
 
     /// The length in milliseconds.
     pub const fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// [`millis`](Self::millis), under Spark's name (`duration.milliseconds`).
+    pub const fn milliseconds(self) -> i64 {
         self.0
     }
 

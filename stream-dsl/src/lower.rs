@@ -913,6 +913,16 @@ impl Lowering {
                 let (dashboard, name) = (&a[0].tokens, &a[1].tokens);
                 stream(quote_spanned!(s=> #recv.save_to_websocket(&#dashboard, #name)?))
             }
+            "awaitTerminationOrTimeout" => {
+                // Spark's takes milliseconds; a duration is accepted too.
+                let t = &a[0].tokens;
+                let t = quote_spanned!(a[0].span=> ::dstream::dsl::timeout(#t));
+                Some((
+                    quote_spanned!(s=> #recv.await_termination_or_timeout(#t)#q),
+                    Kind::Context,
+                    slide,
+                ))
+            }
             "kafkaStream" => {
                 // A trait method of stream-kafka (the `kafka` feature of dstream).
                 let source = &a[0].tokens;
