@@ -467,3 +467,61 @@ fn spark_s_await_in_milliseconds_and_time_milliseconds() {
         "{times:?}"
     );
 }
+
+/// Scala inside lambda bodies, as a Spark user writes it: nested placeholders and case
+/// functions, `x match`, `if (c) a else b`, interpolation, `Seq(...)`, parenless methods and
+/// the RDD methods with Spark's defaults (`sortBy`, `distinct()`, `join`, `countByKey`, `top`).
+#[test]
+fn scala_in_lambda_bodies_compiles_as_written() {
+    let tc = TestContext::new();
+    let lines = tc.input_stream(vec![vec![
+        "to be or".to_string(),
+        "not to be".to_string(),
+        "be".to_string(),
+    ]]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (s1, s2, s3, s4, s5, s6, s7) = (
+        seen.clone(),
+        seen.clone(),
+        seen.clone(),
+        seen.clone(),
+        seen.clone(),
+        seen.clone(),
+        seen.clone(),
+    );
+    stream! {
+        using lines
+        val words = lines.flatMap(dstream::text::split(_, ' '))
+        val counts = words.map(w => (w, 1)).reduceByKey(_ + _)
+        counts.transform(rdd => rdd.sortBy(_._2, false)).foreachRDD(rdd => { val top = rdd.take(1); s1.lock().unwrap().push(s "top ${top[0]._1} ${top[0]._2}") })
+        counts.foreachRDD(rdd => rdd.collect().into_iter().filter(_._2 > 1).for_each(p => s2.lock().unwrap().push(s "${p._1} x${p._2}")))
+        counts.map { case (w, n) => if (n > 1) s "$w many" else s "$w one" }.foreachRDD(rdd => s3.lock().unwrap().extend(rdd.collect()))
+        counts.map(p => p._2 match { case 1 => "single" case _ => "more" }).transform(rdd => rdd.distinct()).foreachRDD(rdd => s4.lock().unwrap().extend(rdd.collect().into_iter().map(_.toString)))
+        counts.transform(rdd => rdd.clone().join(rdd.mapValues(_ * 10))).foreachRDD(rdd => s5.lock().unwrap().extend(rdd.collect().into_iter().filter(_._1 == "be").map(p => s "${p._1} ${p._2._1} ${p._2._2}")))
+        words.map(w => (w.length, w)).foreachRDD(rdd => { val byLen = rdd.countByKey(); s6.lock().unwrap().push(s "lengths ${byLen.len()} twos ${byLen[&2]}") })
+        words.flatMap(w => Seq(w.toUpperCase, w.toString)).foreachRDD(rdd => s7.lock().unwrap().push(s "top3 ${rdd.top(3).mkString(\",\")} empty ${rdd.isEmpty}"))
+    }
+    .unwrap();
+    tc.run(1).unwrap();
+    let got = sorted(seen.lock().unwrap().clone());
+    let want = sorted(
+        [
+            "top be 3",
+            "be x3",
+            "to x2",
+            "be many",
+            "to many",
+            "or one",
+            "not one",
+            "single",
+            "more",
+            "be 3 30",
+            "lengths 2 twos 6",
+            "top3 to,to,or empty false",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    );
+    assert_eq!(got, want);
+}

@@ -156,3 +156,288 @@ millis!(i32, i64, u32, u64, usize);
 pub fn timeout<A: TimeoutArg>(arg: A) -> crate::Duration {
     arg.timeout()
 }
+
+/// The parallelism of shuffles in a lambda body where Spark uses its default (the batch's own
+/// partition count, at least one).
+fn partitions_of<T: Data>(b: &crate::batch::Batch<T>) -> usize {
+    b.num_partitions().max(1)
+}
+
+/// Spark's RDD methods under their Scala names and with Spark's defaults, for the bodies of
+/// `transform` and `foreachRDD` in the `stream!` DSL (the macro brings it into scope): a Scala
+/// user's `rdd.sortBy(_._2, false).take(10)` or `rdd.countByKey()` compiles as written.
+/// Shuffles without a partition count keep the batch's partition count, as Spark's default
+/// partitioner does. Rust code calls the snake_case methods of [`Batch`](crate::Batch).
+///
+/// ```
+/// use stream_core::Batch;
+/// use stream_core::dsl::{SparkPairRdd, SparkRdd};
+///
+/// let b = Batch::from_vec(vec![("a", 3), ("b", 1), ("a", 2)], 2);
+/// assert_eq!(b.clone().sortBy(|p| p.1, false).first(), Some(("a", 3)));
+/// assert_eq!(b.countByKey()["a"], 2);
+/// assert_eq!(b.lookup(&"a"), vec![3, 2]);
+/// assert!(!b.isEmpty());
+/// ```
+#[allow(non_snake_case)]
+pub trait SparkRdd<T: Data>: Sized {
+    /// `sortBy(f, ascending)`.
+    fn sortBy<S: Ord>(self, key: impl Fn(&T) -> S, ascending: bool) -> crate::batch::Batch<T>;
+    /// `isEmpty()`.
+    fn isEmpty(&self) -> bool;
+    /// `nonEmpty` (Scala collections').
+    fn nonEmpty(&self) -> bool {
+        !self.isEmpty()
+    }
+    /// `top(n)`: the `n` largest records, largest first.
+    fn top(&self, n: usize) -> Vec<T>
+    where
+        T: Ord;
+    /// `distinct()`: each record once (the macro's name for Spark's `distinct()`).
+    fn spark_distinct(self) -> crate::batch::Batch<T>
+    where
+        T: Key;
+    /// `countByValue()`: how many times each record occurs (an action, as on Spark's RDD).
+    fn countByValue(&self) -> std::collections::HashMap<T, i64>
+    where
+        T: Key;
+}
+
+impl<T: Data> SparkRdd<T> for crate::batch::Batch<T> {
+    fn sortBy<S: Ord>(self, key: impl Fn(&T) -> S, ascending: bool) -> crate::batch::Batch<T> {
+        let n = partitions_of(&self);
+        self.sort_by(key, ascending, n)
+    }
+
+    fn isEmpty(&self) -> bool {
+        self.is_empty()
+    }
+
+    fn top(&self, n: usize) -> Vec<T>
+    where
+        T: Ord,
+    {
+        let mut all = self.collect();
+        all.sort_by(|a, b| b.cmp(a));
+        all.truncate(n);
+        all
+    }
+
+    fn spark_distinct(self) -> crate::batch::Batch<T>
+    where
+        T: Key,
+    {
+        let n = partitions_of(&self);
+        self.distinct(n)
+    }
+
+    fn countByValue(&self) -> std::collections::HashMap<T, i64>
+    where
+        T: Key,
+    {
+        let mut m = std::collections::HashMap::new();
+        for x in self.collect() {
+            *m.entry(x).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// Spark's pair-RDD methods under their Scala names (see [`SparkRdd`]).
+#[allow(non_snake_case)]
+pub trait SparkPairRdd<K: Key, V: Data>: Sized {
+    /// `reduceByKey(f)`, into the batch's partition count.
+    fn reduceByKey(self, f: impl Fn(V, V) -> V + Send + Sync) -> crate::batch::Batch<(K, V)>;
+    /// `groupByKey()`.
+    fn groupByKey(self) -> crate::batch::Batch<(K, Vec<V>)>;
+    /// `sortByKey(ascending)`.
+    fn sortByKey(self, ascending: bool) -> crate::batch::Batch<(K, V)>
+    where
+        K: Ord;
+    /// `countByKey()`: records per key (an action).
+    fn countByKey(&self) -> std::collections::HashMap<K, i64>;
+    /// `lookup(key)`: the values of `key`.
+    fn lookup(&self, key: &K) -> Vec<V>;
+    /// `join(other)` with Spark's default partitioner (the macro's name for it).
+    fn spark_join<W: Data>(
+        self,
+        other: crate::batch::Batch<(K, W)>,
+    ) -> crate::batch::Batch<(K, (V, W))>;
+    /// `leftOuterJoin(other)`.
+    fn leftOuterJoin<W: Data>(
+        self,
+        other: crate::batch::Batch<(K, W)>,
+    ) -> crate::batch::Batch<(K, (V, Option<W>))>;
+    /// `rightOuterJoin(other)`.
+    fn rightOuterJoin<W: Data>(
+        self,
+        other: crate::batch::Batch<(K, W)>,
+    ) -> crate::batch::Batch<(K, (Option<V>, W))>;
+    /// `cogroup(other)` (the macro's name for it).
+    fn spark_cogroup<W: Data>(
+        self,
+        other: crate::batch::Batch<(K, W)>,
+    ) -> crate::batch::Batch<crate::batch::CoGrouped<K, V, W>>;
+}
+
+impl<K: Key, V: Data> SparkPairRdd<K, V> for crate::batch::Batch<(K, V)> {
+    fn reduceByKey(self, f: impl Fn(V, V) -> V + Send + Sync) -> crate::batch::Batch<(K, V)> {
+        let n = partitions_of(&self);
+        self.reduce_by_key(f, n)
+    }
+
+    fn groupByKey(self) -> crate::batch::Batch<(K, Vec<V>)> {
+        let n = partitions_of(&self);
+        self.group_by_key(n)
+    }
+
+    fn sortByKey(self, ascending: bool) -> crate::batch::Batch<(K, V)>
+    where
+        K: Ord,
+    {
+        let n = partitions_of(&self);
+        self.sort_by_key(ascending, n)
+    }
+
+    fn countByKey(&self) -> std::collections::HashMap<K, i64> {
+        let mut m = std::collections::HashMap::new();
+        for (k, _) in self.collect() {
+            *m.entry(k).or_insert(0) += 1;
+        }
+        m
+    }
+
+    fn lookup(&self, key: &K) -> Vec<V> {
+        self.collect()
+            .into_iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn spark_join<W: Data>(
+        self,
+        other: crate::batch::Batch<(K, W)>,
+    ) -> crate::batch::Batch<(K, (V, W))> {
+        let n = partitions_of(&self).max(partitions_of(&other));
+        self.join(other, HashPartitioner::at_least_one(n))
+    }
+
+    fn leftOuterJoin<W: Data>(
+        self,
+        other: crate::batch::Batch<(K, W)>,
+    ) -> crate::batch::Batch<(K, (V, Option<W>))> {
+        let n = partitions_of(&self).max(partitions_of(&other));
+        self.left_outer_join(other, HashPartitioner::at_least_one(n))
+    }
+
+    fn rightOuterJoin<W: Data>(
+        self,
+        other: crate::batch::Batch<(K, W)>,
+    ) -> crate::batch::Batch<(K, (Option<V>, W))> {
+        let n = partitions_of(&self).max(partitions_of(&other));
+        self.right_outer_join(other, HashPartitioner::at_least_one(n))
+    }
+
+    fn spark_cogroup<W: Data>(
+        self,
+        other: crate::batch::Batch<(K, W)>,
+    ) -> crate::batch::Batch<crate::batch::CoGrouped<K, V, W>> {
+        let n = partitions_of(&self).max(partitions_of(&other));
+        self.cogroup(other, HashPartitioner::at_least_one(n))
+    }
+}
+
+/// Scala collections' names on Rust's (`size`, `isEmpty`, `nonEmpty`, `sum`, `foreach`,
+/// `mkString`), for lambda bodies in the `stream!` DSL.
+#[allow(non_snake_case)]
+pub trait ScalaSeq<T> {
+    /// `size` / `length`.
+    fn size(&self) -> usize;
+    /// `isEmpty`.
+    fn isEmpty(&self) -> bool {
+        self.size() == 0
+    }
+    /// `nonEmpty`.
+    fn nonEmpty(&self) -> bool {
+        self.size() != 0
+    }
+    /// `sum`.
+    fn sum(&self) -> T
+    where
+        T: Clone + std::iter::Sum<T>;
+    /// `foreach(f)`.
+    fn foreach(&self, f: impl FnMut(T))
+    where
+        T: Clone;
+    /// `mkString(sep)`.
+    fn mkString(&self, sep: &str) -> String
+    where
+        T: std::fmt::Display;
+}
+
+impl<T> ScalaSeq<T> for Vec<T> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+    fn sum(&self) -> T
+    where
+        T: Clone + std::iter::Sum<T>,
+    {
+        self.iter().cloned().sum()
+    }
+    fn foreach(&self, f: impl FnMut(T))
+    where
+        T: Clone,
+    {
+        self.iter().cloned().for_each(f);
+    }
+    fn mkString(&self, sep: &str) -> String
+    where
+        T: std::fmt::Display,
+    {
+        self.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+}
+
+/// `size`, `isEmpty` and `nonEmpty` of Scala's strings and options, for lambda bodies.
+#[allow(non_snake_case)]
+pub trait ScalaSized {
+    /// `size` / `length`.
+    fn size(&self) -> usize;
+    /// `isEmpty`.
+    fn isEmpty(&self) -> bool {
+        self.size() == 0
+    }
+    /// `nonEmpty`.
+    fn nonEmpty(&self) -> bool {
+        self.size() != 0
+    }
+}
+
+impl ScalaSized for str {
+    fn size(&self) -> usize {
+        self.chars().count()
+    }
+}
+
+impl ScalaSized for String {
+    fn size(&self) -> usize {
+        self.chars().count()
+    }
+}
+
+impl<T> ScalaSized for Option<T> {
+    fn size(&self) -> usize {
+        usize::from(self.is_some())
+    }
+}
+
+/// Prints a record as Spark's `println` does with an RDD's elements (tuples as `(a,1)`), for
+/// `foreach(println)` in lambda bodies.
+pub fn println<T: crate::Show>(x: T) {
+    println!("{}", x.show());
+}

@@ -73,7 +73,9 @@ pub fn func(tokens: &TokenStream) -> syn::Result<Func> {
         return Ok(f);
     }
     let mut n = 0;
-    let body = placeholders(tokens.clone(), &mut n);
+    // Functions nested in the expression first: a `_` belongs to the innermost argument.
+    let translated = crate::scala::body(tokens.clone())?;
+    let body = placeholders(translated, &mut n);
     if n > 0 {
         let params = (0..n)
             .map(|i| Param {
@@ -81,11 +83,7 @@ pub fn func(tokens: &TokenStream) -> syn::Result<Func> {
                 ty: None,
             })
             .collect();
-        return Ok(Func::Lambda {
-            params,
-            body: accessors(body),
-            span,
-        });
+        return Ok(Func::Lambda { params, body, span });
     }
     Ok(Func::Value(tokens.clone()))
 }
@@ -113,7 +111,7 @@ fn arrow_lambda(toks: &[TokenTree], block: bool) -> syn::Result<Option<Func>> {
         ));
     }
     let body: TokenStream = rest.iter().cloned().collect();
-    let body = accessors(body);
+    let body = crate::scala::body(body)?;
     let body = if block {
         TokenTree::Group(Group::new(Delimiter::Brace, body)).into()
     } else {
@@ -160,7 +158,7 @@ fn params(tokens: TokenStream) -> syn::Result<Vec<Param>> {
 }
 
 /// `case p [if g] => e` arms.
-fn cases(inner: &[TokenTree], span: Span) -> syn::Result<Func> {
+pub(crate) fn cases(inner: &[TokenTree], span: Span) -> syn::Result<Func> {
     let mut arms = TokenStream::new();
     let mut i = 0;
     while i < inner.len() {
@@ -192,7 +190,7 @@ fn cases(inner: &[TokenTree], span: Span) -> syn::Result<Func> {
                 "expected an expression after `=>`",
             ));
         }
-        let body = accessors(inner[body_start..i].iter().cloned().collect());
+        let body = crate::scala::body(inner[body_start..i].iter().cloned().collect())?;
         // Scala names what a case does not use (`case (visitorId, url) => url`): no warning.
         arms.extend(quote! { #[allow(unused_variables, non_snake_case)] #pat => { #body } });
         arms.extend([TokenTree::Punct(Punct::new(',', Spacing::Alone))]);

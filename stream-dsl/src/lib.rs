@@ -11,6 +11,7 @@ pub mod lambda;
 pub mod lower;
 pub mod ops;
 pub mod parse;
+pub mod scala;
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -31,6 +32,9 @@ pub fn expand(input: TokenStream) -> TokenStream {
             #(#compile_errors)*
             #[allow(unused_imports)]
             use ::dstream::prelude::*;
+            // Spark's and Scala's method names, for lambda bodies (`crate::scala`).
+            #[allow(unused_imports)]
+            use ::dstream::dsl::{ScalaSeq as _, ScalaSized as _, SparkPairRdd as _, SparkRdd as _};
             #[allow(clippy::redundant_closure_call)]
             let __dsl_result = (|| -> ::core::result::Result<_, ::dstream::Error> { #body })();
             __dsl_result

@@ -45,6 +45,16 @@ const WORDS: &[&str] = &[
     "queueStream",
     "Seq",
     "move",
+    "match",
+    "else",
+    "s",
+    "toString",
+    "length",
+    "println",
+    "sortBy",
+    "distinct",
+    "getOrElse",
+    "List",
 ];
 const PUNCT: &[char] = &[
     '.', ',', ';', '=', '>', '<', ':', '+', '-', '*', '|', '&', '!',
@@ -58,6 +68,7 @@ fn leaf() -> impl Strategy<Value = TokenTree> {
         }),
         1 => (0u32..5000).prop_map(|n| TokenTree::Literal(Literal::u32_unsuffixed(n))),
         1 => "[a-z ]{0,6}".prop_map(|s| TokenTree::Literal(Literal::string(&s))),
+        1 => "[a-z ${}²é]{0,8}".prop_map(|s| TokenTree::Literal(Literal::string(&s))),
     ]
 }
 
@@ -93,6 +104,20 @@ proptest! {
         let input: TokenStream = trees.into_iter().flatten().collect();
         let out = stream_dsl::expand(input);
         prop_assert!(!out.is_empty());
+    }
+
+    /// The translator of Scala in lambda bodies (`stream_dsl::scala`), on its own and as the
+    /// body of a function literal, gives code or an error, never a panic.
+    #[test]
+    fn scala_bodies_translate_without_panicking(
+        trees in prop::collection::vec(prop_oneof![8 => tree().prop_map(|t| vec![t]), 1 => Just(arrow())], 0..24)
+    ) {
+        let body: TokenStream = trees.into_iter().flatten().collect();
+        let _ = stream_dsl::scala::body(body.clone());
+        let mut lambda: Vec<TokenTree> = vec![TokenTree::Ident(Ident::new("x", Span::call_site()))];
+        lambda.extend(arrow());
+        lambda.extend(body);
+        let _ = stream_dsl::lambda::func(&lambda.into_iter().collect());
     }
 
     #[test]
