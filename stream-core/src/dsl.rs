@@ -403,7 +403,8 @@ impl<T> ScalaSeq<T> for Vec<T> {
     }
 }
 
-/// `size`, `isEmpty` and `nonEmpty` of Scala's strings and options, for lambda bodies.
+/// `size`, `isEmpty` and `nonEmpty` of Scala's strings, options, maps and sets, for lambda
+/// bodies.
 #[allow(non_snake_case)]
 pub trait ScalaSized {
     /// `size` / `length`.
@@ -430,6 +431,30 @@ impl ScalaSized for String {
     }
 }
 
+impl<K, V, H> ScalaSized for std::collections::HashMap<K, V, H> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T, H> ScalaSized for std::collections::HashSet<T, H> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<K, V> ScalaSized for std::collections::BTreeMap<K, V> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T> ScalaSized for std::collections::BTreeSet<T> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
 impl<T> ScalaSized for Option<T> {
     fn size(&self) -> usize {
         usize::from(self.is_some())
@@ -440,4 +465,17 @@ impl<T> ScalaSized for Option<T> {
 /// `foreach(println)` in lambda bodies.
 pub fn println<T: crate::Show>(x: T) {
     println!("{}", x.show());
+}
+
+/// Spark's `State.getOption`, for mapping functions written as in Spark.
+#[allow(non_snake_case)]
+pub trait ScalaState<S> {
+    /// The state, if it exists (a copy).
+    fn getOption(&self) -> Option<S>;
+}
+
+impl<S: Clone> ScalaState<S> for crate::State<S> {
+    fn getOption(&self) -> Option<S> {
+        self.get().cloned()
+    }
 }

@@ -85,7 +85,8 @@ pub fn func(tokens: &TokenStream) -> syn::Result<Func> {
             .collect();
         return Ok(Func::Lambda { params, body, span });
     }
-    Ok(Func::Value(tokens.clone()))
+    // Translated: `f _` is `f`.
+    Ok(Func::Value(body))
 }
 
 /// `x => body` or `(a, b: T) => body`; `block`: the body is a block's statements.

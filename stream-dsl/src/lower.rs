@@ -35,6 +35,8 @@ pub struct Lowering {
     bindings: HashMap<String, Binding>,
     /// Names that failed to bind: their uses are not reported again.
     poisoned: Vec<String>,
+    /// `val`s bound to a function literal (arguments of later operations, not streams).
+    functions: std::collections::HashSet<String>,
     /// `val`s whose value failed (reported): still defined, for "already defined".
     failed_vals: std::collections::HashSet<String>,
     /// Every name a `val` of the program defines (to tell a use before its definition).
@@ -141,6 +143,7 @@ impl Lowering {
             poisoned: Vec::new(),
             defined: std::collections::HashSet::new(),
             failed_vals: std::collections::HashSet::new(),
+            functions: std::collections::HashSet::new(),
             context: None,
             checkpoint: false,
             has_output: false,
@@ -237,12 +240,30 @@ impl Lowering {
                 let lowered = match value {
                     Expr::NewContext { name: kw, args } => self.new_context(kw, args),
                     Expr::Chain(c) => self.chain(c),
+                    Expr::Function(f) => {
+                        // A function for later operations (`updateStateByKey(updateFunc)`):
+                        // a closure with its parameters' count.
+                        return match crate::lambda::func(f) {
+                            Ok(func) => {
+                                let cl = func.closure(func.arity().unwrap_or(1), 0, 0);
+                                self.functions.insert(name.to_string());
+                                quote_spanned!(name.span()=> #[allow(non_snake_case)] let #name = #cl;)
+                            }
+                            Err(e) => {
+                                self.errors.push(e);
+                                self.poisoned.push(name.to_string());
+                                TokenStream::new()
+                            }
+                        };
+                    }
                 };
                 match lowered {
                     Some((code, kind, slide)) => {
                         self.bind(name, kind, slide);
                         // Spark's names are camelCase: `val hashTags` must not warn.
-                        quote_spanned!(name.span()=> #[allow(non_snake_case)] let #name = #code;)
+                        // (`unreachable_code`: an argument whose stream failed stands as
+                        // `unreachable!()`, after its error.)
+                        quote_spanned!(name.span()=> #[allow(non_snake_case, unreachable_code)] let #name = #code;)
                     }
                     None => {
                         if !self.failed_vals.insert(name.to_string())
@@ -259,9 +280,13 @@ impl Lowering {
                 }
             }
             Stmt::Expr(Expr::Chain(c)) => match self.chain(c) {
-                Some((code, _, _)) => quote!(#[allow(non_snake_case)] let _ = #code;),
+                Some((code, _, _)) => {
+                    quote!(#[allow(non_snake_case, unreachable_code)] let _ = #code;)
+                }
                 None => TokenStream::new(),
             },
+            // Only a `val` takes a function literal (the parser makes no other).
+            Stmt::Expr(Expr::Function(_)) => TokenStream::new(),
             Stmt::Expr(Expr::NewContext { name, .. }) => {
                 self.error(
                     name.span(),
@@ -338,6 +363,13 @@ impl Lowering {
             return Some((b.kind, b.slide));
         }
         if self.poisoned.contains(&key) {
+            return None;
+        }
+        if self.functions.contains(&key) {
+            self.error(
+                root.span(),
+                format!("`{key}` is a function: pass it to an operation (`updateStateByKey({key})`), it has no operations of its own"),
+            );
             return None;
         }
         if self.defined.contains(&key) {
@@ -446,24 +478,23 @@ impl Lowering {
         }
     }
 
-    /// A stream argument (`union`, `join`, ...): a chain of the DSL, or a Rust expression.
-    fn stream_arg(&mut self, a: &Arg) -> (TokenStream, Option<i64>) {
+    /// A stream argument (`union`, `join`, ...): a chain of the DSL, or a Rust expression;
+    /// `None` when it is a chain that failed (reported).
+    fn stream_arg(&mut self, a: &Arg) -> Option<(TokenStream, Option<i64>)> {
         let toks: Vec<TokenTree> = a.tokens.clone().into_iter().collect();
         if let Some(TokenTree::Ident(first)) = toks.first()
             && (self.bindings.contains_key(&first.to_string())
-                || self.poisoned.contains(&first.to_string()))
+                || self.poisoned.contains(&first.to_string())
+                || self.defined.contains(&first.to_string()))
         {
             let (program, errors) = crate::parse::parse(a.tokens.clone());
             if errors.is_empty()
                 && let [Stmt::Expr(Expr::Chain(c))] = program.stmts.as_slice()
             {
-                return match self.chain(c) {
-                    Some((code, _, slide)) => (code, slide),
-                    None => (quote_spanned!(a.span=> ::core::unreachable!()), None),
-                };
+                return self.chain(c).map(|(code, _, slide)| (code, slide));
             }
         }
-        (a.tokens.clone(), None)
+        Some((a.tokens.clone(), None))
     }
 
     /// Checks a window against its parent's slide (Spark's rules and messages); returns the
@@ -614,7 +645,8 @@ impl Lowering {
                     call.args.len()
                 ),
             );
-            return Some((recv, kind, slide));
+            // A source that could not be made has no stream for the rest of the chain.
+            return (op.role != Role::Source).then_some((recv, kind, slide));
         }
         // A value built in Rust is a context if the operation is one of the context's.
         let kind = match kind {
@@ -676,6 +708,15 @@ impl Lowering {
             }
             "cache" | "persist" => stream(recv),
             "checkpoint" if op.on == On::Stream => {
+                if let (Some(ms), Some(sl)) = (literal_ms(&a[0].tokens), slide)
+                    && sl > 0
+                {
+                    if ms < sl {
+                        self.error(a[0].span, format!("The checkpoint interval ({}) is lower than the slide time of this stream ({}). Please set it to at least {}.", fmt_ms(ms), fmt_ms(sl), fmt_ms(sl)));
+                    } else if ms % sl != 0 {
+                        self.error(a[0].span, format!("The checkpoint interval ({}) is not a multiple of the slide time of this stream ({}). Please set it to a multiple of {}.", fmt_ms(ms), fmt_ms(sl), fmt_ms(sl)));
+                    }
+                }
                 let d = &a[0].tokens;
                 stream(quote_spanned!(s=> #recv.checkpoint(#d)))
             }
@@ -689,7 +730,7 @@ impl Lowering {
                 stream(quote_spanned!(s=> #recv.repartition(#n)))
             }
             "union" if op.on == On::Stream => {
-                let (other, other_slide) = self.stream_arg(&a[0]);
+                let (other, other_slide) = self.stream_arg(&a[0])?;
                 self.same_slides(a[0].span, slide, other_slide);
                 stream(quote_spanned!(s=> #recv.union(&#other)))
             }
@@ -700,13 +741,11 @@ impl Lowering {
                     [TokenTree::Ident(seq), TokenTree::Group(g)]
                         if SEQUENCES.contains(&seq.to_string().as_str()) =>
                     {
-                        let items: Vec<TokenStream> = split_args(g.stream())
-                            .iter()
-                            .map(|x| {
-                                let (code, _) = self.stream_arg(x);
-                                quote!((#code).clone())
-                            })
-                            .collect();
+                        let mut items: Vec<TokenStream> = Vec::new();
+                        for x in split_args(g.stream()) {
+                            let (code, _) = self.stream_arg(&x)?;
+                            items.push(quote!((#code).clone()));
+                        }
                         quote!(&[#(#items),*])
                     }
                     _ => a[0].tokens.clone(),
@@ -740,7 +779,7 @@ impl Lowering {
                 }
             }
             "transformWith" => {
-                let (other, other_slide) = self.stream_arg(&a[0]);
+                let (other, other_slide) = self.stream_arg(&a[0])?;
                 self.same_slides(a[0].span, slide, other_slide);
                 let f = self.func_arg(&a[1])?;
                 if f.arity() == Some(3) {
@@ -783,7 +822,7 @@ impl Lowering {
                 ))
             }
             "join" | "leftOuterJoin" | "rightOuterJoin" | "fullOuterJoin" | "cogroup" => {
-                let (other, other_slide) = self.stream_arg(&a[0]);
+                let (other, other_slide) = self.stream_arg(&a[0])?;
                 self.same_slides(a[0].span, slide, other_slide);
                 match a.len() {
                     1 => {

@@ -40,6 +40,9 @@ pub enum Expr {
     NewContext { name: Ident, args: Vec<Arg> },
     /// `root.op(args).op(args)...`
     Chain(Chain),
+    /// A function literal with a block body, bound to a name as Scala users do
+    /// (`val updateFunc = (values: Vec<i32>, state: Option<i32>) => { ... }`).
+    Function(TokenStream),
 }
 
 /// A method chain.
@@ -203,6 +206,37 @@ impl Parser {
                 return Err(syn::Error::new(
                     self.span_here(),
                     format!("expected `=` after `val {name}`"),
+                ));
+            }
+            // `x => { ... }` or `(a, b) => { ... }`: a function, not a chain.
+            if matches!(
+                self.tokens.get(self.pos),
+                Some(TokenTree::Ident(_)) | Some(TokenTree::Group(_))
+            ) && is_punct(self.tokens.get(self.pos + 1), '=')
+                && is_punct(self.tokens.get(self.pos + 2), '>')
+                && matches!(self.tokens.get(self.pos + 3), Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace)
+            {
+                let f: TokenStream = self.tokens[self.pos..self.pos + 4]
+                    .iter()
+                    .cloned()
+                    .collect();
+                self.pos += 4;
+                return Ok(Stmt::Val {
+                    name,
+                    value: Expr::Function(f),
+                });
+            }
+            if matches!(
+                self.tokens.get(self.pos),
+                Some(TokenTree::Ident(_)) | Some(TokenTree::Group(_))
+            ) && is_punct(self.tokens.get(self.pos + 1), '=')
+                && is_punct(self.tokens.get(self.pos + 2), '>')
+            {
+                return Err(syn::Error::new(
+                    self.tokens[self.pos + 1].span(),
+                    format!(
+                        "a function `val` needs its body in braces (a macro does not see where a line ends): `val {name} = x => {{ ... }}`"
+                    ),
                 ));
             }
             let value = self.expr()?;

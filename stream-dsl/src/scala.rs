@@ -37,6 +37,7 @@ const PARENLESS: &[(&str, &str)] = &[
     ("toLowerCase", "to_lowercase"),
     ("trim", "trim"),
     ("milliseconds", "milliseconds"),
+    ("getOption", "getOption"),
 ];
 
 /// Methods called with arguments that have another name here: (Scala name, argument count or
@@ -48,6 +49,7 @@ const RENAMED: &[(&str, Option<usize>, &str, &str)] = &[
     ("join", Some(1), "spark_join", ""),
     ("cogroup", Some(1), "spark_cogroup", ""),
     ("sortBy", Some(1), "sortBy", "true"),
+    ("sortBy", Some(3), "sort_by", ""),
     ("sortByKey", Some(0), "sortByKey", "true"),
     ("flatMap", None, "flat_map", ""),
     ("mapValues", None, "map_values", ""),
@@ -222,6 +224,24 @@ pub fn body(tokens: TokenStream) -> syn::Result<TokenStream> {
                         };
                         out.push(TokenTree::Ident(method));
                         out.push(group(Delimiter::Parenthesis, inner, g.span()));
+                        i += 2;
+                    }
+                    // Scala's block argument: `xs.map { case (k, v) => v }`, `xs.foreach { x => ... }`.
+                    Some(TokenTree::Group(g))
+                        if g.delimiter() == Delimiter::Brace && {
+                            let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+                            is_ident(inner.first(), "case") || is_arrow(&inner, 1)
+                        } =>
+                    {
+                        let whole: TokenStream = TokenTree::Group(g.clone()).into();
+                        let code = arg(whole, g.span())?;
+                        let code = if MOVING.contains(&s.as_str()) {
+                            code
+                        } else {
+                            unmoved(code)
+                        };
+                        out.push(TokenTree::Ident(name.clone()));
+                        out.push(group(Delimiter::Parenthesis, code, g.span()));
                         i += 2;
                     }
                     // `.sum::<T>()`, a turbofish: as written.

@@ -1,0 +1,10 @@
+use dstream::prelude::*;
+
+fn main() {
+    let _ = stream! {
+        val ssc = StreamingContext(Seconds(1))
+        val lines = ssc.socketTextStream("localhost", 9999)
+        ssc.iteratorStream(1..10).print()
+        lines.print()
+    };
+}

@@ -1,0 +1,10 @@
+use dstream::prelude::*;
+
+fn main() {
+    let _ = stream! {
+        val ssc = StreamingContext(Seconds(1))
+        val lines = ssc.socketTextStream("localhost", 9999)
+        lines.map(l => ).print()
+        lines.filter(l => l.len()).print()
+    };
+}
