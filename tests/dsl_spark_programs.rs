@@ -631,3 +631,23 @@ fn sessions_with_map_with_state() {
         vec![vec![kv("v1", 1usize), kv("v2", 1)], vec![kv("v1", 2)]]
     );
 }
+
+// 28. The top counts with Spark's `top(n)(Ordering.by(f))`.
+#[test]
+fn top_n_by_an_ordering() {
+    let tc = TestContext::new();
+    let tweets = tweets(&tc);
+    let top = Arc::new(Mutex::new(Vec::new()));
+    let t = top.clone();
+    stream! {
+        using tweets
+        val counts = tweets.flatMap(status => getTags(status)).map((_, 1)).reduceByKey(_ + _)
+        counts.foreachRDD(rdd => t.lock().unwrap().push(rdd.top(1)(Ordering.by(_._2))))
+    }
+    .unwrap();
+    tc.run(2).unwrap();
+    assert_eq!(
+        *top.lock().unwrap(),
+        vec![vec![kv("#spark", 2)], vec![kv("#rust", 2)]]
+    );
+}

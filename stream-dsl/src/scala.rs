@@ -16,6 +16,10 @@
 //! | `.getOrElse(d)` | `.unwrap_or(d)` |
 //! | `.flatMap`, `.mapValues`, `.flatMapValues`, `.mapPartitions`, `.startsWith`, `.endsWith` | the snake_case method |
 //! | an RDD's `distinct()`, `join(other)`, `cogroup(other)`, `sortBy(f)`, `sortByKey()` | Spark's defaults (`dstream::dsl::SparkRdd`) |
+//! | `rdd.top(n)(Ordering.by(f))` | `rdd.top_by(n, f)` |
+//!
+//! Scala forms with no translation (`for (x <- xs)`, `new Foo(...)`, `asInstanceOf`) are errors
+//! at their token that say what to write.
 //!
 //! Statements in a block still need `;` between them: a macro does not see Scala's newlines.
 
@@ -146,6 +150,29 @@ pub fn body(tokens: TokenStream) -> syn::Result<TokenStream> {
             {
                 i = scala_if(&toks, i, &mut out)?;
             }
+            // Scala's `for (x <- xs) ...` / `for ... yield`.
+            TokenTree::Ident(id)
+                if id == "for"
+                    && matches!(toks.get(i + 1), Some(TokenTree::Group(g))
+                        if g.delimiter() != Delimiter::Bracket && has_left_arrow(&g.stream())) =>
+            {
+                return Err(syn::Error::new(
+                    id.span(),
+                    "Scala's `for (x <- xs)` is written `for x in xs { ... }` here, and `for ... yield` with iterator adaptors (`xs.iter().map(...)`)",
+                ));
+            }
+            // Scala's `new Foo(...)`.
+            TokenTree::Ident(id)
+                if id == "new"
+                    && !is_punct(out.last(), '.')
+                    && !is_punct(out.last(), ':')
+                    && matches!(toks.get(i + 1), Some(TokenTree::Ident(_))) =>
+            {
+                return Err(syn::Error::new(
+                    id.span(),
+                    "Rust has no `new` operator: call the type's constructor (`Foo::new(...)`) or write a struct literal",
+                ));
+            }
             // x match { case ... }
             TokenTree::Ident(id)
                 if id == "match"
@@ -200,6 +227,51 @@ pub fn body(tokens: TokenStream) -> syn::Result<TokenStream> {
                     lit.set_span(name.span());
                     out.push(TokenTree::Literal(lit));
                     i += 1;
+                    continue;
+                }
+                // Scala's casts have no counterpart.
+                if s == "asInstanceOf" || s == "isInstanceOf" {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!(
+                            "Scala's `{s}` has no counterpart: Rust's values have one type (use `match`, `as` for numbers, or `From`/`TryFrom`)"
+                        ),
+                    ));
+                }
+                // `top(n)(Ordering.by(f))`: the `n` largest by `f`.
+                if s == "top"
+                    && let (Some(TokenTree::Group(n)), Some(TokenTree::Group(ord))) =
+                        (toks.get(i + 1), toks.get(i + 2))
+                    && n.delimiter() == Delimiter::Parenthesis
+                    && ord.delimiter() == Delimiter::Parenthesis
+                {
+                    let o: Vec<TokenTree> = ord.stream().into_iter().collect();
+                    let by = match o.as_slice() {
+                        [
+                            TokenTree::Ident(ordering),
+                            dot,
+                            TokenTree::Ident(by),
+                            TokenTree::Group(f),
+                        ] if ordering == "Ordering" && is_punct(Some(dot), '.') && by == "by" => {
+                            f.stream()
+                        }
+                        _ => {
+                            return Err(syn::Error::new(
+                                ord.span(),
+                                "`top(n)(ordering)` takes `Ordering.by(f)` here; for another order use `top_by(n, key)`",
+                            ));
+                        }
+                    };
+                    let f = unmoved(arg(by, ord.span())?);
+                    let count = body(n.stream())?;
+                    let sp = name.span();
+                    out.extend(quote_spanned!(sp=> top_by));
+                    out.push(group(
+                        Delimiter::Parenthesis,
+                        quote_spanned!(sp=> #count, #f),
+                        n.span(),
+                    ));
+                    i += 3;
                     continue;
                 }
                 match toks.get(i + 1) {
@@ -276,6 +348,15 @@ pub fn body(tokens: TokenStream) -> syn::Result<TokenStream> {
         }
     }
     Ok(out.into_iter().collect())
+}
+
+/// Whether `tokens` hold Scala's `<-` at their top level.
+fn has_left_arrow(tokens: &TokenStream) -> bool {
+    let toks: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    toks.windows(2).any(|w| {
+        matches!(&w[0], TokenTree::Punct(p) if p.as_char() == '<' && p.spacing() == Spacing::Joint)
+            && is_punct(Some(&w[1]), '-')
+    })
 }
 
 /// Where the value before a postfix `match` starts in `out`: a path, call or field chain.
@@ -625,6 +706,29 @@ mod tests {
         assert_eq!(
             t(quote!(rdd.sortBy(f)).into_iter().collect()),
             quote!(rdd.sortBy(f, true)).to_string()
+        );
+    }
+
+    #[test]
+    fn top_with_an_ordering_and_scala_only_forms() {
+        let out = t(quote!(rdd.top(3)(Ordering.by(_._2))));
+        assert!(
+            out.starts_with("rdd . top_by (3 , | __dsl_p0 | __dsl_p0 . 1)"),
+            "{out}"
+        );
+        for bad in [
+            quote!(for (x <- xs) println!("{}", x)),
+            quote!(new Foo(1)),
+            quote!(x.asInstanceOf[String]),
+        ] {
+            assert!(body(bad).is_err());
+        }
+        // Rust's own forms are left alone.
+        assert!(
+            body(quote!(for x in xs.iter() {
+                let _ = x < -1;
+            }))
+            .is_ok()
         );
     }
 

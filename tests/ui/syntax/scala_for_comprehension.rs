@@ -1,0 +1,9 @@
+use dstream::prelude::*;
+
+fn main() {
+    let _ = stream! {
+        val ssc = StreamingContext(Seconds(1))
+        val lines = ssc.socketTextStream("localhost", 9999)
+        lines.foreachRDD(rdd => for (line <- rdd.collect()) println!("{line}"))
+    };
+}
