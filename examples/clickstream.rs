@@ -29,20 +29,28 @@ mod common;
 
 use std::borrow::Cow;
 
-use common::{Flags, mix, unit, zipf_cdf, zipf_pick};
+use common::{mix, unit, zipf_cdf, zipf_pick};
 use dstream::Dashboard;
 use dstream::kafka::KafkaStreams;
 use dstream::prelude::*;
 
-const USAGE: &str = "usage: clickstream [--seconds N] [--rate VIEWS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
-                   [--serve [--addr HOST:PORT]]
-                   [--kafka BROKERS --topic TOPIC [--feed-only | --app NAME [--checkpoint DIR] [--standby N]]]
-  --kafka, --topic  read page views (`url status zip user agent...` lines) from the topic
-  --feed-only       only write generated views to the topic (6 partitions if it is new)
-  --app NAME        scale out: run this several times with the same NAME; the topic's
-                    partitions are spread over the instances (state in DIR/<task>,
-                    default target/clickstream-NAME)
-  --standby N       keep warm copies of each task's state on N other instances";
+/// The talks' clickstream: page views per URL and the top pages over a sliding window, from
+/// generated views or a Kafka topic of `url status zip user agent...` lines.
+#[derive(clap::Parser, Debug)]
+#[command(name = "clickstream")]
+struct Args {
+    /// Generated page views a second
+    #[arg(long, default_value_t = 5_000, value_name = "VIEWS_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
+    rate: u64,
+    /// The window, in seconds
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
+    window: i64,
+    /// The window's slide, in seconds
+    #[arg(long, default_value_t = 5, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
+    slide: i64,
+    #[command(flatten)]
+    common: common::Common,
+}
 
 /// One page view, as Spark's `PageView` (url, status, zip code, user id) plus the user agent
 /// (the generator's are borrowed from its tables; those read from Kafka are owned).
@@ -142,32 +150,13 @@ fn page_view(i: u64, rate: u64, cdf: &[f64], pages: &[String]) -> PageView {
 }
 
 fn main() {
-    let flags = Flags::parse(
-        &[
-            "seconds",
-            "rate",
-            "batch-ms",
-            "window",
-            "slide",
-            "addr",
-            "kafka",
-            "topic",
-            "app",
-            "checkpoint",
-            "standby",
-        ],
-        &["serve", "feed-only"],
-        USAGE,
-    );
-    common::run_mode("clickstream", &flags, USAGE, feed, scale_out, run);
+    let args = <Args as clap::Parser>::parse();
+    common::run_mode("clickstream", &args, &args.common, feed, scale_out, run);
 }
 
 /// The window and its slide, in seconds, from the flags.
-fn window(flags: &Flags) -> (i64, i64) {
-    (
-        flags.num("window", 30).max(1) as i64,
-        flags.num("slide", 5).max(1) as i64,
-    )
+fn window(flags: &Args) -> (i64, i64) {
+    (flags.window, flags.slide)
 }
 
 /// The generator's page view `i` at `rate` views a second.
@@ -181,10 +170,10 @@ fn generator(rate: u64) -> impl Fn(u64) -> PageView + Send + Sync + Clone + 'sta
 }
 
 /// `--feed-only`: writes generated page views into the topic at `--rate`.
-fn feed(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
-    let rate = flags.num("rate", 5_000).max(1);
+fn feed(flags: &Args, brokers: &str, topic: &str) -> Result<(), Error> {
+    let rate = flags.rate;
     let view = generator(rate);
-    let seconds = flags.text("seconds").map(|_| flags.num("seconds", 0));
+    let seconds = flags.common.seconds;
     common::feed("clickstream", brokers, topic, rate, seconds, |i| {
         view(i).line()
     })
@@ -209,16 +198,16 @@ fn from_kafka(
     }))
 }
 
-fn run(flags: &Flags) -> Result<(), Error> {
-    let rate = flags.num("rate", 5_000).max(1);
-    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
+fn run(flags: &Args) -> Result<(), Error> {
+    let rate = flags.rate;
+    let batch_ms = flags.common.batch_ms;
     // The window's state lives in RocksDB; generated views cannot be replayed, so a temporary
     // checkpoint (removed at exit) is enough.
     let ssc = StreamingContext::builder(Milliseconds(batch_ms))
         .temporary_checkpoint()
-        .status_line(!flags.on("serve"))
+        .status_line(!flags.common.serve)
         .build()?;
-    let dashboard = common::dashboard(&ssc, flags)?;
+    let dashboard = common::dashboard(&ssc, &flags.common)?;
     if let Some(d) = &dashboard {
         println!(
             "WebSocket feeds: {} and {}",
@@ -226,8 +215,8 @@ fn run(flags: &Flags) -> Result<(), Error> {
             d.feed_url("page-views")
         );
     }
-    let views = match (flags.text("kafka"), flags.text("topic")) {
-        (Some(b), Some(t)) => from_kafka(&ssc, &b, &t)?,
+    let views = match (&flags.common.kafka, &flags.common.topic) {
+        (Some(b), Some(t)) => from_kafka(&ssc, b, t)?,
         _ => {
             let view = generator(rate);
             ssc.rate_stream(rate).map(view)
@@ -235,17 +224,23 @@ fn run(flags: &Flags) -> Result<(), Error> {
     };
     // A clone: the dashboard serves until its last handle goes, at the end of the run.
     clickstream(&ssc, views, window(flags), dashboard.clone())?;
-    common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
+    common::run(&ssc, flags.common.seconds)
 }
 
 /// Scale-out: this process is one instance of application `--app`; each partition of the topic
 /// is a task, run by whichever instance the group gives it to.
-fn scale_out(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
+fn scale_out(flags: &Args, brokers: &str, topic: &str) -> Result<(), Error> {
     let window = window(flags);
-    common::run_scaled_out("clickstream", flags, brokers, topic, move |ssc, b, t| {
-        let views = from_kafka(ssc, b, t)?;
-        clickstream(ssc, views, window, None)
-    })
+    common::run_scaled_out(
+        "clickstream",
+        &flags.common,
+        brokers,
+        topic,
+        move |ssc, b, t| {
+            let views = from_kafka(ssc, b, t)?;
+            clickstream(ssc, views, window, None)
+        },
+    )
 }
 
 /// The top 10 of `pages` by views, the most viewed first (ties by URL).

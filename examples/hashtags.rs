@@ -28,109 +28,48 @@ use dstream::kafka::{KafkaSource, KafkaStreams};
 use dstream::prelude::*;
 use dstream::text;
 
-const USAGE: &str = "usage: hashtags [--seconds N] [--rate TWEETS_PER_SECOND] [--batch-ms MS] [--window SECONDS] [--slide SECONDS]
-                [--kafka BROKERS --topic TOPIC [--checkpoint DIR] [--feed | --feed-only] [--app NAME]]
-                [--serve ADDR]
-  --serve ADDR the live dashboard on ADDR (e.g. 127.0.0.1:4040; port 0 picks a free one);
-              with --app, the instance's: its tasks and their roles, the group's members
-  --feed      also write generated tweets to the topic (6 partitions if it is new)
-  --feed-only only write them (a feeder for instances started with --app)
-  --app NAME  scale out: run this several times with the same NAME; the topic's partitions
-              are spread over the instances (state in DIR/<task>, default target/hashtags-NAME)";
-
-#[derive(Default)]
+/// The talks' top hashtags over a sliding window, from generated tweets or a Kafka topic.
+#[derive(clap::Parser, Debug, Default)]
+#[command(name = "hashtags")]
 struct Args {
+    /// Stop after this many seconds (default: run until Ctrl-C)
+    #[arg(long)]
     seconds: Option<u64>,
+    /// Generated tweets a second
+    #[arg(long, default_value_t = 2_000, value_name = "TWEETS_PER_SECOND")]
     rate: u64,
+    /// The batch interval, in milliseconds
+    #[arg(long = "batch-ms", default_value_t = 1_000, value_name = "MS", value_parser = clap::value_parser!(i64).range(1..))]
     batch_ms: i64,
+    /// The window, in seconds
+    #[arg(long = "window", default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
     window_s: i64,
+    /// The window's slide, in seconds
+    #[arg(long = "slide", default_value_t = 5, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
     slide_s: i64,
+    /// Kafka brokers to read tweets from (with --topic)
+    #[arg(long, value_name = "BROKERS", requires = "topic")]
     kafka: Option<String>,
+    /// The topic of tweets (with --kafka)
+    #[arg(long, requires = "kafka")]
     topic: Option<String>,
+    /// Checkpoint directory: a restart resumes from its offsets and state
+    #[arg(long, value_name = "DIR", requires = "kafka")]
     checkpoint: Option<String>,
+    /// Also write generated tweets to the topic (6 partitions if it is new)
+    #[arg(long, requires = "kafka")]
     feed: bool,
+    /// Only write them (a feeder for instances started with --app)
+    #[arg(long = "feed-only", requires = "kafka")]
     feed_only: bool,
+    /// Scale out: run this several times with the same NAME; the topic's partitions are spread
+    /// over the instances (state in DIR/<task>, default target/hashtags-NAME)
+    #[arg(long, value_name = "NAME", requires = "kafka")]
     app: Option<String>,
+    /// The live dashboard on ADDR (e.g. 127.0.0.1:4040; port 0 picks a free one); with --app,
+    /// the instance's: its tasks and their roles, the group's members
+    #[arg(long, value_name = "ADDR")]
     serve: Option<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        seconds: None,
-        rate: 2_000,
-        batch_ms: 1_000,
-        window_s: 60,
-        slide_s: 5,
-        kafka: None,
-        topic: None,
-        checkpoint: None,
-        feed: false,
-        feed_only: false,
-        app: None,
-        serve: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut text = |name: &str| -> Result<String, String> {
-            it.next().ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--kafka" => {
-                args.kafka = Some(text("--kafka")?);
-                continue;
-            }
-            "--topic" => {
-                args.topic = Some(text("--topic")?);
-                continue;
-            }
-            "--checkpoint" => {
-                args.checkpoint = Some(text("--checkpoint")?);
-                continue;
-            }
-            "--feed" => {
-                args.feed = true;
-                continue;
-            }
-            "--feed-only" => {
-                args.feed = true;
-                args.feed_only = true;
-                continue;
-            }
-            "--app" => {
-                args.app = Some(text("--app")?);
-                continue;
-            }
-            "--serve" => {
-                args.serve = Some(text("--serve")?);
-                continue;
-            }
-            _ => {}
-        }
-        let mut value = |name: &str| -> Result<u64, String> {
-            let v = it.next().ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse()
-                .map_err(|_| format!("{name} takes a whole number, not {v:?}"))
-        };
-        match flag.as_str() {
-            "--seconds" => args.seconds = Some(value("--seconds")?),
-            "--rate" => args.rate = value("--rate")?,
-            "--batch-ms" => args.batch_ms = value("--batch-ms")?.max(1) as i64,
-            "--window" => args.window_s = value("--window")?.max(1) as i64,
-            "--slide" => args.slide_s = value("--slide")?.max(1) as i64,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if args.kafka.is_some() != args.topic.is_some() {
-        return Err("--kafka and --topic go together".into());
-    }
-    if (args.feed || args.checkpoint.is_some() || args.app.is_some()) && args.kafka.is_none() {
-        return Err("--feed, --checkpoint and --app need --kafka".into());
-    }
-    Ok(args)
 }
 
 const WORDS: &[&str] = &[
@@ -226,13 +165,9 @@ fn get_tags(status: &str) -> Vec<String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("hashtags: {e}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let mut args = <Args as clap::Parser>::parse();
+    // `--feed-only` feeds.
+    args.feed |= args.feed_only;
     if let Err(e) = run(&args) {
         eprintln!("hashtags: {e}");
         std::process::exit(1);

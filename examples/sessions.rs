@@ -16,20 +16,31 @@
 
 mod common;
 
-use common::{Flags, mix, zipf_cdf, zipf_pick};
+use common::{mix, zipf_cdf, zipf_pick};
 use dstream::kafka::KafkaStreams;
 use dstream::prelude::*;
 use dstream::{Batch, State};
 
-const USAGE: &str = "usage: sessions [--seconds N] [--rate CLICKS_PER_SECOND] [--arrivals VISITORS_PER_SECOND] [--stay LONGEST_SECONDS] [--idle SECONDS]
-                [--batch-ms MS] [--serve [--addr HOST:PORT]]
-                [--kafka BROKERS --topic TOPIC [--feed-only | --app NAME [--checkpoint DIR] [--standby N]]]
-  --kafka, --topic  read clicks (`visitor url time_ms` lines) from the topic
-  --feed-only       only write generated clicks to the topic (6 partitions if it is new)
-  --app NAME        scale out: run this several times with the same NAME; the topic's
-                    partitions are spread over the instances (state in DIR/<task>,
-                    default target/sessions-NAME)
-  --standby N       keep warm copies of each task's state on N other instances";
+/// Visitors' sessions (a session ends after --idle seconds without a click), from generated
+/// clicks or a Kafka topic of `visitor url time_ms` lines.
+#[derive(clap::Parser, Debug)]
+#[command(name = "sessions")]
+struct Args {
+    /// Generated clicks a second
+    #[arg(long, default_value_t = 300, value_name = "CLICKS_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
+    rate: u64,
+    /// New visitors a second
+    #[arg(long, default_value_t = 20, value_name = "VISITORS_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
+    arrivals: u64,
+    /// The longest a generated visitor stays, in seconds
+    #[arg(long, default_value_t = 90, value_name = "LONGEST_SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    stay: u64,
+    /// Seconds without a click that end a session
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
+    idle: i64,
+    #[command(flatten)]
+    common: common::Common,
+}
 
 /// One click of the stream: who, where, when (ms since the epoch).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -209,33 +220,16 @@ impl Click {
 }
 
 fn main() {
-    let flags = Flags::parse(
-        &[
-            "seconds",
-            "rate",
-            "arrivals",
-            "stay",
-            "idle",
-            "batch-ms",
-            "addr",
-            "kafka",
-            "topic",
-            "app",
-            "checkpoint",
-            "standby",
-        ],
-        &["serve", "feed-only"],
-        USAGE,
-    );
-    common::run_mode("sessions", &flags, USAGE, feed, scale_out, run);
+    let args = <Args as clap::Parser>::parse();
+    common::run_mode("sessions", &args, &args.common, feed, scale_out, run);
 }
 
 /// The generated visits, from the flags.
-fn visits(flags: &Flags) -> (Visits, Vec<f64>, Vec<String>) {
+fn visits(flags: &Args) -> (Visits, Vec<f64>, Vec<String>) {
     let visits = Visits {
-        rate: flags.num("rate", 300).max(1),
-        arrivals: flags.num("arrivals", 20).max(1),
-        longest: flags.num("stay", 90).max(1),
+        rate: flags.rate,
+        arrivals: flags.arrivals,
+        longest: flags.stay,
         start_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),
@@ -249,9 +243,9 @@ fn visits(flags: &Flags) -> (Visits, Vec<f64>, Vec<String>) {
 
 /// Writes generated clicks into the topic at `--rate` per second, unkeyed: a visitor's clicks
 /// land in every partition, so the sessions need `repartitionByKey`.
-fn feed(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
+fn feed(flags: &Args, brokers: &str, topic: &str) -> Result<(), Error> {
     let (visits, cdf, pages) = visits(flags);
-    let seconds = flags.text("seconds").map(|_| flags.num("seconds", 0));
+    let seconds = flags.common.seconds;
     common::feed("sessions", brokers, topic, visits.rate, seconds, |j| {
         click(j, visits, &cdf, &pages).line()
     })
@@ -259,34 +253,40 @@ fn feed(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
 
 /// Scale-out: this process is one instance of application `--app`; each partition of the topic
 /// is a task, run by whichever instance the group gives it to.
-fn scale_out(flags: &Flags, brokers: &str, topic: &str) -> Result<(), Error> {
-    let idle_s = flags.num("idle", 10).max(1) as i64;
-    common::run_scaled_out("sessions", flags, brokers, topic, move |ssc, b, t| {
-        let source = dstream::kafka::KafkaSource::strings(b)
-            .topics([t])
-            .build()?;
-        let clicks = ssc
-            .kafka_stream(source)
-            .flat_map(|l: String| Click::read(&l));
-        sessions(ssc, clicks, idle_s, None)
-    })
+fn scale_out(flags: &Args, brokers: &str, topic: &str) -> Result<(), Error> {
+    let idle_s = flags.idle;
+    common::run_scaled_out(
+        "sessions",
+        &flags.common,
+        brokers,
+        topic,
+        move |ssc, b, t| {
+            let source = dstream::kafka::KafkaSource::strings(b)
+                .topics([t])
+                .build()?;
+            let clicks = ssc
+                .kafka_stream(source)
+                .flat_map(|l: String| Click::read(&l));
+            sessions(ssc, clicks, idle_s, None)
+        },
+    )
 }
 
-fn run(flags: &Flags) -> Result<(), Error> {
-    let idle_s = flags.num("idle", 10).max(1) as i64;
-    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
+fn run(flags: &Args) -> Result<(), Error> {
+    let idle_s = flags.idle;
+    let batch_ms = flags.common.batch_ms;
     // Sessions live in RocksDB; generated clicks cannot be replayed, so a temporary checkpoint
     // (removed at exit) is enough.
     let ssc = StreamingContext::builder(Milliseconds(batch_ms))
         .temporary_checkpoint()
         .build()?;
-    let dashboard = common::dashboard(&ssc, flags)?;
+    let dashboard = common::dashboard(&ssc, &flags.common)?;
     if let Some(d) = &dashboard {
         println!("WebSocket feed: {}", d.feed_url("closed-sessions"));
     }
-    let clicks = match (flags.text("kafka"), flags.text("topic")) {
+    let clicks = match (&flags.common.kafka, &flags.common.topic) {
         (Some(b), Some(t)) => {
-            let source = dstream::kafka::KafkaSource::strings(&b)
+            let source = dstream::kafka::KafkaSource::strings(b)
                 .topics([t.as_str()])
                 .build()?;
             ssc.kafka_stream(source)
@@ -300,7 +300,7 @@ fn run(flags: &Flags) -> Result<(), Error> {
     };
     // A clone: the dashboard serves until its last handle goes, at the end of the run.
     sessions(&ssc, clicks, idle_s, dashboard.clone())?;
-    common::run(&ssc, flags.text("seconds").map(|_| flags.num("seconds", 0)))
+    common::run(&ssc, flags.common.seconds)
 }
 
 /// The pipeline. In one process the exchanges change nothing; scaled out, `repartitionByKey`

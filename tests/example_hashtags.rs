@@ -158,7 +158,8 @@ fn bad_arguments_get_a_clear_message() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("--rate takes a whole number, not \"fast\"") && stderr.contains("usage:"),
+        stderr.contains("invalid value 'fast' for '--rate <TWEETS_PER_SECOND>'")
+            && stderr.contains("--help"),
         "{stderr}"
     );
 }

@@ -1,73 +1,46 @@
-//! What the examples share: flag parsing, a fixed hash for the generators, the dashboard flag,
+//! What the examples share: common flags (clap), a fixed hash for the generators, the dashboard flag,
 //! and running until a time limit or Ctrl-C.
 
 // Each example uses part of this module.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-
 use dstream::prelude::*;
 use dstream::{Dashboard, Error};
 
-/// The flags of a command line: `--name value` or `--name` alone.
-pub struct Flags {
-    values: HashMap<String, String>,
-    usage: &'static str,
-}
-
-impl Flags {
-    /// Parses the process's arguments; `valued` names the flags that take a value, `switches`
-    /// those that do not. Prints the usage and exits on `--help` or a mistake.
-    pub fn parse(valued: &[&str], switches: &[&str], usage: &'static str) -> Flags {
-        let program = std::env::args().next().unwrap_or_default();
-        let mut values = HashMap::new();
-        let mut it = std::env::args().skip(1);
-        while let Some(flag) = it.next() {
-            let name = flag.trim_start_matches("--").to_string();
-            if flag == "-h" || flag == "--help" {
-                println!("{usage}");
-                std::process::exit(0);
-            } else if valued.contains(&name.as_str()) && flag.starts_with("--") {
-                match it.next() {
-                    Some(v) => values.insert(name, v),
-                    None => fail(usage, &format!("{flag} needs a value")),
-                };
-            } else if switches.contains(&name.as_str()) && flag.starts_with("--") {
-                values.insert(name, String::new());
-            } else {
-                fail(usage, &format!("unknown argument {flag:?} (in {program})"));
-            }
-        }
-        Flags { values, usage }
-    }
-
-    /// A whole number flag, or `default`.
-    pub fn num(&self, name: &str, default: u64) -> u64 {
-        match self.values.get(name) {
-            None => default,
-            Some(v) => v.parse().unwrap_or_else(|_| {
-                fail(
-                    self.usage,
-                    &format!("--{name} takes a whole number, not {v:?}"),
-                )
-            }),
-        }
-    }
-
-    /// A text flag.
-    pub fn text(&self, name: &str) -> Option<String> {
-        self.values.get(name).cloned()
-    }
-
-    /// Whether a switch is on.
-    pub fn on(&self, name: &str) -> bool {
-        self.values.contains_key(name)
-    }
-}
-
-fn fail(usage: &str, msg: &str) -> ! {
-    eprintln!("{msg}\n{usage}");
-    std::process::exit(2);
+/// The flags the sessions and clickstream examples share (clap flattens them into each one's).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// Stop after this many seconds (default: run until Ctrl-C)
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// The batch interval, in milliseconds
+    #[arg(long = "batch-ms", default_value_t = 1_000, value_name = "MS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub batch_ms: i64,
+    /// Serve the live dashboard (on --addr)
+    #[arg(long)]
+    pub serve: bool,
+    /// The dashboard's address (port 0 picks a free one)
+    #[arg(long, default_value = "127.0.0.1:4040", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// Kafka brokers to read from (with --topic)
+    #[arg(long, value_name = "BROKERS", requires = "topic")]
+    pub kafka: Option<String>,
+    /// The topic to read (with --kafka)
+    #[arg(long, requires = "kafka")]
+    pub topic: Option<String>,
+    /// Only write generated input to the topic (6 partitions if it is new)
+    #[arg(long = "feed-only", requires = "kafka")]
+    pub feed_only: bool,
+    /// Scale out: run this several times with the same NAME; the topic's partitions are spread
+    /// over the instances
+    #[arg(long, value_name = "NAME", requires = "kafka")]
+    pub app: Option<String>,
+    /// With --app: the instance's state, in DIR/<task> (default target/<example>-NAME)
+    #[arg(long, value_name = "DIR", requires = "app")]
+    pub checkpoint: Option<String>,
+    /// With --app: keep warm copies of each task's state on N other instances
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "app")]
+    pub standby: usize,
 }
 
 /// A fixed, well-mixed hash of a number (splitmix64): the generators are pure functions of the
@@ -119,22 +92,18 @@ pub fn clock(t: Time) -> String {
 /// to the topic, `--kafka B --topic T --app NAME` runs a scaled-out instance, anything else
 /// one process (on the topic with `--kafka` and `--topic`). An error ends the process with
 /// status 1, after `name: error`.
-pub fn run_mode(
+pub fn run_mode<A>(
     name: &str,
-    flags: &Flags,
-    usage: &str,
-    feed: impl FnOnce(&Flags, &str, &str) -> Result<(), Error>,
-    scale_out: impl FnOnce(&Flags, &str, &str) -> Result<(), Error>,
-    run: impl FnOnce(&Flags) -> Result<(), Error>,
+    args: &A,
+    common: &Common,
+    feed: impl FnOnce(&A, &str, &str) -> Result<(), Error>,
+    scale_out: impl FnOnce(&A, &str, &str) -> Result<(), Error>,
+    run: impl FnOnce(&A) -> Result<(), Error>,
 ) {
-    if flags.text("kafka").is_some() != flags.text("topic").is_some() {
-        eprintln!("{name}: --kafka and --topic go together\n{usage}");
-        std::process::exit(2);
-    }
-    let result = match (flags.text("kafka"), flags.text("topic")) {
-        (Some(b), Some(t)) if flags.on("feed-only") => feed(flags, &b, &t),
-        (Some(b), Some(t)) if flags.text("app").is_some() => scale_out(flags, &b, &t),
-        _ => run(flags),
+    let result = match (&common.kafka, &common.topic) {
+        (Some(b), Some(t)) if common.feed_only => feed(args, b, t),
+        (Some(b), Some(t)) if common.app.is_some() => scale_out(args, b, t),
+        _ => run(args),
     };
     if let Err(e) = result {
         eprintln!("{name}: {e}");
@@ -148,21 +117,22 @@ pub fn run_mode(
 /// with `--serve`, until Ctrl-C, a failure, or `--seconds`.
 pub fn run_scaled_out(
     name: &'static str,
-    flags: &Flags,
+    flags: &Common,
     brokers: &str,
     topic: &str,
     pipeline: impl Fn(&StreamingContext, &str, &str) -> Result<(), Error> + Send + Sync + 'static,
 ) -> Result<(), Error> {
-    let app = flags.text("app").unwrap_or_default();
+    let app = flags.app.clone().unwrap_or_default();
     let root = flags
-        .text("checkpoint")
+        .checkpoint
+        .clone()
         .unwrap_or_else(|| format!("target/{name}-{app}"));
-    let batch_ms = flags.num("batch-ms", 1_000).max(1) as i64;
+    let batch_ms = flags.batch_ms;
     let (b, t) = (brokers.to_string(), topic.to_string());
     let instance = dstream::kafka::ScaleOut::new(&app, brokers)
         .topics([topic])
         .checkpoint(&root)
-        .standby_replicas(flags.num("standby", 0) as usize)
+        .standby_replicas(flags.standby)
         .run(move |_task| {
             let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
             pipeline(&ssc, &b, &t)?;
@@ -170,22 +140,15 @@ pub fn run_scaled_out(
         })?;
     eprintln!("{name}: instance of {app} started (state in {root}/<task>)");
     let _dashboard = instance_dashboard(&instance, flags)?;
-    run_instance(
-        name,
-        instance,
-        flags.text("seconds").map(|_| flags.num("seconds", 0)),
-    )
+    run_instance(name, instance, flags.seconds)
 }
 
 /// With `--serve`, the dashboard on `--addr` (127.0.0.1:4040 by default, Spark UI's port).
-pub fn dashboard(ssc: &StreamingContext, flags: &Flags) -> Result<Option<Dashboard>, Error> {
-    if !flags.on("serve") {
+pub fn dashboard(ssc: &StreamingContext, flags: &Common) -> Result<Option<Dashboard>, Error> {
+    if !flags.serve {
         return Ok(None);
     }
-    let addr = flags
-        .text("addr")
-        .unwrap_or_else(|| "127.0.0.1:4040".to_string());
-    let d = ssc.serve_dashboard(addr.as_str())?;
+    let d = ssc.serve_dashboard(flags.addr.as_str())?;
     println!("Dashboard: {}", d.url());
     Ok(Some(d))
 }
@@ -195,15 +158,12 @@ pub fn dashboard(ssc: &StreamingContext, flags: &Flags) -> Result<Option<Dashboa
 /// with their roles, the group's members and the last rebalance, beside the batches.
 pub fn instance_dashboard(
     instance: &dstream::kafka::Instance,
-    flags: &Flags,
+    flags: &Common,
 ) -> Result<Option<Dashboard>, Error> {
-    if !flags.on("serve") {
+    if !flags.serve {
         return Ok(None);
     }
-    let addr = flags
-        .text("addr")
-        .unwrap_or_else(|| "127.0.0.1:4040".to_string());
-    let d = instance.serve_dashboard(addr.as_str())?;
+    let d = instance.serve_dashboard(flags.addr.as_str())?;
     println!("Dashboard: {}", d.url());
     Ok(Some(d))
 }
