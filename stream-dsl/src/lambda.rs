@@ -203,7 +203,30 @@ fn placeholder(i: usize, span: Span) -> Ident {
     Ident::new(&format!("__dsl_p{i}"), span)
 }
 
-/// Replaces the placeholders `_` of `tokens` by parameters, counting them in `n`.
+/// Whether `toks[i]` is the `|` that opens a Rust closure's parameters (where an operand is
+/// expected: first, or after an operator, `,` or `move`/`return`), not a bitwise or.
+pub(crate) fn closure_starts_at(toks: &[TokenTree], i: usize) -> bool {
+    is_punct(toks.get(i), '|')
+        && match i.checked_sub(1).map(|k| &toks[k]) {
+            None => true,
+            Some(TokenTree::Punct(p)) => p.as_char() != '|' || i < 2,
+            Some(TokenTree::Ident(id)) => id == "move" || id == "return",
+            _ => false,
+        }
+}
+
+/// Whether `toks[i]` is the arguments of a macro call (`matches!(x, Some(_))`): Rust, whose
+/// `_` are patterns.
+pub(crate) fn is_macro_args(toks: &[TokenTree], i: usize) -> bool {
+    matches!(toks.get(i), Some(TokenTree::Group(_)))
+        && i >= 2
+        && is_punct(toks.get(i - 1), '!')
+        && matches!(toks.get(i - 2), Some(TokenTree::Ident(_)))
+}
+
+/// Replaces the placeholders `_` of `tokens` by parameters, counting them in `n`. A Rust
+/// closure (from its `|` to the end of the expression) and macro arguments are left as they
+/// are: their `_` are patterns.
 fn placeholders(tokens: TokenStream, n: &mut usize) -> TokenStream {
     let toks: Vec<TokenTree> = tokens.into_iter().collect();
     let mut out = Vec::with_capacity(toks.len());
@@ -211,6 +234,14 @@ fn placeholders(tokens: TokenStream, n: &mut usize) -> TokenStream {
     for (i, t) in toks.iter().enumerate() {
         let prev_colons =
             i >= 2 && is_punct(toks.get(i - 1), ':') && is_punct(toks.get(i - 2), ':');
+        if closure_starts_at(&toks, i) {
+            out.extend(toks[i..].iter().cloned());
+            break;
+        }
+        if is_macro_args(&toks, i) {
+            out.push(t.clone());
+            continue;
+        }
         match t {
             TokenTree::Punct(p) if p.as_char() == '<' && (prev_colons || angle > 0) => {
                 angle += 1;

@@ -535,6 +535,13 @@ fn has_placeholder(tokens: &TokenStream) -> bool {
     for (i, t) in toks.iter().enumerate() {
         let prev_colons =
             i >= 2 && is_punct(toks.get(i - 1), ':') && is_punct(toks.get(i - 2), ':');
+        // A Rust closure's `_` are patterns, to the end of the expression; so are a macro's.
+        if lambda::closure_starts_at(&toks, i) {
+            return false;
+        }
+        if lambda::is_macro_args(&toks, i) {
+            continue;
+        }
         match t {
             TokenTree::Punct(p) if p.as_char() == '<' && (prev_colons || angle > 0) => angle += 1,
             TokenTree::Punct(p) if p.as_char() == '>' && angle > 0 => angle -= 1,
@@ -730,6 +737,18 @@ mod tests {
             }))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn underscores_of_rust_closures_and_patterns_are_not_placeholders() {
+        for code in [
+            quote!(a.zip(b.iter().map(|_| 1))),
+            quote!(v.fold((0, 0), |(n, _), x| (n + x, 0))),
+            quote!(xs.retain(|x| matches!(x, Some(_)))),
+            quote!(xs.iter().for_each(|(_, v)| println!("{v}"))),
+        ] {
+            assert_eq!(t(code.clone()), code.to_string());
+        }
     }
 
     #[test]
