@@ -651,3 +651,22 @@ fn top_n_by_an_ordering() {
         vec![vec![kv("#spark", 2)], vec![kv("#rust", 2)]]
     );
 }
+
+// 29. Rust's `join` on a vector of strings beside Spark's `join` of batches, in one body.
+#[test]
+fn rust_s_join_and_spark_s_join_in_one_body() {
+    let tc = TestContext::new();
+    let (clicks, views) = ads(&tc);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    stream! {
+        using clicks, views
+        clicks.transformWith(views, (c, v) => c.join(v)).foreachRDD(rdd => {
+            val ads = rdd.collect().into_iter().map(p => s "${p._1}:${p._2._1}+${p._2._2}").collect::<Vec<_>>();
+            s.lock().unwrap().push(ads.join(" "))
+        })
+    }
+    .unwrap();
+    tc.run(1).unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["ad1:1+10"]);
+}

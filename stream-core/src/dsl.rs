@@ -258,11 +258,6 @@ pub trait SparkPairRdd<K: Key, V: Data>: Sized {
     fn countByKey(&self) -> std::collections::HashMap<K, i64>;
     /// `lookup(key)`: the values of `key`.
     fn lookup(&self, key: &K) -> Vec<V>;
-    /// `join(other)` with Spark's default partitioner (the macro's name for it).
-    fn spark_join<W: Data>(
-        self,
-        other: crate::batch::Batch<(K, W)>,
-    ) -> crate::batch::Batch<(K, (V, W))>;
     /// `leftOuterJoin(other)`.
     fn leftOuterJoin<W: Data>(
         self,
@@ -313,14 +308,6 @@ impl<K: Key, V: Data> SparkPairRdd<K, V> for crate::batch::Batch<(K, V)> {
             .filter(|(k, _)| k == key)
             .map(|(_, v)| v)
             .collect()
-    }
-
-    fn spark_join<W: Data>(
-        self,
-        other: crate::batch::Batch<(K, W)>,
-    ) -> crate::batch::Batch<(K, (V, W))> {
-        let n = partitions_of(&self).max(partitions_of(&other));
-        self.join(other, HashPartitioner::at_least_one(n))
     }
 
     fn leftOuterJoin<W: Data>(
@@ -477,5 +464,35 @@ pub trait ScalaState<S> {
 impl<S: Clone> ScalaState<S> for crate::State<S> {
     fn getOption(&self) -> Option<S> {
         self.get().cloned()
+    }
+}
+
+/// `x.join(y)` in a lambda body, as the macro writes it: Spark's `rdd.join(other)` on a batch
+/// of pairs (with Spark's default partitioner), or Rust's `words.join(" ")` on a slice of
+/// strings.
+pub trait SparkJoin<A> {
+    /// What the join gives.
+    type Output;
+    /// The join.
+    fn spark_join(self, other: A) -> Self::Output;
+}
+
+impl<K: Key, V: Data, W: Data> SparkJoin<crate::batch::Batch<(K, W)>>
+    for crate::batch::Batch<(K, V)>
+{
+    type Output = crate::batch::Batch<(K, (V, W))>;
+    fn spark_join(self, other: crate::batch::Batch<(K, W)>) -> Self::Output {
+        let n = partitions_of(&self).max(partitions_of(&other));
+        self.join(other, HashPartitioner::at_least_one(n))
+    }
+}
+
+impl<S: AsRef<str>> SparkJoin<&str> for &[S] {
+    type Output = String;
+    fn spark_join(self, sep: &str) -> String {
+        self.iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<&str>>()
+            .join(sep)
     }
 }

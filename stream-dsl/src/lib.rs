@@ -34,7 +34,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
             use ::dstream::prelude::*;
             // Spark's and Scala's method names, for lambda bodies (`crate::scala`).
             #[allow(unused_imports)]
-            use ::dstream::dsl::{ScalaSeq as _, ScalaSized as _, ScalaState as _, SparkPairRdd as _, SparkRdd as _};
+            use ::dstream::dsl::{ScalaSeq as _, ScalaSized as _, ScalaState as _, SparkJoin as _, SparkPairRdd as _, SparkRdd as _};
             #[allow(clippy::redundant_closure_call)]
             let __dsl_result = (|| -> ::core::result::Result<_, ::dstream::Error> { #body })();
             __dsl_result
