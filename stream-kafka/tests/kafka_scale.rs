@@ -758,8 +758,21 @@ fn a_global_count_is_computed_once_per_batch_over_every_task() {
 /// What the instances' tasks did last, and where the application is.
 /// Each task's last batch on these instances: when it ended, what its outputs did.
 fn report_batches(instances: &[&Instance]) {
-    for i in instances {
+    for (k, i) in instances.iter().enumerate() {
         for (task, ssc) in i.task_contexts() {
+            // Every remembered batch that held records: when, how many, how it ended.
+            let with_records: Vec<String> = ssc
+                .recent_batches()
+                .iter()
+                .filter(|b| b.num_records > 0)
+                .map(|b| {
+                    format!(
+                        "{}: {} records, failure {:?}",
+                        b.batch_time, b.num_records, b.failure
+                    )
+                })
+                .collect();
+            eprintln!("instance {k}, {task}: batches with records {with_records:?}");
             if let Some(last) = ssc.recent_batches().last() {
                 eprintln!(
                     "{task}: last batch {} ({} records, done {:?} ms after its time, took {:?}), outputs {:?}",
