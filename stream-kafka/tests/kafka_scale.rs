@@ -966,9 +966,7 @@ fn a_corrupt_changelog_record_fails_the_restore_naming_topic_partition_and_offse
     produce_users(&b, &input, 5);
     let first_root = temp_root("corrupt0");
     let first = counting_instance(&b, &app, &input, &out, &first_root, false);
-    wait_for(60, "300 counts out", || {
-        read_all_as(&b, &out, "read_uncommitted").len() >= 300
-    });
+    wait_for_counts(&[&first], &b, &app, &input, &out, "tansu", 300);
     first.stop();
 
     // A change of operator 0 for task 2 whose value is not the state's type (i64 under a
