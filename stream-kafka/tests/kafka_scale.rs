@@ -824,6 +824,34 @@ fn wait_for_counts(
             for (u, k) in per_user {
                 by_count.entry(k).or_default().push(u);
             }
+            // Whether the reader or the brokers fall short: each output partition's records
+            // read against its watermarks (a reader stopping early shows as fewer records than
+            // the high watermark minus the low, transaction markers aside).
+            let mut read_per_partition: BTreeMap<i32, usize> = BTreeMap::new();
+            for r in read_all_as(b, out, "read_uncommitted") {
+                *read_per_partition.entry(r.partition).or_default() += 1;
+            }
+            let watermarks: Vec<(i32, Result<(i64, i64), String>)> = {
+                let c: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", b)
+                    .create()
+                    .expect("consumer");
+                (0..3)
+                    .map(|p| {
+                        (
+                            p,
+                            rdkafka::consumer::Consumer::fetch_watermarks(
+                                &c,
+                                out,
+                                p,
+                                StdDuration::from_secs(10),
+                            )
+                            .map_err(|e| e.to_string()),
+                        )
+                    })
+                    .collect()
+            };
+            eprintln!("output partitions: read {read_per_partition:?}, watermarks {watermarks:?}");
             panic!(
                 "timed out waiting for {n} counts out: {seen} seen {}, {} read_uncommitted; group offsets {:?}; tasks {:?}; users by counts out {by_count:?}",
                 isolation(kind),
