@@ -9,11 +9,11 @@
 //! | `{ x => stmts }` | `move \|x\| { stmts }` |
 //! | any other expression (`getTags`, a closure) | itself |
 //!
-//! In the body, tuple accessors `._1`, `._2`, ... become `.0`, `.1`, ... Placeholders are the
+//! Bodies are translated by `crate::scala` (tuple accessors `._1` -> `.0` among them). Placeholders are the
 //! `_` of the argument outside blocks, closures' bodies in braces and turbofish generics (so
 //! `.collect::<Vec<_>>()` keeps its `_`).
 
-use proc_macro2::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Ident, Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 
 use crate::parse::span_of;
@@ -266,34 +266,6 @@ fn placeholders(tokens: TokenStream, n: &mut usize) -> TokenStream {
     out.into_iter().collect()
 }
 
-/// `._1` -> `.0`: Scala's 1-based tuple accessors, everywhere in a body.
-pub fn accessors(tokens: TokenStream) -> TokenStream {
-    let toks: Vec<TokenTree> = tokens.into_iter().collect();
-    let mut out = Vec::with_capacity(toks.len());
-    for (i, t) in toks.iter().enumerate() {
-        match t {
-            TokenTree::Ident(id) if is_punct(out.last(), '.') && i > 0 => {
-                let s = id.to_string();
-                match s.strip_prefix('_').and_then(|d| d.parse::<usize>().ok()) {
-                    Some(k) if k >= 1 && !s[1..].starts_with('0') => {
-                        let mut lit = Literal::usize_unsuffixed(k - 1);
-                        lit.set_span(id.span());
-                        out.push(TokenTree::Literal(lit));
-                    }
-                    _ => out.push(t.clone()),
-                }
-            }
-            TokenTree::Group(g) => {
-                let mut ng = Group::new(g.delimiter(), accessors(g.stream()));
-                ng.set_span(g.span());
-                out.push(TokenTree::Group(ng));
-            }
-            _ => out.push(t.clone()),
-        }
-    }
-    out.into_iter().collect()
-}
-
 impl Func {
     /// The span to blame for the function.
     pub fn span(&self) -> Span {
@@ -459,11 +431,15 @@ mod tests {
     #[test]
     fn tuple_accessors_are_one_based() {
         assert_eq!(
-            accessors(quote!(x._1 + x._2._10)).to_string(),
+            crate::scala::body(quote!(x._1 + x._2._10))
+                .unwrap()
+                .to_string(),
             "x . 0 + x . 1 . 9"
         );
         assert_eq!(
-            accessors(quote!(x._0 + x._foo)).to_string(),
+            crate::scala::body(quote!(x._0 + x._foo))
+                .unwrap()
+                .to_string(),
             "x . _0 + x . _foo"
         );
     }

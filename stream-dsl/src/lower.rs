@@ -49,18 +49,6 @@ pub struct Lowering {
     pub errors: Vec<syn::Error>,
 }
 
-/// A partition count or partitioner argument: a literal count as it is (checked by
-/// `check_partition_count`), anything else checked when the pipeline is built (Spark's error
-/// for a count of 0 or below, returned by the macro).
-fn partition_arg(p: &Arg) -> TokenStream {
-    let t = &p.tokens;
-    if literal_int(t).is_some() {
-        quote_spanned!(p.span=> ::dstream::dsl::partitioner(#t))
-    } else {
-        quote_spanned!(p.span=> ::dstream::dsl::try_partitioner(#t)?)
-    }
-}
-
 /// The value of an integer literal, optionally negated and suffixed: `4`, `-1`, `0usize`.
 fn literal_int(tokens: &TokenStream) -> Option<i64> {
     let toks: Vec<TokenTree> = tokens.clone().into_iter().collect();
@@ -155,14 +143,35 @@ impl Lowering {
         self.errors.push(syn::Error::new(span, msg));
     }
 
-    /// A literal partition count of 0 or below is an error at its token, as Spark's
-    /// `require` is at run time.
-    fn check_partition_count(&mut self, arg: &Arg) {
-        if let Some(n) = literal_int(&arg.tokens)
-            && n <= 0
-        {
+    /// A partition count or partitioner argument. A literal count of 0 or below is an error
+    /// at its token (Spark's `require`, at compile time); any other argument is checked when
+    /// the pipeline is built (Spark's error, returned by the macro).
+    fn partition_arg(&mut self, p: &Arg) -> TokenStream {
+        let t = &p.tokens;
+        match literal_int(t) {
+            Some(n) => {
+                self.check_partition_count(n, p.span);
+                quote_spanned!(p.span=> ::dstream::dsl::partitioner(#t))
+            }
+            None => quote_spanned!(p.span=> ::dstream::dsl::try_partitioner(#t)?),
+        }
+    }
+
+    /// A partition count argument (`repartition(n)`, `countByValue(n)`), checked as
+    /// [`partition_arg`](Self::partition_arg) checks one.
+    fn partition_count_arg(&mut self, p: &Arg) -> TokenStream {
+        if let Some(n) = literal_int(&p.tokens) {
+            self.check_partition_count(n, p.span);
+        }
+        let t = &p.tokens;
+        quote_spanned!(p.span=> ::dstream::dsl::partition_count(#t)?)
+    }
+
+    /// Spark's error for a literal partition count `n` of 0 or below, at `span`.
+    fn check_partition_count(&mut self, n: i64, span: Span) {
+        if n <= 0 {
             self.error(
-                arg.span,
+                span,
                 format!("Number of partitions ({n}) must be positive."),
             );
         }
@@ -261,9 +270,7 @@ impl Lowering {
                     Some((code, kind, slide)) => {
                         self.bind(name, kind, slide);
                         // Spark's names are camelCase: `val hashTags` must not warn.
-                        // (`unreachable_code`: an argument whose stream failed stands as
-                        // `unreachable!()`, after its error.)
-                        quote_spanned!(name.span()=> #[allow(non_snake_case, unreachable_code)] let #name = #code;)
+                        quote_spanned!(name.span()=> #[allow(non_snake_case)] let #name = #code;)
                     }
                     None => {
                         if !self.failed_vals.insert(name.to_string())
@@ -281,7 +288,7 @@ impl Lowering {
             }
             Stmt::Expr(Expr::Chain(c)) => match self.chain(c) {
                 Some((code, _, _)) => {
-                    quote!(#[allow(non_snake_case, unreachable_code)] let _ = #code;)
+                    quote!(#[allow(non_snake_case)] let _ = #code;)
                 }
                 None => TokenStream::new(),
             },
@@ -685,20 +692,6 @@ impl Lowering {
         let m = |name: &str| Ident::new(name, s);
         let q = if op.fallible { quote!(?) } else { quote!() };
         let stream = |code: TokenStream| Some((code, Kind::Stream, slide));
-        let part = |p: &Arg| partition_arg(p);
-        // A literal partition count is checked here; any other at run time (`?` above).
-        let partition_at: &[usize] = match op.camel {
-            "groupByKey" | "repartition" | "countByValue" => &[0],
-            "reduceByKey" | "updateStateByKey" | "join" | "leftOuterJoin" | "rightOuterJoin"
-            | "fullOuterJoin" | "cogroup" => &[1],
-            "combineByKey" => &[3],
-            _ => &[],
-        };
-        for &i in partition_at {
-            if let Some(arg) = a.get(i) {
-                self.check_partition_count(arg);
-            }
-        }
         match op.camel {
             "map" | "filter" | "flatMap" | "mapValues" | "flatMapValues" | "mapPartitions" => {
                 let f = self.func_arg(&a[0])?;
@@ -725,8 +718,7 @@ impl Lowering {
                 stream(quote_spanned!(s=> #recv.#meth()))
             }
             "repartition" => {
-                let n = &a[0].tokens;
-                let n = quote_spanned!(a[0].span=> ::dstream::dsl::partition_count(#n)?);
+                let n = self.partition_count_arg(&a[0]);
                 stream(quote_spanned!(s=> #recv.repartition(#n)))
             }
             "union" if op.on == On::Stream => {
@@ -763,8 +755,7 @@ impl Lowering {
             "countByValue" => match a.len() {
                 0 => stream(quote_spanned!(s=> #recv.count_by_value())),
                 _ => {
-                    let n = &a[0].tokens;
-                    let n = quote_spanned!(a[0].span=> ::dstream::dsl::partition_count(#n)?);
+                    let n = self.partition_count_arg(&a[0]);
                     stream(quote_spanned!(s=> #recv.count_by_value_with_partitions(#n)))
                 }
             },
@@ -793,7 +784,7 @@ impl Lowering {
             "groupByKey" => match a.len() {
                 0 => stream(quote_spanned!(s=> #recv.group_by_key())),
                 _ => {
-                    let p = part(&a[0]);
+                    let p = self.partition_arg(&a[0]);
                     stream(quote_spanned!(s=> #recv.group_by_key_with_partitioner(#p)))
                 }
             },
@@ -802,7 +793,7 @@ impl Lowering {
                 match a.len() {
                     1 => stream(quote_spanned!(s=> #recv.reduce_by_key(#cl))),
                     _ => {
-                        let p = part(&a[1]);
+                        let p = self.partition_arg(&a[1]);
                         stream(quote_spanned!(s=> #recv.reduce_by_key_with_partitioner(#cl, #p)))
                     }
                 }
@@ -812,7 +803,7 @@ impl Lowering {
                 let c2 = self.func_arg(&a[1])?.closure(2, 0, 0);
                 let c3 = self.func_arg(&a[2])?.closure(2, 0, 0);
                 let p = match a.get(3) {
-                    Some(p) => part(p),
+                    Some(p) => self.partition_arg(p),
                     None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(__dsl_recv)),
                 };
                 stream(on_recv(
@@ -831,7 +822,7 @@ impl Lowering {
                     }
                     _ => {
                         let meth = m(&format!("{}_with_partitioner", op.snake));
-                        let p = part(&a[1]);
+                        let p = self.partition_arg(&a[1]);
                         stream(quote_spanned!(s=> #recv.#meth(&#other, #p)))
                     }
                 }
@@ -904,7 +895,7 @@ impl Lowering {
                     f.closure(2, 2, 0)
                 };
                 let p = match a.get(1) {
-                    Some(p) => part(p),
+                    Some(p) => self.partition_arg(p),
                     None => quote_spanned!(s=> ::dstream::dsl::default_partitioner(__dsl_recv)),
                 };
                 let init = match a.get(2) {
@@ -1014,8 +1005,7 @@ impl Lowering {
             let body = match a.get(3) {
                 None => quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window(#f, #w, #sl)),
                 Some(p) => {
-                    self.check_partition_count(p);
-                    let p = partition_arg(p);
+                    let p = self.partition_arg(p);
                     quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_with_partitioner(#f, #w, #sl, #p))
                 }
             };
@@ -1032,8 +1022,7 @@ impl Lowering {
         let body = match a.get(4) {
             None => quote_spanned!(s=> __dsl_recv.reduce_by_key_and_window_inv(#f, #inv, #w, #sl)),
             Some(p) => {
-                self.check_partition_count(p);
-                let p = partition_arg(p);
+                let p = self.partition_arg(p);
                 let filter = match a.get(5) {
                     Some(x) => self.func_arg(x)?.closure(1, 0, 0),
                     None => quote!(|_| true),
@@ -1107,12 +1096,8 @@ impl Lowering {
                     let arg = one(self)?;
                     if matches!(name.as_str(), "numPartitions" | "num_partitions")
                         && let Some(n) = literal_int(&arg)
-                        && n <= 0
                     {
-                        self.error(
-                            c.args[0].span,
-                            format!("Number of partitions ({n}) must be positive."),
-                        );
+                        self.check_partition_count(n, c.args[0].span);
                     }
                     let meth = Ident::new(
                         match name.as_str() {

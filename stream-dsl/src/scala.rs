@@ -262,7 +262,7 @@ pub fn body(tokens: TokenStream) -> syn::Result<TokenStream> {
                             ));
                         }
                     };
-                    let f = unmoved(arg(by, ord.span())?);
+                    let f = unmoved(arg(by)?);
                     let count = body(n.stream())?;
                     let sp = name.span();
                     out.extend(quote_spanned!(sp=> top_by));
@@ -306,7 +306,7 @@ pub fn body(tokens: TokenStream) -> syn::Result<TokenStream> {
                         } =>
                     {
                         let whole: TokenStream = TokenTree::Group(g.clone()).into();
-                        let code = arg(whole, g.span())?;
+                        let code = arg(whole)?;
                         let code = if MOVING.contains(&s.as_str()) {
                             code
                         } else {
@@ -470,7 +470,7 @@ fn args_of(tokens: TokenStream, method: &str) -> syn::Result<TokenStream> {
         if k > 0 {
             out.extend(quote_spanned!(a.span=> ,));
         }
-        let code = arg(a.tokens, a.span)?;
+        let code = arg(a.tokens)?;
         out.extend(if moving { code } else { unmoved(code) });
     }
     Ok(out)
@@ -488,7 +488,7 @@ fn unmoved(code: TokenStream) -> TokenStream {
 
 /// One argument: a Scala function becomes a closure (its own functions first, so that a `_`
 /// belongs to the innermost argument, as in Scala); anything else is translated as a body.
-fn arg(tokens: TokenStream, span: Span) -> syn::Result<TokenStream> {
+fn arg(tokens: TokenStream) -> syn::Result<TokenStream> {
     let toks: Vec<TokenTree> = tokens.clone().into_iter().collect();
     match toks.as_slice() {
         [TokenTree::Ident(p)] if p == "println" => {
@@ -518,7 +518,6 @@ fn arg(tokens: TokenStream, span: Span) -> syn::Result<TokenStream> {
     if has_placeholder(&translated) {
         return Ok(closure(&lambda::func(&translated)?));
     }
-    let _ = span;
     Ok(translated)
 }
 
