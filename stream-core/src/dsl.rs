@@ -35,26 +35,9 @@ macro_rules! counts {
                 partition_count(self).map(HashPartitioner::at_least_one)
             }
         }
-
-        impl PartitionCount for $t {
-            fn count(self) -> Option<usize> {
-                usize::try_from(self).ok().filter(|n| *n > 0)
-            }
-            fn shown(self) -> String {
-                self.to_string()
-            }
-        }
     )*};
 }
 counts!(i32, i64, u32, u64, usize);
-
-/// A partition count as the DSL takes it: any integer type.
-pub trait PartitionCount: Copy {
-    /// The count, if it is positive.
-    fn count(self) -> Option<usize>;
-    /// The count as written, for the error.
-    fn shown(self) -> String;
-}
 
 /// A partition count (`repartition(n)`, `countByValue(n)`), or Spark's error when it is 0 or
 /// below, as Spark's `require(numPartitions > 0)`.
@@ -67,12 +50,9 @@ pub trait PartitionCount: Copy {
 ///     "Number of partitions (0) must be positive."
 /// );
 /// ```
-pub fn partition_count<N: PartitionCount>(n: N) -> Result<usize> {
-    n.count().ok_or_else(|| {
-        crate::Error::invalid(format!(
-            "Number of partitions ({}) must be positive.",
-            n.shown()
-        ))
+pub fn partition_count<N: TryInto<usize> + std::fmt::Display + Copy>(n: N) -> Result<usize> {
+    n.try_into().ok().filter(|count| *count > 0).ok_or_else(|| {
+        crate::Error::invalid(format!("Number of partitions ({n}) must be positive."))
     })
 }
 
@@ -163,6 +143,23 @@ fn partitions_of<T: Data>(b: &crate::batch::Batch<T>) -> usize {
     b.num_partitions().max(1)
 }
 
+/// Spark's default partitioner of a join or cogroup: as many partitions as the larger side.
+fn joined<A: Data, B: Data>(
+    a: &crate::batch::Batch<A>,
+    b: &crate::batch::Batch<B>,
+) -> HashPartitioner {
+    HashPartitioner::at_least_one(partitions_of(a).max(partitions_of(b)))
+}
+
+/// How many times each item occurs (Spark's `countByKey`, `countByValue` actions).
+fn occurrences<K: Key>(items: impl IntoIterator<Item = K>) -> std::collections::HashMap<K, i64> {
+    let mut m = std::collections::HashMap::new();
+    for k in items {
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
 /// Spark's RDD methods under their Scala names and with Spark's defaults, for the bodies of
 /// `transform` and `foreachRDD` in the `stream!` DSL (the macro brings it into scope): a Scala
 /// user's `rdd.sortBy(_._2, false).take(10)` or `rdd.countByKey()` compiles as written.
@@ -217,10 +214,7 @@ impl<T: Data> SparkRdd<T> for crate::batch::Batch<T> {
     where
         T: Ord,
     {
-        let mut all = self.collect();
-        all.sort_by(|a, b| b.cmp(a));
-        all.truncate(n);
-        all
+        self.top_by(n, T::clone)
     }
 
     fn spark_distinct(self) -> crate::batch::Batch<T>
@@ -235,11 +229,7 @@ impl<T: Data> SparkRdd<T> for crate::batch::Batch<T> {
     where
         T: Key,
     {
-        let mut m = std::collections::HashMap::new();
-        for x in self.collect() {
-            *m.entry(x).or_insert(0) += 1;
-        }
-        m
+        occurrences(self.collect())
     }
 }
 
@@ -295,11 +285,7 @@ impl<K: Key, V: Data> SparkPairRdd<K, V> for crate::batch::Batch<(K, V)> {
     }
 
     fn countByKey(&self) -> std::collections::HashMap<K, i64> {
-        let mut m = std::collections::HashMap::new();
-        for (k, _) in self.collect() {
-            *m.entry(k).or_insert(0) += 1;
-        }
-        m
+        occurrences(self.collect().into_iter().map(|(k, _)| k))
     }
 
     fn lookup(&self, key: &K) -> Vec<V> {
@@ -314,41 +300,31 @@ impl<K: Key, V: Data> SparkPairRdd<K, V> for crate::batch::Batch<(K, V)> {
         self,
         other: crate::batch::Batch<(K, W)>,
     ) -> crate::batch::Batch<(K, (V, Option<W>))> {
-        let n = partitions_of(&self).max(partitions_of(&other));
-        self.left_outer_join(other, HashPartitioner::at_least_one(n))
+        let p = joined(&self, &other);
+        self.left_outer_join(other, p)
     }
 
     fn rightOuterJoin<W: Data>(
         self,
         other: crate::batch::Batch<(K, W)>,
     ) -> crate::batch::Batch<(K, (Option<V>, W))> {
-        let n = partitions_of(&self).max(partitions_of(&other));
-        self.right_outer_join(other, HashPartitioner::at_least_one(n))
+        let p = joined(&self, &other);
+        self.right_outer_join(other, p)
     }
 
     fn spark_cogroup<W: Data>(
         self,
         other: crate::batch::Batch<(K, W)>,
     ) -> crate::batch::Batch<crate::batch::CoGrouped<K, V, W>> {
-        let n = partitions_of(&self).max(partitions_of(&other));
-        self.cogroup(other, HashPartitioner::at_least_one(n))
+        let p = joined(&self, &other);
+        self.cogroup(other, p)
     }
 }
 
-/// Scala collections' names on Rust's (`size`, `isEmpty`, `nonEmpty`, `sum`, `foreach`,
-/// `mkString`), for lambda bodies in the `stream!` DSL.
+/// Scala collections' names on a `Vec` (`sum`, `foreach`, `mkString`; `size`, `isEmpty` and
+/// `nonEmpty` are [`ScalaSized`]'s), for lambda bodies in the `stream!` DSL.
 #[allow(non_snake_case)]
 pub trait ScalaSeq<T> {
-    /// `size` / `length`.
-    fn size(&self) -> usize;
-    /// `isEmpty`.
-    fn isEmpty(&self) -> bool {
-        self.size() == 0
-    }
-    /// `nonEmpty`.
-    fn nonEmpty(&self) -> bool {
-        self.size() != 0
-    }
     /// `sum`.
     fn sum(&self) -> T
     where
@@ -364,9 +340,6 @@ pub trait ScalaSeq<T> {
 }
 
 impl<T> ScalaSeq<T> for Vec<T> {
-    fn size(&self) -> usize {
-        self.len()
-    }
     fn sum(&self) -> T
     where
         T: Clone + std::iter::Sum<T>,
@@ -390,8 +363,8 @@ impl<T> ScalaSeq<T> for Vec<T> {
     }
 }
 
-/// `size`, `isEmpty` and `nonEmpty` of Scala's strings, options, maps and sets, for lambda
-/// bodies.
+/// `size`, `isEmpty` and `nonEmpty` of Scala's sequences, strings, options, maps and sets,
+/// for lambda bodies.
 #[allow(non_snake_case)]
 pub trait ScalaSized {
     /// `size` / `length`.
@@ -403,6 +376,12 @@ pub trait ScalaSized {
     /// `nonEmpty`.
     fn nonEmpty(&self) -> bool {
         self.size() != 0
+    }
+}
+
+impl<T> ScalaSized for Vec<T> {
+    fn size(&self) -> usize {
+        self.len()
     }
 }
 
@@ -482,8 +461,8 @@ impl<K: Key, V: Data, W: Data> SparkJoin<crate::batch::Batch<(K, W)>>
 {
     type Output = crate::batch::Batch<(K, (V, W))>;
     fn spark_join(self, other: crate::batch::Batch<(K, W)>) -> Self::Output {
-        let n = partitions_of(&self).max(partitions_of(&other));
-        self.join(other, HashPartitioner::at_least_one(n))
+        let p = joined(&self, &other);
+        self.join(other, p)
     }
 }
 
