@@ -12,6 +12,10 @@ use std::sync::{Arc, Mutex};
 use dstream::prelude::*;
 use dstream::testing::TestContext;
 
+mod support;
+/// The talks' `getTags(status)`, under its Scala name.
+use support::get_tags as getTags;
+
 /// Where a program's `foreachRDD` puts each batch, sorted.
 #[derive(Clone, Default)]
 struct Out<T>(Arc<Mutex<Vec<Vec<T>>>>);
@@ -387,15 +391,6 @@ fn tweets(tc: &TestContext) -> DStream<&'static str> {
         vec!["#spark is fast", "#rust #spark"],
         vec!["#rust", "#rust now"],
     ])
-}
-
-/// The talks' `getTags(status)`.
-fn getTags(status: &str) -> Vec<String> {
-    status
-        .split(' ')
-        .filter(|w| w.starts_with('#'))
-        .map(str::to_string)
-        .collect()
 }
 
 // 17. The talks' top hashtags over a window.

@@ -7,14 +7,8 @@
 use dstream::prelude::*;
 use dstream::testing::TestContext;
 
-/// The talks' `getTags(status)`: the hashtags of a tweet.
-fn get_tags(status: &str) -> Vec<String> {
-    status
-        .split(' ')
-        .filter(|w| w.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
+mod support;
+use support::get_tags;
 
 /// The talks' `updateMood(tweet)`: a user's mood is the running sum of their tweets' moods.
 fn update_mood(moods: Vec<i32>, mood: Option<i32>) -> Option<i32> {

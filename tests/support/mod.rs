@@ -1,4 +1,4 @@
-//! What the example tests share.
+//! What the example and DSL tests share.
 
 // Each test binary uses part of this module.
 #![allow(dead_code)]
@@ -60,4 +60,13 @@ pub fn interrupt(pid: u32) {
         .unwrap()
         .success();
     assert!(ok, "kill -INT {pid}");
+}
+
+/// The talks' `getTags(status)`: the hashtags of a tweet.
+pub fn get_tags(status: &str) -> Vec<String> {
+    status
+        .split(' ')
+        .filter(|w| w.starts_with('#'))
+        .map(str::to_string)
+        .collect()
 }
