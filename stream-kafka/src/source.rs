@@ -1125,7 +1125,13 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
         for (tp, from, fetched) in &taken {
             let mut part = Vec::with_capacity(fetched.len());
             for f in fetched {
-                match decode(&f.raw(&tp.0, tp.1)) {
+                // A decoder that panics has failed to decode the record, like one that says so:
+                // the record goes to the dead-letter topic and the batch keeps the others.
+                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    decode(&f.raw(&tp.0, tp.1))
+                }))
+                .unwrap_or_else(|p| Err(format!("the decoder panicked: {}", panic_text(&*p))));
+                match decoded {
                     Ok(v) => part.push(v),
                     Err(e) => failed.push((tp.clone(), f.clone(), e)),
                 }
@@ -1383,4 +1389,12 @@ impl stream_core::StreamingListener for Backpressure {
             *lock(&self.0.estimate) = Some(rate);
         }
     }
+}
+
+/// A panic's message, as `panic!` formats it.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }

@@ -264,6 +264,57 @@ fn decode_failures_go_to_the_dead_letter_topic_with_their_origin() {
     );
 }
 
+/// A decoder that panics on one record (Kafka Streams' poison pill) loses neither that record
+/// (it goes to the dead-letter topic) nor the good records fetched with it.
+#[test]
+fn a_decoder_that_panics_dead_letters_its_record_and_keeps_the_rest() {
+    let b = brokers();
+    let (input, dlq) = (unique("pills"), unique("pills-dead"));
+    create_topic(&b, &input, 1);
+    create_topic(&b, &dlq, 1);
+    let lines: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+    let mut records: Vec<In<'_>> = lines
+        .iter()
+        .map(|l| (0, None, Some(l.as_bytes())))
+        .collect();
+    records.insert(7, (0, Some("pill"), Some(b"poison")));
+    produce(&b, &input, &records);
+
+    let ssc = context(100, None);
+    let source = KafkaSource::with_decoder(&b, |r| {
+        let v = std::str::from_utf8(r.value.unwrap_or_default()).map_err(|e| e.to_string())?;
+        assert!(v != "poison", "cannot decode {v}");
+        Ok(v.to_string())
+    })
+    .topics([input.as_str()])
+    .dead_letter_topic(&dlq)
+    .build()
+    .unwrap();
+    let handle = source.handle();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    ssc.kafka_stream(source)
+        .foreach_batch(move |batch, _| g.lock().unwrap().extend(batch.collect()))
+        .unwrap();
+    ssc.start().unwrap();
+    wait_for(30, "every record", || {
+        handle.status().records + handle.status().decode_failures == 21
+    });
+    ssc.stop_gracefully();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    assert_eq!(*got.lock().unwrap(), lines);
+    let status = handle.status();
+    assert_eq!((status.decode_failures, status.dead_lettered), (1, 1));
+    let dead = read_all(&b, &dlq);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value, b"poison");
+    assert_eq!(dead[0].headers["dstream.source.offset"], "7");
+    assert_eq!(
+        dead[0].headers["dstream.error"],
+        "the decoder panicked: cannot decode poison"
+    );
+}
+
 #[test]
 fn the_rate_limit_holds_per_partition_and_batch() {
     let b = brokers();
