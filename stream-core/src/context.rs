@@ -86,6 +86,7 @@ pub struct StreamingContextBuilder {
     status_line: bool,
     operator_metrics: bool,
     task: Option<TaskScope>,
+    record_errors: crate::poison::RecordErrors,
 }
 
 /// Where and how state is checkpointed.
@@ -193,6 +194,14 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// What happens to a record on which a user function panics, for every guarded operator
+    /// that sets no policy of its own: the batch fails (the default, as Spark), or the record is
+    /// skipped and counted, or also handed to a dead-letter function. See [`RecordErrors`](crate::RecordErrors).
+    pub fn on_record_error(mut self, policy: crate::poison::RecordErrors) -> Self {
+        self.record_errors = policy;
+        self
+    }
+
     /// Builds the context. The batch interval must be positive, parallelism at least one.
     pub fn build(self) -> Result<StreamingContext> {
         if self.batch.millis() <= 0 {
@@ -245,6 +254,7 @@ impl StreamingContextBuilder {
                 input_status: Mutex::new(Vec::new()),
                 task: self.task,
                 replicator: Mutex::new(None),
+                record_errors: crate::poison::RecordErrorsCell::new(self.record_errors),
             }),
         })
     }
@@ -313,6 +323,8 @@ pub(crate) struct ContextInner {
     task: Option<TaskScope>,
     /// Sees every batch's state changes before the local commit (a changelog).
     replicator: Mutex<Option<Arc<dyn Replicator>>>,
+    /// The pipeline's policy for poison records, and what each guarded operator did.
+    pub(crate) record_errors: crate::poison::RecordErrorsCell,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -817,6 +829,7 @@ impl StreamingContext {
             status_line: false,
             operator_metrics: false,
             task,
+            record_errors: Default::default(),
         }
     }
 
@@ -1024,6 +1037,12 @@ impl StreamingContext {
     /// [`add_input_status`](Self::add_input_status).
     pub fn input_status(&self) -> Vec<InputPartitionStatus> {
         self.inner.input_status()
+    }
+
+    /// What each guarded operator did with poison records so far (records skipped and
+    /// dead-lettered under [`RecordErrors`](crate::RecordErrors)), in creation order.
+    pub fn record_errors(&self) -> Vec<crate::poison::RecordErrorCount> {
+        self.inner.record_errors.counts()
     }
 
     /// Registers a listener of batch events.

@@ -21,6 +21,7 @@ mod logger;
 mod metrics;
 mod observe;
 mod partitioner;
+mod poison;
 mod show;
 mod signal;
 mod sink;
@@ -51,6 +52,7 @@ pub use metrics::{
     StatusLine, StreamingListener,
 };
 pub use partitioner::{HashPartitioner, Partitioner, kafka_partition};
+pub use poison::{DeadLetter, RecordErrorCount, RecordErrors};
 pub use show::Show;
 pub use sink::{OutputResult, Sink, SinkContext};
 pub use source::{FileStreamOptions, Queue, ReceiverHandle, Source, SourceContext};

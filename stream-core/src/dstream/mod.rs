@@ -25,12 +25,13 @@ pub use multi::TransformOutput;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::batch::{Batch, Data};
 use crate::context::{ContextInner, StreamingContext};
 use crate::error::{ContextError, Result};
 use crate::observe::{NodeStats, observed, timed};
+use crate::poison::{Guarded, RecordErrors, RecordGuard};
 use crate::time::{Duration, Time};
 
 type ComputeFn<T> = Box<dyn Fn(Time) -> Result<Option<Batch<T>>> + Send + Sync>;
@@ -60,6 +61,8 @@ pub(crate) struct NodeBase {
     children_elsewhere: AtomicBool,
     /// Its records and time per batch, when the context observes operators.
     pub(crate) stats: Arc<NodeStats>,
+    /// The guard of its user function, for operators that call one per record or key.
+    guard: OnceLock<Arc<RecordGuard>>,
 }
 
 impl NodeBase {
@@ -196,6 +199,7 @@ impl<T: Data> DStream<T> {
                 base: NodeBase {
                     id: ctx.as_ref().map_or(usize::MAX, |c| c.next_node_id()),
                     stats: Arc::default(),
+                    guard: OnceLock::new(),
                     name: name.into(),
                     ctx: owner.ctx.clone(),
                     ctx_id: owner.id,
@@ -342,6 +346,70 @@ impl<T: Data> DStream<T> {
                 None => Ok(None),
             },
         )
+    }
+
+    /// `lift` for an operator whose user function runs per record: `op` gets the batch's
+    /// [`Guarded`] policy when poison records are skipped rather than failing the batch.
+    pub(crate) fn lift_guarded<U: Data>(
+        &self,
+        name: &str,
+        op: impl Fn(Batch<T>, Option<Guarded>) -> Result<Batch<U>> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let guard = RecordGuard::new(name);
+        let g = guard.clone();
+        let out = self.lift(name, move |b, t| op(b, g.for_batch(t)));
+        out.guarded_by(guard);
+        out
+    }
+
+    /// Ties `guard` to this stream's node: its counts are reported under the node's id, and
+    /// [`on_record_error`](Self::on_record_error) sets its policy.
+    pub(crate) fn guarded_by(&self, guard: Arc<RecordGuard>) {
+        guard.attach(self.node.base.id, &self.node.base.ctx);
+        let _ = self.node.base.guard.set(guard);
+    }
+
+    /// What happens to a record on which this stream's operator's function panics, overriding
+    /// the context's [`on_record_error`](crate::StreamingContextBuilder::on_record_error):
+    /// fail the batch, skip the record, or skip it and hand it to a dead-letter function. The
+    /// operators whose function runs per record or key take a policy (`map`, `flat_map`,
+    /// `filter`, `map_values`, `flat_map_values`, the per-key `update_state_by_key` forms and
+    /// `map_with_state`); on any other stream this is an error, reported when an output is
+    /// registered on it.
+    ///
+    /// ```
+    /// use stream_core::{RecordErrors, testing::TestContext};
+    /// let tc = TestContext::new();
+    /// let lines = tc.input_stream(vec![vec!["1", "x", "3"]]);
+    /// let numbers = lines
+    ///     .map(|s: &str| s.parse::<i32>().expect("a number"))
+    ///     .on_record_error(RecordErrors::skip());
+    /// let out = tc.collect(&numbers).unwrap();
+    /// tc.run(1).unwrap();
+    /// assert_eq!(out.batch(0), vec![1, 3]);
+    /// ```
+    pub fn on_record_error(&self, policy: RecordErrors) -> DStream<T> {
+        match self.node.base.guard.get() {
+            Some(g) => {
+                g.set(policy);
+                self.clone()
+            }
+            None => {
+                let problem = ContextError::InvalidArgument(format!(
+                    "on_record_error: `{}` calls no user function per record; set the policy on the operator whose function can panic (map, flat_map, filter, map_values, flat_map_values, update_state_by_key, map_with_state) or on the context",
+                    self.node.base.name
+                ));
+                let parent = self.clone();
+                DStream::new_node_checked(
+                    &self.owner(),
+                    "on_record_error",
+                    vec![self.any()],
+                    self.slide_duration(),
+                    Some(problem),
+                    move |t| parent.get_or_compute(t),
+                )
+            }
+        }
     }
 
     /// Keeps this stream's batches for `d` after their time, and its ancestors' too (so that a

@@ -9,9 +9,12 @@ impl<T: Data> DStream<T> {
     /// Applies `f` to every record (Spark's `map`).
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DStream<U> {
         let f = Arc::new(f);
-        self.lift("map", move |b, _| {
+        self.lift_guarded("map", move |b, guarded| {
             let f = f.clone();
-            Ok(b.map(move |x| f(x)))
+            Ok(match guarded {
+                None => b.map(move |x| f(x)),
+                Some(g) => b.flat_map(move |x| g.call(x, |x| f(x))),
+            })
         })
     }
 
@@ -21,18 +24,28 @@ impl<T: Data> DStream<T> {
         f: impl Fn(T) -> I + Send + Sync + 'static,
     ) -> DStream<U> {
         let f = Arc::new(f);
-        self.lift("flatMap", move |b, _| {
+        self.lift_guarded("flatMap", move |b, guarded| {
             let f = f.clone();
-            Ok(b.flat_map(move |x| f(x)))
+            Ok(match guarded {
+                None => b.flat_map(move |x| f(x)),
+                // The records are collected inside the guard: a lazy iterator may panic too.
+                Some(g) => b.flat_map(move |x| {
+                    g.call(x, |x| f(x).into_iter().collect::<Vec<U>>())
+                        .unwrap_or_default()
+                }),
+            })
         })
     }
 
     /// Keeps the records for which `f` is true.
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> DStream<T> {
         let f = Arc::new(f);
-        self.lift("filter", move |b, _| {
+        self.lift_guarded("filter", move |b, guarded| {
             let f = f.clone();
-            Ok(b.filter(move |x| f(x)))
+            Ok(match guarded {
+                None => b.filter(move |x| f(x)),
+                Some(g) => b.filter(move |x| g.call(x.clone(), |x| f(&x)).unwrap_or(false)),
+            })
         })
     }
 

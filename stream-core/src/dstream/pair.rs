@@ -88,9 +88,13 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         f: impl Fn(V) -> W + Send + Sync + 'static,
     ) -> DStream<(K, W)> {
         let f = Arc::new(f);
-        self.lift("mapValues", move |b, _| {
+        self.lift_guarded("mapValues", move |b, guarded| {
             let f = f.clone();
-            Ok(b.map_values(move |v| f(v)))
+            Ok(match guarded {
+                None => b.map_values(move |v| f(v)),
+                // A dead letter holds the whole pair.
+                Some(g) => b.flat_map(move |kv| g.call(kv, |(k, v)| (k, f(v)))),
+            })
         })
     }
 
@@ -100,9 +104,17 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         f: impl Fn(V) -> I + Send + Sync + 'static,
     ) -> DStream<(K, W)> {
         let f = Arc::new(f);
-        self.lift("flatMapValues", move |b, _| {
+        self.lift_guarded("flatMapValues", move |b, guarded| {
             let f = f.clone();
-            Ok(b.flat_map_values(move |v| f(v)))
+            Ok(match guarded {
+                None => b.flat_map_values(move |v| f(v)),
+                Some(g) => b.flat_map(move |kv| {
+                    g.call(kv, |(k, v)| {
+                        f(v).into_iter().map(|w| (k.clone(), w)).collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+                }),
+            })
         })
     }
 }

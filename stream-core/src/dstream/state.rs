@@ -31,6 +31,7 @@ use crate::checkpoint::keyed::{Change, KeyedStore, PartState, StateKey, StateVal
 use crate::checkpoint::{Durable, Store};
 use crate::error::{CheckpointError, ContextError, Error, Result};
 use crate::partitioner::{FixedState, HashPartitioner, Partitioner, shuffle_state};
+use crate::poison::{Guarded, RecordGuard};
 use crate::time::{Duration, Time};
 
 /// The state of one key, as a `map_with_state` function sees it (Spark's `State`).
@@ -437,15 +438,33 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
         initial: Option<Batch<(K, S)>>,
     ) -> DStream<(K, S)> {
         let f = Arc::new(f);
-        self.update_state_by_key_partitions(
-            move |t, it| {
-                let f = f.clone();
-                it.filter_map(move |(k, vs, s)| f(t, &k, vs, s).map(|s| (k, s)))
-                    .collect()
+        let guard = RecordGuard::new("updateStateByKey");
+        let g = guard.clone();
+        let out = self.update_state_by_key_partitions(
+            move |t, it| match g.for_batch(t) {
+                None => it
+                    .filter_map(|(k, vs, s)| f(t, &k, vs, s).map(|s| (k, s)))
+                    .collect(),
+                // A key whose call panics keeps its state; its values are the dead letter.
+                Some(g) => it
+                    .filter_map(|(k, vs, s)| {
+                        let before = s.clone();
+                        let kept = g.keeps_records().then(|| (k.clone(), vs.clone()));
+                        match g.catch(|| f(t, &k, vs, s)) {
+                            Ok(next) => next.map(|s| (k, s)),
+                            Err(e) => {
+                                g.failed(e, kept);
+                                before.map(|s| (k, s))
+                            }
+                        }
+                    })
+                    .collect(),
             },
             partitioner,
             initial,
-        )
+        );
+        out.guarded_by(guard);
+        out
     }
 
     /// Spark's iterator form of `updateStateByKey`: `f` gets a partition's
@@ -574,6 +593,8 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
         let memo: Memo<Produced<M, K, S>> = Arc::new(Mutex::new(BTreeMap::new()));
         let (func, initial, timeout, mode) = (spec.func, spec.initial, spec.timeout, spec.mode);
         let op: Arc<StateOp<K, S>> = register_state(&owner, "mapWithState", n, timeout.is_some());
+        let guard = RecordGuard::new("mapWithState");
+        let g = guard.clone();
         let core = DStream::new_node(
             &owner.clone(),
             "mapWithState",
@@ -609,13 +630,22 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                     }
                 };
                 let snapshots = want.load(std::sync::atomic::Ordering::Relaxed);
+                let guarded = g.for_batch(t);
                 let outputs: Vec<Result<Vec<Produced<M, K, S>>>> = records
                     .into_par_iter()
                     .enumerate()
                     .map(|(p, records)| {
                         let mut part = op.keyed.part(&store, p)?;
                         process_partition(
-                            &mut part, records, t, &func, timeout, mode, full_scan, snapshots,
+                            &mut part,
+                            records,
+                            t,
+                            &func,
+                            timeout,
+                            mode,
+                            full_scan,
+                            snapshots,
+                            guarded.as_ref(),
                         )
                     })
                     .collect();
@@ -629,6 +659,7 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
                 Ok(Some(b))
             },
         );
+        core.guarded_by(guard);
         let mapped = core.flat_map(|p| match p {
             Produced::Mapped(m) => Some(m),
             Produced::Snapshot(..) => None,
@@ -651,6 +682,7 @@ fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
     mode: TimeoutMode,
     full_scan: bool,
     snapshots: bool,
+    guarded: Option<&Guarded>,
 ) -> Result<Vec<Produced<M, K, S>>> {
     let timed = timeout.is_some();
     let now = t.millis();
@@ -662,8 +694,25 @@ fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
     for (k, values) in records {
         let mut misuse = Ok(());
         part.update_each(&k, now, values, |value, v| {
-            let mut st = State::wrap(value);
-            let mapped = func(t, &k, Some(v), &mut st);
+            let (mapped, st) = match guarded {
+                None => {
+                    let mut st = State::wrap(value);
+                    (func(t, &k, Some(v), &mut st), st)
+                }
+                // A record whose call panics leaves the state as it was and maps to nothing.
+                Some(g) => {
+                    let before = value.clone();
+                    let kept = g.keeps_records().then(|| (k.clone(), v.clone()));
+                    let mut st = State::wrap(value);
+                    match g.catch(|| func(t, &k, Some(v), &mut st)) {
+                        Ok(mapped) => (mapped, st),
+                        Err(e) => {
+                            g.failed(e, kept);
+                            return (Change::Keep(before), true);
+                        }
+                    }
+                }
+            };
             misuse = first_misuse(&st, t);
             let change = if st.is_removed() {
                 Change::Remove
@@ -697,7 +746,17 @@ fn process_partition<K: StateKey, V: Data, S: StateValue, M: Data>(
         for k in due {
             if let Some((value, _)) = part.remove(&k)? {
                 let mut st = State::timing_out(value);
-                let mapped = func(t, &k, None, &mut st);
+                let mapped = match guarded {
+                    None => func(t, &k, None, &mut st),
+                    // The key times out either way; the dead letter is the key.
+                    Some(g) => match g.catch(|| func(t, &k, None, &mut st)) {
+                        Ok(mapped) => mapped,
+                        Err(e) => {
+                            g.failed(e, g.keeps_records().then(|| k.clone()));
+                            None
+                        }
+                    },
+                };
                 first_misuse(&st, t)?;
                 out.extend(mapped.map(Produced::Mapped));
             }
