@@ -1045,6 +1045,17 @@ impl StreamingContext {
         self.inner.record_errors.counts()
     }
 
+    /// Registers a report of records a source dropped (records that failed to decode, and
+    /// which of those went to a dead-letter output), listed with the operators' by
+    /// [`record_errors`](Self::record_errors), on the dashboard and on `/metrics`. The Kafka
+    /// source registers its own.
+    pub fn add_record_error_status(
+        &self,
+        f: impl Fn() -> Vec<crate::poison::RecordErrorCount> + Send + Sync + 'static,
+    ) {
+        self.inner.record_errors.add_report(Arc::new(f));
+    }
+
     /// Registers a listener of batch events.
     pub fn add_streaming_listener(&self, listener: Arc<dyn StreamingListener>) {
         lock(&self.inner.listeners).push(listener);

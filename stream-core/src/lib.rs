@@ -52,7 +52,7 @@ pub use metrics::{
     StatusLine, StreamingListener,
 };
 pub use partitioner::{HashPartitioner, Partitioner, kafka_partition};
-pub use poison::{DeadLetter, RecordErrorCount, RecordErrors};
+pub use poison::{DeadLetter, RecordErrorCount, RecordErrorStatusFn, RecordErrors};
 pub use show::Show;
 pub use sink::{OutputResult, Sink, SinkContext};
 pub use source::{FileStreamOptions, Queue, ReceiverHandle, Source, SourceContext};

@@ -174,19 +174,25 @@ fn text_of(r: &dyn Any) -> Option<String> {
 /// dashboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordErrorCount {
-    /// The operator, with its id ("map#3").
+    /// The operator, with its id ("map#3"), or the source ("kafka decoder (group g)").
     pub operator: String,
-    /// Records dropped under `skip` or `dead_letter` since the context started.
+    /// Records dropped under `skip` or `dead_letter` (or that a source could not decode) since
+    /// the context started.
     pub skipped: u64,
     /// Of those, records handed to the dead-letter function.
     pub dead_lettered: u64,
 }
 
-/// The per-pipeline policy and every guarded operator's counts.
+/// A function reporting the records a source or operator dropped (see
+/// [`StreamingContext::add_record_error_status`](crate::StreamingContext::add_record_error_status)).
+pub type RecordErrorStatusFn = Arc<dyn Fn() -> Vec<RecordErrorCount> + Send + Sync>;
+
+/// The per-pipeline policy, every guarded operator's counts, and the sources' reports.
 #[derive(Default)]
 pub(crate) struct RecordErrorsCell {
     policy: RwLock<RecordErrors>,
     guards: std::sync::Mutex<Vec<Arc<RecordGuard>>>,
+    reports: std::sync::Mutex<Vec<RecordErrorStatusFn>>,
 }
 
 impl RecordErrorsCell {
@@ -194,19 +200,32 @@ impl RecordErrorsCell {
         RecordErrorsCell {
             policy: RwLock::new(policy),
             guards: Default::default(),
+            reports: Default::default(),
         }
     }
 
+    pub(crate) fn add_report(&self, f: RecordErrorStatusFn) {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f);
+    }
+
+    /// The sources' reports, then every guarded operator's counts.
     pub(crate) fn counts(&self) -> Vec<RecordErrorCount> {
+        let reports = self
+            .reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut counts: Vec<RecordErrorCount> = reports.iter().flat_map(|f| f()).collect();
         let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
-        guards
-            .iter()
-            .map(|g| RecordErrorCount {
-                operator: g.label(),
-                skipped: g.skipped.load(Ordering::Relaxed),
-                dead_lettered: g.dead_lettered.load(Ordering::Relaxed),
-            })
-            .collect()
+        counts.extend(guards.iter().map(|g| RecordErrorCount {
+            operator: g.label(),
+            skipped: g.skipped.load(Ordering::Relaxed),
+            dead_lettered: g.dead_lettered.load(Ordering::Relaxed),
+        }));
+        counts
     }
 }
 

@@ -172,3 +172,43 @@ fn get_fails(d: &Dashboard) -> bool {
     let _ = s.read_to_string(&mut text);
     text.is_empty() || text.starts_with("HTTP/1.1 503")
 }
+
+#[test]
+fn records_dropped_by_an_error_policy_are_on_the_status_and_metrics() {
+    let tc = TestContext::new();
+    let dashboard = tc.context().serve_dashboard("127.0.0.1:0").unwrap();
+    let lines = tc.input_stream(vec![vec!["1", "x", "2"], vec!["y", "3"]]);
+    let letters = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = letters.clone();
+    let numbers = lines
+        .map(|s: &str| s.parse::<i64>().expect("a number"))
+        .on_record_error(stream_core::RecordErrors::dead_letter(move |d| {
+            l.lock().unwrap().push(d.record_text())
+        }));
+    let sums = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = sums.clone();
+    numbers
+        .foreach_batch(move |b, _| s.lock().unwrap().push(b.collect().iter().sum::<i64>()))
+        .unwrap();
+    let report = tc.run(2).unwrap();
+    assert_eq!(*sums.lock().unwrap(), vec![3, 3]);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(*letters.lock().unwrap(), vec!["x", "y"]);
+
+    let (_, metrics) = get(&dashboard, "/metrics");
+    for line in [
+        "dstream_records_skipped_total{operator=\"map#1\"} 2",
+        "dstream_dead_letters_total{operator=\"map#1\"} 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    let (_, json) = get(&dashboard, "/api/status");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["record_errors"],
+        json!([{"operator": "map#1", "skipped": 2, "dead_lettered": 2}])
+    );
+}

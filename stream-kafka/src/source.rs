@@ -1362,6 +1362,16 @@ impl KafkaStreams for StreamingContext {
                 })
                 .collect()
         });
+        // Records that failed to decode, all of them dead-lettered once the batch moved past.
+        let handle = source.handle();
+        self.add_record_error_status(move || {
+            let s = handle.status();
+            vec![stream_core::RecordErrorCount {
+                operator: format!("kafka decoder (group {})", handle.group_id()),
+                skipped: s.decode_failures,
+                dead_lettered: s.dead_lettered,
+            }]
+        });
         self.input_stream(source)
     }
 }

@@ -305,6 +305,14 @@ fn a_decoder_that_panics_dead_letters_its_record_and_keeps_the_rest() {
     assert_eq!(*got.lock().unwrap(), lines);
     let status = handle.status();
     assert_eq!((status.decode_failures, status.dead_lettered), (1, 1));
+    // The same counts on the dashboard and /metrics, beside the operators'.
+    let reported = ssc.record_errors();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert!(
+        reported[0].operator.starts_with("kafka decoder (group "),
+        "{reported:?}"
+    );
+    assert_eq!((reported[0].skipped, reported[0].dead_lettered), (1, 1));
     let dead = read_all(&b, &dlq);
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].value, b"poison");

@@ -136,6 +136,7 @@ impl Shared {
     fn status_json(&self) -> String {
         let contexts = self.contexts();
         let inputs: Vec<_> = contexts.iter().flat_map(|c| c.input_status()).collect();
+        let errors: Vec<_> = contexts.iter().flat_map(|c| c.record_errors()).collect();
         let state = self.state(&contexts);
         let feeds = self.feeds.stats();
         let sections: Vec<(String, serde_json::Value)> = lock(&self.sections)
@@ -143,18 +144,16 @@ impl Shared {
             .iter()
             .map(|s| (s.key().to_string(), s.json()))
             .collect();
-        lock(&self.history).json(&state, &inputs, &feeds, sections)
+        lock(&self.history).json(&state, &inputs, &errors, &feeds, sections)
     }
 
     /// The figures in Prometheus' text format.
     fn prometheus(&self) -> String {
-        let inputs: Vec<_> = self
-            .contexts()
-            .iter()
-            .flat_map(|c| c.input_status())
-            .collect();
+        let contexts = self.contexts();
+        let inputs: Vec<_> = contexts.iter().flat_map(|c| c.input_status()).collect();
+        let errors: Vec<_> = contexts.iter().flat_map(|c| c.record_errors()).collect();
         let feeds = self.feeds.stats();
-        let mut out = lock(&self.history).prometheus(&inputs, &feeds);
+        let mut out = lock(&self.history).prometheus(&inputs, &errors, &feeds);
         for s in lock(&self.sections).clone() {
             s.prometheus(&mut out);
         }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::feed::FeedStats;
 use crate::metrics::{BatchInfo, InputPartitionStatus, OperatorInfo, StateInfo};
+use crate::poison::RecordErrorCount;
 use crate::time::Duration;
 
 /// Batches kept for the charts and the table (Spark's UI keeps 1000; a page shows fewer).
@@ -154,6 +155,7 @@ impl History {
         &self,
         state: &str,
         inputs: &[InputPartitionStatus],
+        errors: &[RecordErrorCount],
         feeds: &[FeedStats],
         sections: Vec<(String, Value)>,
     ) -> String {
@@ -229,6 +231,9 @@ impl History {
             "feeds": feeds.iter().map(|f| json!({
                 "name": f.name, "clients": f.clients, "messages": f.messages, "dropped": f.dropped,
             })).collect::<Vec<_>>(),
+            "record_errors": errors.iter().map(|e| json!({
+                "operator": e.operator, "skipped": e.skipped, "dead_lettered": e.dead_lettered,
+            })).collect::<Vec<_>>(),
         });
         if let Value::Object(map) = &mut status {
             for (key, value) in sections {
@@ -241,6 +246,7 @@ impl History {
     pub(crate) fn prometheus(
         &self,
         inputs: &[InputPartitionStatus],
+        errors: &[RecordErrorCount],
         feeds: &[FeedStats],
     ) -> String {
         let mut out = String::new();
@@ -374,6 +380,26 @@ impl History {
                 .filter_map(|i| i.lag.map(|l| (input_labels(i), l as f64)))
                 .collect(),
         );
+        let error_labels =
+            |e: &RecordErrorCount| format!("{{operator=\"{}\"}}", escape(&e.operator));
+        metric(
+            "dstream_records_skipped_total",
+            "counter",
+            "Records dropped by an operator's error policy (skip, dead letter) or that a source could not decode.",
+            errors
+                .iter()
+                .map(|e| (error_labels(e), e.skipped as f64))
+                .collect(),
+        );
+        metric(
+            "dstream_dead_letters_total",
+            "counter",
+            "Of the records dropped, those handed to a dead-letter output.",
+            errors
+                .iter()
+                .map(|e| (error_labels(e), e.dead_lettered as f64))
+                .collect(),
+        );
         let feed_labels = |f: &FeedStats| format!("{{feed=\"{}\"}}", escape(&f.name));
         metric(
             "dstream_websocket_clients",
@@ -486,8 +512,15 @@ mod tests {
             position: 42,
             lag: Some(8),
         }];
-        let text = h.prometheus(&inputs, &feeds);
+        let errors = [RecordErrorCount {
+            operator: "map#3".into(),
+            skipped: 4,
+            dead_lettered: 2,
+        }];
+        let text = h.prometheus(&inputs, &errors, &feeds);
         for line in [
+            "dstream_records_skipped_total{operator=\"map#3\"} 4",
+            "dstream_dead_letters_total{operator=\"map#3\"} 2",
             "dstream_batches_completed_total 2",
             "dstream_input_records_total 40",
             "dstream_last_batch_records 30",
@@ -508,6 +541,7 @@ mod tests {
         h.add(0, &info(1000, 10));
         let v: Value = serde_json::from_str(&h.json(
             "ACTIVE",
+            &[],
             &[],
             &[],
             vec![("scale".into(), json!({"app": "a"}))],
@@ -534,7 +568,7 @@ mod tests {
         h.add(0, &info(1500, 1));
         // The same source twice at one time (a replay) is a row of its own.
         h.add(0, &info(1500, 2));
-        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], vec![])).unwrap();
+        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], &[], vec![])).unwrap();
         let rows = v["batches"].as_array().unwrap();
         assert_eq!(rows.len(), 3, "{v}");
         assert_eq!(rows[0]["records"], json!(15));
@@ -548,7 +582,7 @@ mod tests {
             "7 keys in each source"
         );
         h.forget(1);
-        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], vec![])).unwrap();
+        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], &[], vec![])).unwrap();
         assert_eq!(
             v["state_stores"][0]["keys"],
             json!(7),
