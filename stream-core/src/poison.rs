@@ -23,7 +23,7 @@ use crate::time::Time;
 /// - [`RecordErrors::skip`]: the record is dropped, counted, and logged (the first, then at
 ///   each power of two); the batch completes and state advances.
 /// - [`RecordErrors::dead_letter`]: as `skip`, and the record goes with the error to a function
-///   of yours (a file, a topic: `stream_kafka::dead_letter_producer` writes a Kafka topic).
+///   of yours (a file, a topic: `stream_kafka::dead_letter_topic` writes a Kafka topic).
 ///
 /// The operators that call a user function once per record or per key are guarded: `map`,
 /// `flat_map`, `filter`, `map_values`, `flat_map_values`, `update_state_by_key` in its per-key

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod dead_letter;
 mod produce;
 mod rate;
 mod record;
@@ -29,6 +30,7 @@ mod scale;
 mod sink;
 mod source;
 
+pub use dead_letter::{dead_letter_topic, dead_letter_topic_with};
 pub use rate::PidRateEstimator;
 pub use record::{KafkaRecord, OutRecord, RawRecord};
 pub use scale::{

@@ -323,6 +323,60 @@ fn a_decoder_that_panics_dead_letters_its_record_and_keeps_the_rest() {
     );
 }
 
+/// A record on which the pipeline's own function panics goes to a Kafka dead-letter topic
+/// under `RecordErrors` (`dead_letter_topic`); the batch and the other records go on.
+#[test]
+fn a_poison_record_of_a_user_function_goes_to_the_dead_letter_topic() {
+    let b = brokers();
+    let (input, dlq) = (unique("numbers"), unique("numbers-dead"));
+    create_topic(&b, &input, 1);
+    create_topic(&b, &dlq, 1);
+    let lines = ["1", "2", "three", "4"];
+    let records: Vec<In<'_>> = lines
+        .iter()
+        .map(|l| (0, None, Some(l.as_bytes())))
+        .collect();
+    produce(&b, &input, &records);
+
+    let ssc = StreamingContext::builder(Milliseconds(100))
+        .on_record_error(stream_kafka::dead_letter_topic(&b, &dlq).unwrap())
+        .build()
+        .unwrap();
+    let source = KafkaSource::strings(&b)
+        .topics([input.as_str()])
+        .build()
+        .unwrap();
+    let handle = source.handle();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    ssc.kafka_stream(source)
+        .map(|s| s.parse::<i64>().expect("a number"))
+        .foreach_batch(move |batch, _| g.lock().unwrap().extend(batch.collect()))
+        .unwrap();
+    ssc.start().unwrap();
+    wait_for(30, "every record", || handle.status().records == 4);
+    wait_for(30, "the batch that read them", || {
+        got.lock().unwrap().len() == 3
+    });
+    ssc.stop_gracefully();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    assert_eq!(*got.lock().unwrap(), vec![1, 2, 4]);
+    let dead = read_all(&b, &dlq);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value, b"three");
+    let h = &dead[0].headers;
+    assert!(h["dstream.error"].contains("a number"), "{h:?}");
+    assert!(h["dstream.operator"].starts_with("map#"), "{h:?}");
+    assert_eq!(h["dstream.record.type"], "alloc::string::String");
+    assert!(h["dstream.batch.time"].parse::<i64>().is_ok(), "{h:?}");
+    let counts = ssc.record_errors();
+    let map = counts
+        .iter()
+        .find(|c| c.operator.starts_with("map#"))
+        .unwrap();
+    assert_eq!((map.skipped, map.dead_lettered), (1, 1));
+}
+
 #[test]
 fn the_rate_limit_holds_per_partition_and_batch() {
     let b = brokers();
