@@ -1039,8 +1039,9 @@ impl StreamingContext {
         self.inner.input_status()
     }
 
-    /// What each guarded operator did with poison records so far (records skipped and
-    /// dead-lettered under [`RecordErrors`](crate::RecordErrors)), in creation order.
+    /// What the sources that report dropped records, and each operator under a `skip` or
+    /// `dead_letter` policy, did with poison records so far (records skipped and dead-lettered
+    /// under [`RecordErrors`](crate::RecordErrors)), operators in creation order.
     pub fn record_errors(&self) -> Vec<crate::poison::RecordErrorCount> {
         self.inner.record_errors.counts()
     }

@@ -220,11 +220,17 @@ impl RecordErrorsCell {
             .clone();
         let mut counts: Vec<RecordErrorCount> = reports.iter().flat_map(|f| f()).collect();
         let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
-        counts.extend(guards.iter().map(|g| RecordErrorCount {
-            operator: g.label(),
-            skipped: g.skipped.load(Ordering::Relaxed),
-            dead_lettered: g.dead_lettered.load(Ordering::Relaxed),
-        }));
+        // The operators under `skip` or `dead_letter` (those under `fail` drop nothing).
+        counts.extend(
+            guards
+                .iter()
+                .filter(|g| g.for_batch(Time::from_millis(0)).is_some())
+                .map(|g| RecordErrorCount {
+                    operator: g.label(),
+                    skipped: g.skipped.load(Ordering::Relaxed),
+                    dead_lettered: g.dead_lettered.load(Ordering::Relaxed),
+                }),
+        );
         counts
     }
 }
