@@ -37,7 +37,8 @@ pub use checkpoint::{CheckpointRestore, CommitRecord, Replicator, StateChange};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
 pub use dashboard::{
-    AsDashboard, Dashboard, DashboardSection, FeedStats, prometheus_labels, prometheus_metric,
+    AsDashboard, Dashboard, DashboardOptions, DashboardSection, FeedStats, prometheus_labels,
+    prometheus_metric,
 };
 pub use dstream::{
     DStream, MapWithStateStream, State, StateSpec, TimeoutMode, TransformOutput,

@@ -1,37 +1,34 @@
 //! WebSocket clients with bounded queues, and the named feeds that DStreams publish to.
 
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use tungstenite::{Message, WebSocket};
+use tokio::sync::mpsc::{Receiver, Sender, error::TrySendError};
 
-use super::{CLIENT_QUEUE, Dashboard, Shared, lock};
+use super::{CLIENT_QUEUE, Dashboard, lock};
 use crate::batch::Data;
 use crate::dstream::DStream;
 use crate::error::{Error, OutputError, Result};
 use crate::time::Time;
 
-enum Outgoing {
+pub(crate) enum Outgoing {
     Text(Arc<str>),
     Close,
 }
 
 /// The publishing side of one WebSocket client.
 pub(crate) struct Client {
-    tx: SyncSender<Outgoing>,
+    tx: Sender<Outgoing>,
     /// Messages it missed since the last one it was sent.
     missed: Arc<AtomicU64>,
     alive: Arc<AtomicBool>,
 }
 
 impl Client {
-    /// A client and the receiving side its writer thread runs.
+    /// A client and the receiving side its connection's task runs.
     pub(crate) fn new() -> (Client, Writer) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(CLIENT_QUEUE);
+        let (tx, rx) = tokio::sync::mpsc::channel(CLIENT_QUEUE);
         let missed = Arc::new(AtomicU64::new(0));
         let alive = Arc::new(AtomicBool::new(true));
         (
@@ -61,7 +58,7 @@ impl Client {
                 self.missed.fetch_add(1, Ordering::Relaxed);
                 Some(false)
             }
-            Err(TrySendError::Disconnected(_)) => None,
+            Err(TrySendError::Closed(_)) => None,
         }
     }
 
@@ -71,59 +68,15 @@ impl Client {
     }
 }
 
-/// The writer thread's side of a client.
+/// The connection's side of a client: what it sends, and whether it is still there.
 pub(crate) struct Writer {
-    rx: Receiver<Outgoing>,
-    missed: Arc<AtomicU64>,
-    alive: Arc<AtomicBool>,
-}
-
-impl Writer {
-    /// Sends the queued messages to `ws` until either side closes or the server stops. Reads
-    /// what the client sends in between (pings are answered, a close ends it).
-    pub(crate) fn run(self, mut ws: WebSocket<TcpStream>, shared: &Shared) {
-        let _ = ws
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_millis(10)));
-        let _ = ws
-            .get_mut()
-            .set_write_timeout(Some(Duration::from_secs(10)));
-        'serve: while !shared.is_stopped() {
-            match self.rx.recv_timeout(Duration::from_millis(250)) {
-                Ok(Outgoing::Text(text)) => {
-                    let missed = self.missed.swap(0, Ordering::Relaxed);
-                    let msg = with_missed(&text, missed);
-                    if ws.send(Message::text(msg)).is_err() {
-                        break;
-                    }
-                }
-                Ok(Outgoing::Close) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            loop {
-                match ws.read() {
-                    Ok(Message::Close(_)) => break 'serve,
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        break;
-                    }
-                    Err(_) => break 'serve,
-                }
-            }
-        }
-        self.alive.store(false, Ordering::Relaxed);
-        let _ = ws.close(None);
-        let _ = ws.flush();
-    }
+    pub(crate) rx: Receiver<Outgoing>,
+    pub(crate) missed: Arc<AtomicU64>,
+    pub(crate) alive: Arc<AtomicBool>,
 }
 
 /// `json` (an object) with `"missed": n` added when the client missed messages before it.
-fn with_missed(json: &str, missed: u64) -> String {
+pub(crate) fn with_missed(json: &str, missed: u64) -> String {
     match (missed, json.strip_suffix('}')) {
         (0, _) | (_, None) => json.to_string(),
         (n, Some(head)) => format!("{head},\"missed\":{n}}}"),

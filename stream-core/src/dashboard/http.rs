@@ -1,14 +1,28 @@
-//! Just enough HTTP/1.1 for the dashboard: one GET per connection, and the WebSocket upgrade.
+//! The dashboard's HTTP server: axum's router on hyper's HTTP/1.1, on a tokio runtime of its
+//! own (one worker thread), with the limits a server on a shared machine needs: a deadline for
+//! each request's head, one request per connection, a cap on connections and a separate one on
+//! WebSocket clients (so that feeds never starve `/api/status` and `/metrics`), a small cap on
+//! what a WebSocket client may send, Host and Origin checks against DNS rebinding and other
+//! sites' pages, and an optional bearer token.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tungstenite::WebSocket;
-use tungstenite::protocol::Role;
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::watch;
 
-use super::Shared;
-use super::feed::Client;
+use super::feed::{Client, Outgoing, Writer, with_missed};
+use super::{DashboardOptions, Shared};
 
 /// The page, its script and its style: embedded, no build step, nothing fetched.
 const PAGE: &str = include_str!("page.html");
@@ -16,182 +30,342 @@ const PAGE: &str = include_str!("page.html");
 /// The largest request head read.
 const MAX_HEAD: usize = 16 * 1024;
 
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    /// Bytes read past the head (a WebSocket client's first frames).
-    rest: Vec<u8>,
+/// Connections open at once (idle ones close after the head deadline); more are closed at once.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// The largest message or frame a WebSocket client may send: clients only need control
+/// frames (a close, a ping), so anything larger closes the connection.
+pub(crate) const MAX_INBOUND: usize = 4096;
+
+/// A message to a WebSocket client not written within this time closes it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the server on `listener` until `stop` turns true.
+pub(super) fn run(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    options: DashboardOptions,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("dstream-dashboard")
+        .enable_all()
+        .build()?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let guard = Arc::new(Guard::new(&options, local));
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let router = router(shared.clone(), guard);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                conn = listener.accept() => {
+                    let Ok((tcp, _)) = conn else { continue };
+                    if shared.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                        shared.connections.fetch_sub(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    let service = TowerToHyperService::new(router.clone());
+                    let (shared, head_timeout) = (shared.clone(), options.head_timeout);
+                    tokio::spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(head_timeout)
+                            .max_buf_size(MAX_HEAD)
+                            .keep_alive(false)
+                            .serve_connection(TokioIo::new(tcp), service)
+                            .with_upgrades()
+                            .await;
+                        shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    // Dropping the runtime ends the connections still open (their tasks are cancelled).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
 }
 
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+type App = (Arc<Shared>, Arc<Guard>);
+
+fn router(shared: Arc<Shared>, guard: Arc<Guard>) -> Router {
+    let app: App = (shared, guard.clone());
+    Router::new()
+        .route("/", get(page))
+        .route("/index.html", get(page))
+        .route("/api/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/ws", get(status_socket))
+        .route("/feeds/{name}", get(feed_socket))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n") })
+        .layer(middleware::from_fn_with_state(guard, check))
+        .with_state(app)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn body(content_type: &'static str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page() -> Response {
+    body("text/html; charset=utf-8", PAGE.to_string())
+}
+
+async fn status(State((shared, _)): State<App>) -> Response {
+    body("application/json", shared.status_json())
+}
+
+async fn metrics(State((shared, _)): State<App>) -> Response {
+    body(
+        "text/plain; version=0.0.4; charset=utf-8",
+        shared.prometheus(),
+    )
+}
+
+type Upgrade = Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
+
+async fn status_socket(State((shared, guard)): State<App>, ws: Upgrade) -> Response {
+    let Ok(ws) = ws else {
+        return text(StatusCode::UPGRADE_REQUIRED, "a WebSocket endpoint\n");
+    };
+    let Some(slot) = guard.websocket_slot(&shared) else {
+        return too_many_websockets();
+    };
+    // Subscribed before the handshake completes, so that a client sees every message sent
+    // after its connection is accepted: the status now first, then after every batch.
+    let (client, writer) = Client::new();
+    client.offer(&shared.status_json());
+    super::lock(&shared.watchers).push(client);
+    upgrade(ws, writer, shared, slot)
+}
+
+async fn feed_socket(
+    State((shared, guard)): State<App>,
+    Path(name): Path<String>,
+    ws: Upgrade,
+) -> Response {
+    let Ok(ws) = ws else {
+        return text(StatusCode::UPGRADE_REQUIRED, "a WebSocket endpoint\n");
+    };
+    if !shared.feeds.exists(&name) {
+        let known: Vec<String> = shared.feeds.stats().into_iter().map(|f| f.name).collect();
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no feed {name:?}; feeds: {}\n", known.join(", ")),
+        );
+    }
+    let Some(slot) = guard.websocket_slot(&shared) else {
+        return too_many_websockets();
+    };
+    let (client, writer) = Client::new();
+    shared.feeds.subscribe(&name, client);
+    upgrade(ws, writer, shared, slot)
+}
+
+fn too_many_websockets() -> Response {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "too many WebSocket clients (at most {})\n",
+            super::MAX_WEBSOCKETS
+        ),
+    )
+}
+
+fn upgrade(ws: WebSocketUpgrade, writer: Writer, shared: Arc<Shared>, slot: Slot) -> Response {
+    ws.max_message_size(MAX_INBOUND)
+        .max_frame_size(MAX_INBOUND)
+        .on_upgrade(move |socket| async move {
+            pump(socket, writer, &shared).await;
+            drop(slot);
+        })
+}
+
+/// Sends the client's queued messages until either side closes or the server stops; reads
+/// what the client sends in between (pings are answered; a close or an over-long message
+/// ends it).
+async fn pump(mut socket: WebSocket, mut writer: Writer, shared: &Shared) {
+    let mut stop = shared.stop_signal();
+    while !*stop.borrow_and_update() {
+        tokio::select! {
+            out = writer.rx.recv() => match out {
+                Some(Outgoing::Text(msg)) => {
+                    let missed = writer.missed.swap(0, Ordering::Relaxed);
+                    let msg = Message::text(with_missed(&msg, missed));
+                    match tokio::time::timeout(SEND_TIMEOUT, socket.send(msg)).await {
+                        Ok(Ok(())) => {}
+                        _ => break,
+                    }
+                }
+                Some(Outgoing::Close) | None => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            _ = stop.changed() => {}
+        }
+    }
+    writer.alive.store(false, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(None))).await;
+}
+
+/// A WebSocket client's place under the cap; freed when dropped.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.websockets.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The checks every request passes: Host, Origin, token.
+pub(super) struct Guard {
+    /// Hosts (names or addresses, without the port) requests may name; empty: any.
+    hosts: Vec<String>,
+    /// Origins besides the dashboard's own that may open its WebSockets and read it.
+    origins: Vec<String>,
+    token: Option<String>,
+}
+
+impl Guard {
+    fn new(options: &DashboardOptions, local: SocketAddr) -> Guard {
+        let mut hosts: Vec<String> = options
+            .allowed_hosts
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        // Bound to loopback: only loopback names, whatever a DNS answer says.
+        if local.ip().is_loopback() || !hosts.is_empty() {
+            hosts.extend(["localhost".to_string(), "127.0.0.1".into(), "::1".into()]);
+            hosts.push(local.ip().to_string());
+        }
+        Guard {
+            hosts,
+            origins: options
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            token: options.token.clone(),
+        }
     }
-}
 
-/// Reads a request head; `Err` carries the status to answer.
-fn read_request(stream: &mut TcpStream) -> Result<Request, u16> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
+    fn websocket_slot(&self, shared: &Arc<Shared>) -> Option<Slot> {
+        if shared.websockets.fetch_add(1, Ordering::SeqCst) >= super::MAX_WEBSOCKETS {
+            shared.websockets.fetch_sub(1, Ordering::SeqCst);
+            return None;
         }
-        if buf.len() > MAX_HEAD {
-            return Err(431);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return Err(400),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| 400u16)?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split(' ');
-    let (method, target) = match (first.next(), first.next()) {
-        (Some(m), Some(t)) if !m.is_empty() && t.starts_with('/') => (m, t),
-        _ => return Err(400),
-    };
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let path = target.split(['?', '#']).next().unwrap_or("/");
-    Ok(Request {
-        method: method.to_string(),
-        path: decode_path(path),
-        headers,
-        rest: buf[end + 4..].to_vec(),
-    })
-}
+        Some(Slot(shared.clone()))
+    }
 
-/// Answers one connection.
-pub(super) fn serve(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let req = match read_request(&mut stream) {
-        Ok(r) => r,
-        Err(status) => return respond(stream, status, "text/plain", b"bad request\n"),
-    };
-    if shared.is_stopped() {
-        return respond(stream, 503, "text/plain", b"the dashboard is stopping\n");
-    }
-    if req.method != "GET" {
-        return respond(stream, 405, "text/plain", b"only GET\n");
-    }
-    let upgrade = req
-        .header("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    match req.path.as_str() {
-        "/" | "/index.html" => respond(stream, 200, "text/html; charset=utf-8", PAGE.as_bytes()),
-        "/api/status" => respond(
-            stream,
-            200,
-            "application/json",
-            shared.status_json().as_bytes(),
-        ),
-        "/metrics" => respond(
-            stream,
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            shared.prometheus().as_bytes(),
-        ),
-        "/ws" if upgrade => {
-            // Subscribed before the handshake completes, so that a client sees every message
-            // sent after its connection is accepted (a failed handshake's client is dropped at
-            // the next message).
-            let (client, writer) = Client::new();
-            // The status now first, then after every batch.
-            client.offer(&shared.status_json());
-            super::lock(&shared.watchers).push(client);
-            if let Some(ws) = accept_websocket(stream, &req) {
-                writer.run(ws, shared);
+    /// Why `headers` and `query` may not be served, if they may not.
+    fn refuse(&self, headers: &HeaderMap, query: Option<&str>) -> Option<Response> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let name = host_name(host);
+        if !self.hosts.is_empty() && !self.hosts.contains(&name) {
+            return Some(text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "host {host:?} is not this dashboard's (DNS rebinding?); allow it with DashboardOptions::allow_host\n"
+                ),
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+            let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+            let own = [
+                format!("http://{}", host.to_ascii_lowercase()),
+                format!("https://{}", host.to_ascii_lowercase()),
+            ];
+            if !own.contains(&origin) && !self.origins.contains(&origin) {
+                return Some(text(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "origin {origin:?} may not use this dashboard; allow it with DashboardOptions::allow_origin\n"
+                    ),
+                ));
             }
         }
-        path if path.starts_with("/feeds/") && upgrade => {
-            let name = &path["/feeds/".len()..];
-            if !shared.feeds.exists(name) {
-                let known: Vec<String> = shared.feeds.stats().into_iter().map(|f| f.name).collect();
-                let msg = format!("no feed {name:?}; feeds: {}\n", known.join(", "));
-                return respond(stream, 404, "text/plain", msg.as_bytes());
-            }
-            let (client, writer) = Client::new();
-            shared.feeds.subscribe(name, client);
-            if let Some(ws) = accept_websocket(stream, &req) {
-                writer.run(ws, shared);
+        if let Some(token) = &self.token {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|a| a.to_str().ok())
+                .and_then(|a| a.strip_prefix("Bearer "));
+            let in_query = query
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .find_map(|kv| kv.strip_prefix("token="));
+            let given = bearer.or(in_query).unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                let mut r = text(
+                    StatusCode::UNAUTHORIZED,
+                    "this dashboard needs its token: Authorization: Bearer TOKEN, or ?token=TOKEN\n",
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                return Some(r);
             }
         }
-        path if path == "/ws" || path.starts_with("/feeds/") => {
-            respond(stream, 426, "text/plain", b"a WebSocket endpoint\n")
-        }
-        _ => respond(stream, 404, "text/plain", b"not found\n"),
+        None
     }
 }
 
-/// Completes the WebSocket handshake (RFC 6455) on `stream`.
-fn accept_websocket(mut stream: TcpStream, req: &Request) -> Option<WebSocket<TcpStream>> {
-    let Some(key) = req.header("sec-websocket-key") else {
-        respond(stream, 400, "text/plain", b"no Sec-WebSocket-Key\n");
-        return None;
-    };
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    Some(WebSocket::from_partially_read(
-        stream,
-        req.rest.clone(),
-        Role::Server,
-        None,
-    ))
-}
-
-/// Writes a whole response and closes the connection.
-pub(super) fn respond(mut stream: TcpStream, status: u16, content_type: &str, body: &[u8]) {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        _ => "Service Unavailable",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream
-        .write_all(head.as_bytes())
-        .and_then(|_| stream.write_all(body))
-        .and_then(|_| stream.flush());
-}
-
-/// Percent-decodes a path (invalid escapes are kept as they are).
-fn decode_path(p: &str) -> String {
-    let b = p.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(v) = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
+async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    match guard.refuse(request.headers(), request.uri().query()) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
     }
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The host of a `Host` header, without its port or an IPv6 address's brackets.
+fn host_name(host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_string();
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
+        _ => host,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether binding `addr` exposes the dashboard beyond this machine.
+pub(super) fn beyond_loopback(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        IpAddr::V4(ip) => !ip.is_loopback(),
+        IpAddr::V6(ip) => !ip.is_loopback(),
+    }
 }
 
 /// Percent-encodes a path segment.
@@ -211,9 +385,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_round_trip() {
+    fn hosts_lose_their_ports() {
+        assert_eq!(host_name("LocalHost:4040"), "localhost");
+        assert_eq!(host_name("[::1]:4040"), "::1");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_name("evil.example:80"), "evil.example");
+    }
+
+    #[test]
+    fn paths_are_encoded() {
         assert_eq!(encode_path("top pages/x"), "top%20pages%2Fx");
-        assert_eq!(decode_path("/feeds/top%20pages"), "/feeds/top pages");
-        assert_eq!(decode_path("/a%zz"), "/a%zz");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

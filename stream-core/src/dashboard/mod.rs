@@ -1,10 +1,10 @@
-//! The live dashboard (Spark's Streaming tab) and the WebSocket output feeds, on a small HTTP
-//! server of the context's own (threads, no async runtime), bound to 127.0.0.1 unless told.
+//! The live dashboard (Spark's Streaming tab) and the WebSocket output feeds, served by axum
+//! on hyper (a tokio runtime of one thread, its own), bound to 127.0.0.1 unless told.
 //!
 //! - `GET /`: the page (assets embedded in the binary, no build step, no network): charts of
 //!   input rate, scheduling delay, processing time and total delay over the recent batches,
-//!   per-operator records and time, state sizes, input lag per partition, feeds, and the table
-//!   of completed batches, updated live over `/ws`.
+//!   per-operator records and time, state sizes, input lag per partition, records dropped,
+//!   feeds, and the table of completed batches, updated live over `/ws`.
 //! - `GET /ws`: a WebSocket sending the status (the JSON of `/api/status`) after every batch.
 //! - `GET /api/status`: the status now, as JSON.
 //! - `GET /metrics`: the same figures in Prometheus' text format.
@@ -12,7 +12,9 @@
 //!   ([`DStream::save_to_websocket`](crate::DStream::save_to_websocket)) as JSON.
 //!
 //! Each WebSocket client has a bounded queue: a client that does not keep up misses messages
-//! (counted, and the next message it gets says how many) and never slows the pipeline.
+//! (counted, and the next message it gets says how many) and never slows the pipeline. What
+//! protects the server from other local processes and from web pages is in
+//! [`DashboardOptions`].
 
 mod feed;
 mod http;
@@ -21,7 +23,7 @@ mod status;
 pub use feed::{AsDashboard, FeedStats};
 pub use status::{prometheus_labels, prometheus_metric};
 
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -32,8 +34,95 @@ use crate::metrics::{BatchInfo, StreamingListener};
 use feed::Feeds;
 use status::History;
 
-/// The most connections served at once; more are answered 503.
-const MAX_CONNECTIONS: usize = 64;
+/// The most WebSocket clients (of `/ws` and the feeds together) at once; more are answered
+/// 503. Plain requests (`/api/status`, `/metrics`, the page) have their own, larger cap.
+pub(crate) const MAX_WEBSOCKETS: usize = 64;
+
+/// How the dashboard's server protects itself and its readers.
+///
+/// - **Host.** Bound to loopback (the default `127.0.0.1`), it answers only requests whose
+///   `Host` names loopback (`localhost`, `127.0.0.1`, `[::1]`) or a host you allow: a web page
+///   whose domain was made to resolve to 127.0.0.1 (DNS rebinding) gets 403.
+/// - **Origin.** A request with an `Origin` (a browser's WebSocket, a cross-site fetch) must come
+///   from the dashboard's own origin or one you allow, else 403.
+/// - **Token.** With [`token`](Self::token), every request needs `Authorization: Bearer TOKEN`
+///   or `?token=TOKEN` (the page passes its own on to `/ws`), else 401. Use one when binding
+///   beyond loopback; a dashboard bound so without one logs a warning.
+/// - **Limits.** A request's head must arrive within [`head_timeout`](Self::head_timeout)
+///   (default 5 s) and fit 16 KiB; one request per connection; at most 1,024 connections and,
+///   among them, 64 WebSocket clients (so that feeds never starve `/api/status` and
+///   `/metrics`); a WebSocket client may send messages of 4 KiB at most (it only needs control
+///   frames), and a larger one closes it.
+///
+/// ```no_run
+/// use stream_core::prelude::*;
+/// use stream_core::DashboardOptions;
+/// let ssc = StreamingContext::new(Seconds(1))?;
+/// let options = DashboardOptions::new().token("s3cret").allow_host("dashboards.example.com");
+/// let dashboard = ssc.serve_dashboard_with("0.0.0.0:4040", options)?;
+/// # Ok::<(), stream_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct DashboardOptions {
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+    token: Option<String>,
+    head_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for DashboardOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardOptions")
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("head_timeout", &self.head_timeout)
+            .finish()
+    }
+}
+
+impl Default for DashboardOptions {
+    fn default() -> Self {
+        DashboardOptions {
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            token: None,
+            head_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+impl DashboardOptions {
+    /// The defaults: loopback hosts, the dashboard's own origin, no token, 5 s for a head.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also answers requests whose `Host` is `host` (a name or an address, without the port).
+    /// Once one is allowed, the `Host` is checked whatever address the dashboard binds.
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(host.into());
+        self
+    }
+
+    /// Also lets pages of `origin` (`"https://grafana.example.com"`) use the dashboard.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Requires `token` of every request (`Authorization: Bearer TOKEN` or `?token=TOKEN`).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// How long a client has to send a request's head (default 5 s); a slower one is closed.
+    pub fn head_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+}
 
 /// Messages a WebSocket client may have queued before it misses some.
 pub(crate) const CLIENT_QUEUE: usize = 64;
@@ -69,7 +158,7 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.stop(self.addr);
+        self.shared.stop();
     }
 }
 
@@ -86,14 +175,16 @@ pub(crate) struct Shared {
     /// The dashboard's own WebSocket clients (`/ws`).
     watchers: Mutex<Vec<feed::Client>>,
     stopped: AtomicBool,
+    /// Turns true when the server stops: its accept loop and WebSocket tasks end.
+    stop_tx: tokio::sync::watch::Sender<bool>,
     connections: AtomicUsize,
+    websockets: AtomicUsize,
 }
 
 impl Shared {
-    fn stop(&self, addr: SocketAddr) {
+    fn stop(&self) {
         if !self.stopped.swap(true, Ordering::SeqCst) {
-            // Wake the accept loop so that it sees the flag.
-            let _ = TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500));
+            self.stop_tx.send_replace(true);
             self.feeds.close_all();
             for c in lock(&self.watchers).drain(..) {
                 c.close();
@@ -103,6 +194,10 @@ impl Shared {
 
     fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn stop_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop_tx.subscribe()
     }
 
     fn contexts(&self) -> Vec<StreamingContext> {
@@ -213,14 +308,23 @@ impl StreamingContext {
     pub fn serve_dashboard(&self, addr: impl ToSocketAddrs) -> Result<Dashboard> {
         Dashboard::start(self, addr)
     }
+
+    /// `serve_dashboard` with [`DashboardOptions`] (allowed hosts and origins, a token).
+    pub fn serve_dashboard_with(
+        &self,
+        addr: impl ToSocketAddrs,
+        options: DashboardOptions,
+    ) -> Result<Dashboard> {
+        let dashboard = Dashboard::serve_with(addr, self.batch_duration(), options)?;
+        dashboard.watch(self);
+        Ok(dashboard)
+    }
 }
 
 impl Dashboard {
     /// Serves the dashboard of `ssc` on `addr` (see [`StreamingContext::serve_dashboard`]).
     pub fn start(ssc: &StreamingContext, addr: impl ToSocketAddrs) -> Result<Dashboard> {
-        let dashboard = Dashboard::serve(addr, ssc.batch_duration())?;
-        dashboard.watch(ssc);
-        Ok(dashboard)
+        ssc.serve_dashboard_with(addr, DashboardOptions::default())
     }
 
     /// Serves a dashboard of no context yet, for contexts of batch interval `batch` that
@@ -228,11 +332,26 @@ impl Dashboard {
     /// (the tasks of a scaled-out instance) make one row, their records summed and their
     /// times the slowest's.
     pub fn serve(addr: impl ToSocketAddrs, batch: crate::time::Duration) -> Result<Dashboard> {
+        Self::serve_with(addr, batch, DashboardOptions::default())
+    }
+
+    /// `serve` with [`DashboardOptions`].
+    pub fn serve_with(
+        addr: impl ToSocketAddrs,
+        batch: crate::time::Duration,
+        options: DashboardOptions,
+    ) -> Result<Dashboard> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::invalid(format!("the dashboard cannot listen: {e}")))?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::invalid(format!("the dashboard cannot listen: {e}")))?;
+        if http::beyond_loopback(&addr) && options.token.is_none() {
+            log::warn!(
+                "the dashboard on {addr} is reachable beyond this machine without a token; see DashboardOptions::token"
+            );
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             contexts: Mutex::new(Vec::new()),
             next_source: AtomicUsize::new(0),
@@ -241,12 +360,18 @@ impl Dashboard {
             feeds: Feeds::default(),
             watchers: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            stop_tx,
             connections: AtomicUsize::new(0),
+            websockets: AtomicUsize::new(0),
         });
         let server = shared.clone();
         std::thread::Builder::new()
             .name("dstream-dashboard".into())
-            .spawn(move || accept_loop(listener, server))
+            .spawn(move || {
+                if let Err(e) = http::run(listener, server, options, stop_rx) {
+                    log::error!("the dashboard on {addr} stopped: {e}");
+                }
+            })
             .map_err(|e| Error::invalid(format!("the dashboard cannot start a thread: {e}")))?;
         log::info!("dashboard on http://{addr}/");
         Ok(Dashboard {
@@ -320,36 +445,10 @@ impl Dashboard {
 
     /// Stops serving: closes the listener and every WebSocket.
     pub fn stop(&self) {
-        self.handle.shared.stop(self.handle.addr);
+        self.handle.shared.stop();
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for conn in listener.incoming() {
-        if shared.is_stopped() {
-            return;
-        }
-        let Ok(stream) = conn else {
-            continue;
-        };
-        if shared.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            shared.connections.fetch_sub(1, Ordering::SeqCst);
-            http::respond(stream, 503, "text/plain", b"too many connections\n");
-            continue;
-        }
-        let s = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("dstream-dashboard-conn".into())
-            .spawn(move || {
-                http::serve(stream, &s);
-                s.connections.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            shared.connections.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
