@@ -13,6 +13,7 @@ mod batch;
 mod checkpoint;
 mod clock;
 mod context;
+#[cfg(feature = "dashboard")]
 mod dashboard;
 pub mod dsl;
 mod dstream;
@@ -36,6 +37,7 @@ pub use checkpoint::keyed::{StateKey, StateValue};
 pub use checkpoint::{CheckpointRestore, CommitRecord, Replicator, StateChange};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{StreamingContext, StreamingContextBuilder, StreamingContextState};
+#[cfg(feature = "dashboard")]
 pub use dashboard::{
     AsDashboard, Dashboard, DashboardOptions, DashboardSection, FeedStats, prometheus_labels,
     prometheus_metric,

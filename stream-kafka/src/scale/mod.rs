@@ -18,6 +18,7 @@
 //!   instance takes the first record, and one whose pipeline differs refuses to join.
 
 mod changelog;
+#[cfg(feature = "dashboard")]
 mod dashboard;
 mod exchange;
 mod membership;
@@ -607,10 +608,26 @@ struct RunningTask {
     restore: Option<RestoreInfo>,
 }
 
+/// What is told of each task's context as it starts and stops here: the instance's dashboard.
+trait TaskWatcher: Send + Sync {
+    fn watch(&self, ssc: &StreamingContext);
+    fn unwatch(&self, ssc: &StreamingContext);
+}
+
+#[cfg(feature = "dashboard")]
+impl TaskWatcher for stream_core::Dashboard {
+    fn watch(&self, ssc: &StreamingContext) {
+        stream_core::Dashboard::watch(self, ssc)
+    }
+    fn unwatch(&self, ssc: &StreamingContext) {
+        stream_core::Dashboard::unwatch(self, ssc)
+    }
+}
+
 impl RunningTask {
     /// Stops the task after its batch in flight (which gives up waiting for other tasks), and
     /// takes it off `dashboard`.
-    fn stop(&self, dashboard: &Mutex<Option<stream_core::Dashboard>>) {
+    fn stop(&self, dashboard: &Mutex<Option<Arc<dyn TaskWatcher>>>) {
         self.link.stopping.store(true, Ordering::SeqCst);
         self.ssc.stop();
         if let Some(d) = lock(dashboard).as_ref() {
@@ -643,14 +660,15 @@ pub(crate) struct InstanceInner {
     membership: OnceLock<Weak<Membership>>,
     end: Mutex<End>,
     end_cv: Condvar,
-    /// The batch interval.
+    /// The batch interval (of the instance's dashboard).
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
     batch_ms: i64,
     /// This instance's `client.id` in the group.
     client_id: String,
     /// Tasks restoring their state before they start, with how far they are.
     restoring: Mutex<BTreeMap<i32, (SystemTime, Arc<changelog::Progress>)>>,
     /// The instance's dashboard, which shows each task's context while it runs here.
-    dashboard: Mutex<Option<stream_core::Dashboard>>,
+    dashboard: Mutex<Option<Arc<dyn TaskWatcher>>>,
     /// The tasks of other instances whose warm copies this one keeps, with their state.
     standbys: Mutex<BTreeMap<i32, StandbyCopy>>,
     /// The task whose standby copy is being refreshed (its checkpoint is open): a task that
@@ -1221,6 +1239,7 @@ impl Instance {
     /// progress), the group's members with their partitions, and the last rebalance; `/metrics`
     /// has the same (`dstream_scale_*`). It serves as long as the instance or the returned
     /// [`Dashboard`](stream_core::Dashboard) lives.
+    #[cfg(feature = "dashboard")]
     pub fn serve_dashboard(
         &self,
         addr: impl std::net::ToSocketAddrs,
@@ -1241,7 +1260,7 @@ impl Instance {
         for t in lock(&self.inner.tasks).values() {
             d.watch(&t.ssc);
         }
-        *lock(&self.inner.dashboard) = Some(d.clone());
+        *lock(&self.inner.dashboard) = Some(Arc::new(d.clone()));
         Ok(d)
     }
 
