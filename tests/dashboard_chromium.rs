@@ -149,6 +149,8 @@ const PROBE: &str = r##"JSON.stringify({
   operators: document.querySelectorAll("#operators tbody tr td:nth-child(2)").length,
   states: [...document.querySelectorAll("#state tbody tr")].filter(r => !r.querySelector(".empty")).length,
   feeds: [...document.querySelectorAll("#feeds tbody tr td:first-child")].map(td => td.textContent),
+  results: [...document.querySelectorAll("#result-cards .result")].map(c => [c.id, c.dataset.kind || "", Number(c.dataset.records || 0)]),
+  bars: document.querySelectorAll("#result-cards .hbar").length,
 })"##;
 
 #[test]
@@ -255,7 +257,11 @@ fn headless_chromium_sees_live_charts_and_the_batch_table() {
         let raw = cdp.evaluate(PROBE);
         let seen: Value =
             serde_json::from_str(raw["result"]["value"].as_str().unwrap_or("{}")).unwrap();
-        if seen["rows"].as_u64() >= Some(8) && seen["maxRate"].as_f64() > Some(0.0) {
+        let results_shown = seen["results"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2 && r.iter().all(|c| c[2].as_u64() > Some(0)));
+        if seen["rows"].as_u64() >= Some(8) && seen["maxRate"].as_f64() > Some(0.0) && results_shown
+        {
             break seen;
         }
         if waiting.elapsed() >= Duration::from_secs(90) {
@@ -285,6 +291,23 @@ fn headless_chromium_sees_live_charts_and_the_batch_table() {
     assert!(seen["operators"].as_u64() >= Some(15), "{seen}");
     assert_eq!(seen["states"], json!(2), "two windows keep state: {seen}");
     assert_eq!(seen["feeds"], json!(["page-views", "top-pages"]), "{seen}");
+    // The results view: both feeds carry (key, number) pairs, drawn as bars; the page views
+    // are two ("all", "humans"), the top pages ten at most.
+    let results = seen["results"].as_array().unwrap();
+    assert_eq!(results[0][0], json!("result-page-views"), "{seen}");
+    assert_eq!(results[0][1], json!("bars"), "{seen}");
+    assert_eq!(results[0][2], json!(2), "{seen}");
+    assert_eq!(results[1][0], json!("result-top-pages"), "{seen}");
+    assert_eq!(results[1][1], json!("bars"), "{seen}");
+    assert!(
+        (1..=10).contains(&results[1][2].as_u64().unwrap()),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["bars"].as_u64(),
+        Some(2 + results[1][2].as_u64().unwrap()),
+        "{seen}"
+    );
 
     let shot = cdp.call("Page.captureScreenshot", json!({"format": "png"}));
     let png = base64(shot["data"].as_str().unwrap());
