@@ -38,6 +38,8 @@
 //! `stream!` macro (`stream-macros`; grammar in `docs/dsl.md`) and, with the default `kafka`
 //! feature, the Kafka connector as [`kafka`] (`stream-kafka`; see `docs/kafka.md`).
 
+#![warn(missing_docs)]
+
 pub use stream_core::*;
 pub use stream_macros::stream;
 

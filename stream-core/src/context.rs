@@ -75,6 +75,22 @@ impl std::fmt::Debug for StreamingContext {
 }
 
 /// Settings of a new context; see [`StreamingContext::builder`].
+///
+/// ```
+/// use stream_core::prelude::*;
+/// use stream_core::RecordErrors;
+///
+/// let ssc = StreamingContext::builder(Seconds(1))
+///     .parallelism(4)                      // partitions per batch, shuffles' default
+///     .temporary_checkpoint()              // or .checkpoint("/var/lib/my-job") to recover
+///     .state_cache_entries(100_000)        // keys of state kept in memory per operator
+///     .status_line(true)                   // a line per batch on stderr
+///     .on_record_error(RecordErrors::skip()) // poison records are skipped, not fatal
+///     .stop_gracefully_on_signal(true)
+///     .build()?;
+/// assert_eq!(ssc.batch_duration(), Seconds(1));
+/// # Ok::<(), stream_core::Error>(())
+/// ```
 pub struct StreamingContextBuilder {
     batch: Duration,
     parallelism: Option<usize>,

@@ -23,12 +23,20 @@ use crate::parse::span_of;
 pub enum Func {
     /// A literal with named parameters.
     Lambda {
+        /// Its parameters, in order.
         params: Vec<Param>,
+        /// Its body, as written.
         body: TokenStream,
+        /// The whole literal, for errors.
         span: Span,
     },
     /// Scala's pattern-matching anonymous function: `{ case p => e ... }`.
-    Cases { arms: TokenStream, span: Span },
+    Cases {
+        /// The `case` arms, as written.
+        arms: TokenStream,
+        /// The whole block, for errors.
+        span: Span,
+    },
     /// Any other expression whose value is a function.
     Value(TokenStream),
 }
@@ -36,7 +44,9 @@ pub enum Func {
 /// A named parameter: its pattern and optional type.
 #[derive(Debug, Clone)]
 pub struct Param {
+    /// Its pattern (a name, `_`, or a tuple).
     pub pat: TokenStream,
+    /// Its type, when written (`x: i32`).
     pub ty: Option<TokenStream>,
 }
 

@@ -7,6 +7,8 @@
 //! keeping the user's spans), with [`lambda`] turning Scala's function literals into closures.
 //! The grammar and the mapping of each construct are in `docs/dsl.md`.
 
+#![warn(missing_docs)]
+
 pub mod lambda;
 pub mod lower;
 pub mod ops;

@@ -46,6 +46,7 @@ pub struct Lowering {
     /// A checkpoint directory is set on the declared context (anywhere in the program).
     checkpoint: bool,
     has_output: bool,
+    /// Every error found, each at its token; all are reported, not only the first.
     pub errors: Vec<syn::Error>,
 }
 

@@ -32,13 +32,17 @@ pub enum Role {
 /// One operation of the DSL.
 #[derive(Debug, Clone, Copy)]
 pub struct Op {
+    /// Its Spark (Scala) name: `reduceByKeyAndWindow`.
     pub camel: &'static str,
+    /// Its Rust name: `reduce_by_key_and_window`.
     pub snake: &'static str,
+    /// What it is called on (a context, a stream, a pair stream).
     pub on: On,
     /// The argument counts it accepts.
     pub arities: &'static [usize],
     /// The parameters, for messages ("windowDuration, slideDuration").
     pub params: &'static str,
+    /// What it makes: a stream, an output, a context action.
     pub role: Role,
     /// Returns a `Result` the expansion propagates with `?`.
     pub fallible: bool,

@@ -19,6 +19,7 @@ use proc_macro2::{Delimiter, Ident, Span, TokenStream, TokenTree};
 /// A parsed program.
 #[derive(Debug)]
 pub struct Program {
+    /// Its statements, in order.
     pub stmts: Vec<Stmt>,
 }
 
@@ -28,7 +29,12 @@ pub enum Stmt {
     /// `using a, b`: values built in Rust, usable as roots of chains.
     Using(Vec<Ident>),
     /// `val name = expr`.
-    Val { name: Ident, value: Expr },
+    Val {
+        /// The name bound.
+        name: Ident,
+        /// Its value.
+        value: Expr,
+    },
     /// An expression statement (an output operation, `ssc.start()`, ...).
     Expr(Expr),
 }
@@ -37,7 +43,12 @@ pub enum Stmt {
 #[derive(Debug)]
 pub enum Expr {
     /// `StreamingContext(args)`: the context, declared in the macro.
-    NewContext { name: Ident, args: Vec<Arg> },
+    NewContext {
+        /// `StreamingContext`, as written (for errors).
+        name: Ident,
+        /// Its arguments (the batch interval, or a Spark master and app name before it).
+        args: Vec<Arg>,
+    },
     /// `root.op(args).op(args)...`
     Chain(Chain),
     /// A function literal with a block body, bound to a name as Scala users do
@@ -48,14 +59,18 @@ pub enum Expr {
 /// A method chain.
 #[derive(Debug, Clone)]
 pub struct Chain {
+    /// The value the chain starts from (a `val`, the context, or a `using` name).
     pub root: Ident,
+    /// The calls, in order.
     pub calls: Vec<Call>,
 }
 
 /// One `.name(args)` of a chain.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The operation's name, as written.
     pub name: Ident,
+    /// Its arguments.
     pub args: Vec<Arg>,
     /// The span of the argument list (its parentheses or braces), or of the name without one.
     pub args_span: Span,
@@ -66,7 +81,9 @@ pub struct Call {
 /// One argument: its tokens, untouched.
 #[derive(Debug, Clone)]
 pub struct Arg {
+    /// Its tokens.
     pub tokens: TokenStream,
+    /// Where it is, for errors.
     pub span: Span,
 }
 

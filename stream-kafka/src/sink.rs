@@ -50,6 +50,26 @@ pub enum Delivery {
 type Encoder<T> = Arc<dyn Fn(&T) -> Result<OutRecord, String> + Send + Sync>;
 
 /// Settings of a [`KafkaSink`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use stream_core::prelude::*;
+/// use stream_kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, SaveToKafka};
+///
+/// let ssc = StreamingContext::builder(Seconds(1)).checkpoint("/var/lib/counts").build()?;
+/// let source = KafkaSource::strings("broker:9092").topics(["pages"]).build()?;
+/// let handle = source.handle();
+/// let counts = ssc.kafka_stream(source).map(|p| (p, 1i64)).reduce_by_key(|a, b| a + b);
+/// counts.save_to_kafka(
+///     KafkaSink::json("broker:9092", "page-counts")
+///         .delivery(Delivery::ExactlyOnce)       // one transaction per batch
+///         .transactional_id("page-counts-1")
+///         .commit_offsets_of(&handle)            // the input offsets in the same transaction
+///         .set("compression.type", "lz4")
+///         .timeout(Duration::from_secs(30)),
+/// )?;
+/// # Ok::<(), stream_core::Error>(())
+/// ```
 pub struct KafkaSinkBuilder<T> {
     brokers: String,
     topic: String,

@@ -187,6 +187,32 @@ type Decoder<T> = Arc<dyn Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync>
 
 /// Settings of a [`KafkaSource`]; made by [`KafkaSource::strings`], [`KafkaSource::json`],
 /// [`KafkaSource::bytes`] or [`KafkaSource::with_decoder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use stream_core::prelude::*;
+/// use stream_kafka::{KafkaSource, KafkaStreams, StartingOffsets};
+///
+/// #[derive(Clone, serde::Deserialize)]
+/// struct Click { user: String, page: String }
+///
+/// let ssc = StreamingContext::builder(Seconds(1)).checkpoint("/var/lib/clicks").build()?;
+/// let source = KafkaSource::<Click>::json("broker1:9092,broker2:9092")
+///     .topics(["clicks"])
+///     .group_id("click-counts")               // where offsets are committed, for lag tools
+///     .starting_offsets(StartingOffsets::Latest)
+///     .max_rate_per_partition(50_000.0)       // records per second and partition
+///     .backpressure(None)                     // Spark's PID rate controller
+///     .dead_letter_topic("clicks-dead-letters") // records that do not decode
+///     .set("security.protocol", "SASL_SSL")   // any librdkafka property
+///     .broker_timeout(Duration::from_secs(60))
+///     .build()?;
+/// let handle = source.handle();                // offsets per batch, status, lag
+/// let clicks = ssc.kafka_stream(source);
+/// clicks.map(|c| (c.page, 1)).reduce_by_key(|a, b| a + b).print();
+/// # let _ = handle;
+/// # Ok::<(), stream_core::Error>(())
+/// ```
 pub struct KafkaSourceBuilder<T> {
     brokers: String,
     subscription: Option<Subscription>,

@@ -2,6 +2,8 @@
 //! builder API. The grammar is in `docs/dsl.md`; parsing, validation and lowering live in
 //! `stream-dsl`.
 
+#![warn(missing_docs)]
+
 /// A pipeline in Spark Streaming's Scala. See `docs/dsl.md`.
 ///
 /// Evaluates to `Result<StreamingContext, dstream::Error>` when the pipeline declares its

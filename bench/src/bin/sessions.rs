@@ -1,4 +1,4 @@
-//! The sessions job of the Spark comparison: click lines "u<user> /p/<page>" -> (user, 1) ->
+//! The sessions job of the Spark comparison: click lines `"u<user> /p/<page>"` -> (user, 1) ->
 //! per-user sessions (events, first and last batch time in ms; a session idle for more than
 //! 30 s ends) -> a count per batch, 1 s batches, input from pre-built in-memory batches: five
 //! bands of users, each replayed for 8 s of batches in turn (`dstream_bench::BANDS`), so that

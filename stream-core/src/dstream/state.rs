@@ -175,6 +175,33 @@ pub fn map_with_state_checkpoint_interval(batch: Duration, explicit: Option<Dura
 
 /// What `map_with_state` does (Spark's `StateSpec`): the function, and optionally an initial
 /// state, a partition count and an idle timeout.
+///
+/// ```
+/// use stream_core::prelude::*;
+/// use stream_core::testing::TestContext;
+///
+/// // Each user's running count of clicks; a user idle for 3 batches times out with a last word.
+/// let spec = StateSpec::function(|_time, user: &String, click: Option<u32>, st: &mut State<u64>| {
+///     match click {
+///         Some(_) => {
+///             let n = st.get().copied().unwrap_or(0) + 1;
+///             st.update(n);
+///             Some(format!("{user}: {n}"))
+///         }
+///         None => Some(format!("{user} left after {}", st.get().copied().unwrap_or(0))),
+///     }
+/// })
+/// .initial_state(Batch::from_vec(vec![("ann".to_string(), 10u64)], 1))
+/// .num_partitions(2)
+/// .timeout(Milliseconds(3000));
+/// let tc = TestContext::new();
+/// let clicks = tc.input_stream(vec![vec![("ann".to_string(), 1u32), ("bob".to_string(), 7)]]);
+/// let counts = tc.collect(&clicks.map_with_state(spec)).unwrap();
+/// tc.run(1).unwrap();
+/// let mut first = counts.batch(0);
+/// first.sort();
+/// assert_eq!(first, vec!["ann: 11", "bob: 1"]);
+/// ```
 pub struct StateSpec<K, V, S, M> {
     func: MapFn<K, V, S, M>,
     initial: Option<Batch<(K, S)>>,

@@ -171,7 +171,24 @@ pub struct GroupMember {
     pub me: bool,
 }
 
-/// Settings of a scaled-out application; see [`ScaleOut::new`].
+/// Settings of a scaled-out application; see [`ScaleOut::new`] (and [`ScaleOut`] for a whole
+/// pipeline).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use stream_core::prelude::*;
+/// use stream_kafka::ScaleOut;
+///
+/// let instance = ScaleOut::new("sessions", "broker:9092")
+///     .topics(["clicks"])
+///     .checkpoint("/var/lib/sessions")          // local RocksDB copies of the tasks' state
+///     .session_timeout(Duration::from_secs(10))  // how soon a dead instance is noticed
+///     .standby_replicas(1)                       // warm copies for fast failover
+///     .set("security.protocol", "SSL")
+///     .run(|_task| StreamingContext::new(Seconds(1)))?;
+/// instance.await_termination()?;
+/// # Ok::<(), stream_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ScaleOutBuilder {
     app: String,
