@@ -150,6 +150,7 @@ fn page_view(i: u64, rate: u64, cdf: &[f64], pages: &[String]) -> PageView {
 }
 
 fn main() {
+    common::init_logging();
     let args = <Args as clap::Parser>::parse();
     common::run_mode("clickstream", &args, &args.common, feed, scale_out, run);
 }

@@ -165,6 +165,7 @@ fn get_tags(status: &str) -> Vec<String> {
 }
 
 fn main() {
+    common::init_logging();
     let mut args = <Args as clap::Parser>::parse();
     // `--feed-only` feeds.
     args.feed |= args.feed_only;

@@ -220,6 +220,7 @@ impl Click {
 }
 
 fn main() {
+    common::init_logging();
     let args = <Args as clap::Parser>::parse();
     common::run_mode("sessions", &args, &args.common, feed, scale_out, run);
 }

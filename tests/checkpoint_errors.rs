@@ -26,7 +26,6 @@ fn pipeline_with(
 ) -> Result<StreamingContext, Error> {
     let ssc = StreamingContext::builder(Milliseconds(100))
         .stop_gracefully_on_signal(false)
-        .default_logger(false)
         .accept_checkpoint_loss(accept_loss)
         .build()?;
     let words = ssc.text_file_stream(input).map(|w| (w, 1i64));
@@ -208,9 +207,7 @@ fn within_30s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'sta
 fn printing(
     configure: impl FnOnce(StreamingContextBuilder) -> StreamingContextBuilder,
 ) -> Result<StreamingContext, Error> {
-    let builder = StreamingContext::builder(Seconds(1))
-        .stop_gracefully_on_signal(false)
-        .default_logger(false);
+    let builder = StreamingContext::builder(Seconds(1)).stop_gracefully_on_signal(false);
     let ssc = configure(builder).build()?;
     let q: Queue<String> = Queue::new();
     ssc.queue_stream(&q, true).print()?;

@@ -73,7 +73,6 @@ fn task(
     scope.enter(|| {
         let ssc = StreamingContext::builder(Milliseconds(100))
             .stop_gracefully_on_signal(false)
-            .default_logger(false)
             .build()
             .unwrap();
         ssc.checkpoint(ckpt).unwrap();

@@ -160,7 +160,6 @@ fn chained(
 ) -> Vec<Vec<(String, i32)>> {
     let ssc = StreamingContext::builder(Seconds(1))
         .stop_gracefully_on_signal(false)
-        .default_logger(false)
         .temporary_checkpoint()
         .build()
         .unwrap();

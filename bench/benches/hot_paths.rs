@@ -152,7 +152,6 @@ impl Running {
             .parallelism(PARALLELISM)
             .clock(clock.clone())
             .stop_gracefully_on_signal(false)
-            .default_logger(false)
             .temporary_checkpoint()
             .build()
             .expect("a context");

@@ -43,6 +43,21 @@ pub struct Common {
     pub standby: usize,
 }
 
+/// Logging for the examples, as a program (not a library) sets it up: the engine's events
+/// (warnings, a batch's failure, a rebalance) on stderr through `tracing-subscriber`, filtered
+/// by `RUST_LOG` (`RUST_LOG=info`, `RUST_LOG=stream_kafka=debug`), warnings by default.
+/// librdkafka's and other `log` records come through too.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(true)
+        .try_init();
+}
+
 /// A fixed, well-mixed hash of a number (splitmix64): the generators are pure functions of the
 /// record index, so every run, and every test, sees the same data.
 pub fn mix(mut x: u64) -> u64 {

@@ -96,7 +96,6 @@ pub struct StreamingContextBuilder {
     parallelism: Option<usize>,
     clock: Arc<dyn Clock>,
     stop_on_signal: bool,
-    default_logger: bool,
     checkpoint: CheckpointSettings,
     state_cache: usize,
     status_line: bool,
@@ -141,13 +140,6 @@ impl StreamingContextBuilder {
     /// Whether Ctrl-C / SIGTERM stop the running context gracefully (default: true).
     pub fn stop_gracefully_on_signal(mut self, yes: bool) -> Self {
         self.stop_on_signal = yes;
-        self
-    }
-
-    /// Whether to install a stderr logger for warnings when the program has none (default:
-    /// true, so that source and batch errors are seen, as Spark logs them to the console).
-    pub fn default_logger(mut self, yes: bool) -> Self {
-        self.default_logger = yes;
         self
     }
 
@@ -235,9 +227,6 @@ impl StreamingContextBuilder {
                 .map(|n| n.get())
                 .unwrap_or(2),
         };
-        if self.default_logger {
-            crate::logger::install_default();
-        }
         Ok(StreamingContext {
             inner: Arc::new(ContextInner {
                 id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -626,7 +615,7 @@ impl ContextInner {
     fn notify(&self, f: impl Fn(&dyn StreamingListener)) {
         for l in self.listeners() {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(l.as_ref()))) {
-                log::error!("a StreamingListener panicked: {}", panic_message(&*p));
+                tracing::error!("a StreamingListener panicked: {}", panic_message(&*p));
             }
         }
     }
@@ -731,6 +720,11 @@ impl ContextInner {
             state: Vec::new(),
         };
         self.notify(|l| l.on_batch_started(&info));
+        // A span per batch, and inside it per output job, so that a tracing subscriber sees
+        // where a batch's time goes (the worker threads' parallel work is counted where it
+        // is waited for).
+        let batch_span = tracing::info_span!("batch", time = %time, records);
+        let _batch = batch_span.enter();
         let started = std::time::Instant::now();
         let guarded = |f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
             catch_unwind(AssertUnwindSafe(f))
@@ -742,6 +736,7 @@ impl ContextInner {
         let mut errors: Vec<Error> = setup.into_iter().collect();
         let generated = guarded(&mut || {
             for (id, o) in outputs.iter().enumerate() {
+                let _generate = tracing::debug_span!("generate", output = id).entered();
                 let started = std::time::Instant::now();
                 if let Some(job) = o.generate(time)? {
                     jobs.push((id, job, started.elapsed()));
@@ -754,12 +749,15 @@ impl ContextInner {
             Ok(()) if !errors.is_empty() => {}
             Ok(()) => {
                 for (id, job, generating) in jobs {
+                    let description = outputs[id].describe();
+                    let _output =
+                        tracing::info_span!("output", id, operation = %description).entered();
                     let started = std::time::Instant::now();
                     let mut job = Some(job);
                     let r = guarded(&mut || job.take().map_or(Ok(()), |j| j()));
                     info.output_operations.push(OutputOperationInfo {
                         id,
-                        description: outputs[id].describe(),
+                        description,
                         duration: generating + started.elapsed(),
                         failure: r.as_ref().err().map(|e| e.to_string()),
                     });
@@ -769,7 +767,9 @@ impl ContextInner {
                 }
             }
         }
-        if let Err(e) = self.checkpoint_batch(time, &inputs, &sinks, errors.is_empty()) {
+        let checkpointed = tracing::debug_span!("checkpoint")
+            .in_scope(|| self.checkpoint_batch(time, &inputs, &sinks, errors.is_empty()));
+        if let Err(e) = checkpointed {
             errors.push(e);
         }
         if errors.is_empty() && self.store().is_none_or(|s| s.check_healthy().is_ok()) {
@@ -795,9 +795,9 @@ impl ContextInner {
             if self.is_stopping() && self.exchanges.load(Ordering::Relaxed) {
                 // A task of a scaled-out application gave up waiting for the others because it
                 // stops: its next owner processes the batch.
-                log::info!("the batch at {time} stops unfinished: {e}");
+                tracing::info!("the batch at {time} stops unfinished: {e}");
             } else {
-                log::error!("Error running job streaming job {time}: {e}");
+                tracing::error!("Error running job streaming job {time}: {e}");
             }
             info.failure = Some(e.to_string());
         }
@@ -839,7 +839,6 @@ impl StreamingContext {
             parallelism: None,
             clock: Arc::new(SystemClock),
             stop_on_signal: task.is_none(),
-            default_logger: true,
             checkpoint: CheckpointSettings::default(),
             state_cache: DEFAULT_STATE_CACHE,
             status_line: false,
@@ -1153,7 +1152,7 @@ impl StreamingContext {
                 ));
             }
             StreamingContextState::Active => {
-                log::warn!("StreamingContext has already been started");
+                tracing::warn!("StreamingContext has already been started");
                 return Ok(());
             }
             StreamingContextState::Stopped => return Err(ContextError::AlreadyStopped.into()),
@@ -1166,12 +1165,12 @@ impl StreamingContext {
                     crate::signal::watch(&self.inner);
                 }
                 drop(run);
-                log::info!("StreamingContext started, first batch at {first}");
+                tracing::info!("StreamingContext started, first batch at {first}");
                 Ok(())
             }
             Err(e) => {
                 // As Spark: a context that failed to start is marked stopped.
-                log::error!("Error starting the context, marking it as stopped: {e}");
+                tracing::error!("Error starting the context, marking it as stopped: {e}");
                 run.state = Some(StreamingContextState::Stopped);
                 drop(run);
                 self.mark_stopped();
@@ -1377,7 +1376,7 @@ impl StreamingContext {
         self.inner.stopping.store(true, Ordering::SeqCst);
         for t in threads {
             if t.join().is_err() {
-                log::error!("a dstream scheduler thread panicked while stopping");
+                tracing::error!("a dstream scheduler thread panicked while stopping");
             }
         }
         for i in &inputs {
@@ -1394,7 +1393,7 @@ impl StreamingContext {
             crate::signal::unwatch(self.inner.id);
         }
         self.mark_stopped();
-        log::info!(
+        tracing::info!(
             "StreamingContext stopped{}",
             if graceful { " gracefully" } else { "" }
         );

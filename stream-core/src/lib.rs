@@ -18,7 +18,6 @@ mod dashboard;
 pub mod dsl;
 mod dstream;
 mod error;
-mod logger;
 mod metrics;
 mod observe;
 mod partitioner;

@@ -343,7 +343,7 @@ impl Guarded {
         let n = g.skipped.fetch_add(1, Ordering::Relaxed) + 1;
         let operator = g.label();
         if n.is_power_of_two() {
-            log::warn!(
+            tracing::warn!(
                 "{operator} panicked on a record of the batch at {} and skipped it ({n} skipped so far): {error}",
                 self.time
             );

@@ -27,14 +27,14 @@ fn install() -> &'static Signals {
                 signal_hook::flag::register_conditional_default(sig, s.default_action.clone())
                     .and_then(|_| signal_hook::flag::register(sig, s.received.clone()));
             if let Err(e) = installed {
-                log::warn!("cannot install the handler of signal {sig} for graceful stop: {e}");
+                tracing::warn!("cannot install the handler of signal {sig} for graceful stop: {e}");
             }
         }
         let spawned = std::thread::Builder::new()
             .name("dstream-signals".into())
             .spawn(watch_loop);
         if let Err(e) = spawned {
-            log::warn!("cannot start the signal watcher thread: {e}");
+            tracing::warn!("cannot start the signal watcher thread: {e}");
         }
         s
     })
@@ -56,7 +56,7 @@ fn watch_loop() {
             .drain(..)
             .collect();
         for inner in contexts.into_iter().filter_map(|w| w.upgrade()) {
-            log::warn!("signal received: stopping the StreamingContext gracefully");
+            tracing::warn!("signal received: stopping the StreamingContext gracefully");
             let ctx = StreamingContext { inner };
             std::thread::spawn(move || ctx.stop_gracefully());
         }

@@ -157,7 +157,6 @@ impl TestContext {
             .parallelism(parallelism)
             .clock(clock.clone())
             .stop_gracefully_on_signal(false)
-            .default_logger(false)
             .temporary_checkpoint();
         let ssc = configure(builder)
             .build()

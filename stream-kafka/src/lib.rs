@@ -50,9 +50,9 @@ pub(crate) struct EndIsNoError;
 impl rdkafka::ClientContext for EndIsNoError {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            log::debug!("{error}: {reason}");
+            tracing::debug!("{error}: {reason}");
         } else {
-            log::error!("librdkafka: {error}: {reason}");
+            tracing::error!("librdkafka: {error}: {reason}");
         }
     }
 }

@@ -173,7 +173,7 @@ pub(crate) fn init_transactions(
         .fetch_watermarks(topic, partition, timeout);
     let connected = started.elapsed();
     let result = producer.init_transactions(timeout);
-    log::debug!(
+    tracing::debug!(
         "init_transactions: {topic}-{partition}'s leader connected in {connected:?}, then {:?}",
         started.elapsed() - connected
     );
@@ -242,7 +242,7 @@ pub(crate) fn bounded<R: Send + 'static>(
             "{what} panicked inside librdkafka's client"
         ))),
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            log::warn!(
+            tracing::warn!(
                 "{what} did not return within {:?}; its thread is left to it, and the producer with it",
                 timeout + GRACE
             );

@@ -301,7 +301,7 @@ impl<T: Data> KafkaSink<T> {
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     at_end.insert(p);
                 }
-                Some(Err(e)) => log::warn!("reading back {topic}: {e}; retrying"),
+                Some(Err(e)) => tracing::warn!("reading back {topic}: {e}; retrying"),
                 Some(Ok(m)) => {
                     at_end.remove(&m.partition());
                     quiet_until = None;
@@ -335,7 +335,7 @@ impl<T: Data> KafkaSink<T> {
                 }
             }
         }
-        log::info!(
+        tracing::info!(
             "kafka sink {}: {found} records of batches after {after} already in {topic}",
             self.id
         );
@@ -370,7 +370,7 @@ impl<T: Data> KafkaSink<T> {
             .clone()
             .ok_or_else(|| self.error("the sink is not open"))?;
         let producer = self.connect(&c)?;
-        log::info!(
+        tracing::info!(
             "kafka sink {}: a new producer replaces the one abandoned",
             self.id
         );
@@ -593,7 +593,7 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
                     }
                     _ => true,
                 });
-                log::info!(
+                tracing::info!(
                     "kafka sink {}: the batch at {time} was cut by a crash; {} of its {before} records were out already, producing the other {}",
                     self.id,
                     before - records.len(),
@@ -647,7 +647,7 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
         } else {
             // A transactional call still runs on its own thread with the producer; the next
             // batch opens the sink again, with a new producer that fences this one.
-            log::warn!(
+            tracing::warn!(
                 "kafka sink {}: its producer is abandoned to a call the brokers never answered",
                 self.id
             );

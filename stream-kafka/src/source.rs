@@ -543,7 +543,7 @@ fn fetch_loop(
                 }
                 Err(e) => {
                     if f.unreachable_since.is_none() {
-                        log::warn!("{name}: {e}; retrying");
+                        tracing::warn!("{name}: {e}; retrying");
                         f.unreachable_since = Some((Instant::now(), e.to_string()));
                     }
                 }
@@ -858,7 +858,7 @@ impl<T: Data> KafkaSource<T> {
         }
         if !at_start {
             for ((t, p), o) in &added {
-                log::info!(
+                tracing::info!(
                     "{}: reading new partition {t}-{p} from offset {o}",
                     self.name
                 );
@@ -1075,7 +1075,7 @@ impl<T: Data> KafkaSource<T> {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => log::warn!("{}: replaying a batch: {e}; retrying", self.name),
+                Some(Err(e)) => tracing::warn!("{}: replaying a batch: {e}; retrying", self.name),
             }
         }
         Ok(out)
@@ -1204,7 +1204,7 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
             // After the batch's records are taken: a partition found now starts in the next
             // batch, with its start in this batch's position.
             if let Err(e) = self.refresh(false) {
-                log::warn!("{}: looking for new partitions: {e}", self.name);
+                tracing::warn!("{}: looking for new partitions: {e}", self.name);
                 if matches!(self.subscription, Subscription::Topics(_)) {
                     // The batch fails on this error, so the status says it, as it says a fetch
                     // error's: the fetcher may not have seen the brokers go yet, and the status
@@ -1329,7 +1329,7 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
             let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
         }
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            log::warn!("{}: committing group offsets: {e}", self.name);
+            tracing::warn!("{}: committing group offsets: {e}", self.name);
         }
     }
 
@@ -1421,7 +1421,7 @@ impl stream_core::StreamingListener for Backpressure {
             processing.as_millis() as i64,
             delay.millis(),
         ) {
-            log::debug!("backpressure: input rate limit {rate:.0} records/s");
+            tracing::debug!("backpressure: input rate limit {rate:.0} records/s");
             *lock(&self.0.estimate) = Some(rate);
         }
     }

@@ -13,8 +13,7 @@ use stream_kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, OutRecord};
 fn context(batch_ms: i64, checkpoint: Option<&std::path::Path>) -> StreamingContext {
     let mut b = StreamingContext::builder(Milliseconds(batch_ms))
         .parallelism(2)
-        .stop_gracefully_on_signal(false)
-        .default_logger(false);
+        .stop_gracefully_on_signal(false);
     if let Some(dir) = checkpoint {
         b = b.checkpoint(dir);
     }

@@ -72,7 +72,6 @@ fn run(brokers: &str, input: &str, output: &str, n: u64, delivery: Delivery) -> 
     let ssc = StreamingContext::builder(Seconds(1))
         .parallelism(2)
         .stop_gracefully_on_signal(false)
-        .default_logger(false)
         .checkpoint(&dir)
         .build()
         .expect("context");

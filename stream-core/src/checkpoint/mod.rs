@@ -223,7 +223,7 @@ fn check_committed(
     };
     let what = "the state those batches made from inputs that cannot be replayed (socket, queue, rate, receivers) is gone, and replayable inputs (Kafka, files) would run them again";
     if accept_loss {
-        log::error!(
+        tracing::error!(
             "checkpoint {}: {lost}; {what}. Resuming from there, as accept_checkpoint_loss asks",
             dir.display()
         );
@@ -602,7 +602,7 @@ impl Store {
             && let Err(e) = write_committed(&self.dir, t)
         {
             // The batch is committed; only the check of the next open is weaker.
-            log::error!(
+            tracing::error!(
                 "checkpoint {}: cannot record the batch at {t} in {COMMITTED_FILE}: {e}",
                 self.dir.display()
             );
@@ -651,7 +651,7 @@ impl Store {
             && !self.temporary
             && let Err(e) = self.db.flush()
         {
-            log::warn!("flushing the checkpoint at {}: {e}", self.dir.display());
+            tracing::warn!("flushing the checkpoint at {}: {e}", self.dir.display());
         }
     }
 }

@@ -347,7 +347,7 @@ impl Dashboard {
             .local_addr()
             .map_err(|e| Error::invalid(format!("the dashboard cannot listen: {e}")))?;
         if http::beyond_loopback(&addr) && options.token.is_none() {
-            log::warn!(
+            tracing::warn!(
                 "the dashboard on {addr} is reachable beyond this machine without a token; see DashboardOptions::token"
             );
         }
@@ -369,11 +369,11 @@ impl Dashboard {
             .name("dstream-dashboard".into())
             .spawn(move || {
                 if let Err(e) = http::run(listener, server, options, stop_rx) {
-                    log::error!("the dashboard on {addr} stopped: {e}");
+                    tracing::error!("the dashboard on {addr} stopped: {e}");
                 }
             })
             .map_err(|e| Error::invalid(format!("the dashboard cannot start a thread: {e}")))?;
-        log::info!("dashboard on http://{addr}/");
+        tracing::info!("dashboard on http://{addr}/");
         Ok(Dashboard {
             handle: Arc::new(Handle { addr, shared }),
         })

@@ -541,7 +541,7 @@ impl<K: StateKey, V: StateValue, P: Partitioner<K> + Clone> ReducedWindow<K, V, 
                     let value = match prev {
                         // Spark fails the job here; it means keys do not hash consistently.
                         None if came.is_none() => {
-                            log::error!(
+                            tracing::error!(
                                 "Neither previous window has value for key, nor new values found. Are you sure your key class hashes consistently?"
                             );
                             None

@@ -30,7 +30,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> crate::error::Error + '_ {
 
 pub(crate) fn save_batch<T: Data + Show>(batch: &Batch<T>, target: &Path) -> Result<()> {
     if target.exists() {
-        log::info!(
+        tracing::info!(
             "{} exists: batch already saved, not written again",
             target.display()
         );

@@ -97,7 +97,7 @@ fn list(dir: &Path, refused: &mut HashSet<PathBuf>) -> Result<Vec<Listed>> {
                         Err(e) => format!("a link to nothing readable ({e})"),
                         Ok(_) => "not a regular file (a FIFO, a socket or a device)".into(),
                     };
-                    log::warn!("{}: {what}; skipped", path.display());
+                    tracing::warn!("{}: {what}; skipped", path.display());
                 }
             }
         }
@@ -131,7 +131,7 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            log::warn!(
+            tracing::warn!(
                 "{} is not UTF-8 text (first invalid byte at {}); invalid bytes replaced by U+FFFD",
                 path.display(),
                 e.utf8_error().valid_up_to()
@@ -175,7 +175,7 @@ impl Source<String> for FileSource {
                 && self.grown.insert(l.path.clone())
             {
                 self.grown_total += 1;
-                log::warn!(
+                tracing::warn!(
                     "{} grew from {read_len} to {} bytes after it was read; a file is read once, whole, so the appended part is not read (write files elsewhere and move them in). {} file(s) grew so far",
                     l.path.display(),
                     l.len,
@@ -205,7 +205,7 @@ impl Source<String> for FileSource {
                         self.seen.insert(path.clone());
                         given_up.get_or_insert(e);
                     } else {
-                        log::warn!("{e}; trying again in the next batch");
+                        tracing::warn!("{e}; trying again in the next batch");
                     }
                 }
             }

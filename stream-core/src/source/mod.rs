@@ -274,7 +274,7 @@ impl<T: Data> InputControl for InputNode<T> {
             _ => 0,
         };
         if let Err(e) = &result {
-            log::warn!(
+            tracing::warn!(
                 "input {} failed to capture the batch at {t}: {e}",
                 source.name()
             );

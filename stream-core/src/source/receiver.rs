@@ -121,7 +121,7 @@ impl<T: Data> Source<T> for ReceiverSource<T> {
                 // What the receiver pushed before failing stays buffered and is processed.
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(handle)));
                 if let Err(p) = run {
-                    log::error!(
+                    tracing::error!(
                         "receiver {name} stopped: {}; the records it pushed before are kept",
                         crate::error::panic_message(&*p)
                     );

@@ -47,7 +47,7 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                log::warn!(
+                tracing::warn!(
                     "socketTextStream: cannot connect to {addr}: {e}; retrying in {backoff:?}"
                 );
                 sleep_unless_stopped(&h, backoff);
@@ -57,7 +57,7 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
         };
         backoff = FIRST_BACKOFF;
         if let Err(e) = stream.set_read_timeout(Some(StdDuration::from_millis(100))) {
-            log::warn!("socketTextStream: cannot set a read timeout on {addr}: {e}");
+            tracing::warn!("socketTextStream: cannot set a read timeout on {addr}: {e}");
         }
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
@@ -74,7 +74,7 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
                     if !line.is_empty() && !skipping && !h.push(decode(&addr, &line, &mut warn)) {
                         return;
                     }
-                    log::warn!("socketTextStream: {addr} closed the connection; reconnecting");
+                    tracing::warn!("socketTextStream: {addr} closed the connection; reconnecting");
                     break;
                 }
                 Ok(buf) => match buf.iter().position(|b| *b == b'\n') {
@@ -103,7 +103,7 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
                     } else {
                         format!(" (an unfinished line of {} bytes dropped)", line.len())
                     };
-                    log::warn!(
+                    tracing::warn!(
                         "socketTextStream: error reading from {addr}: {e}{fragment}; reconnecting"
                     );
                     break;
@@ -188,12 +188,12 @@ impl Warnings {
         }
         let more = std::mem::take(&mut self.suppressed[k]);
         if more > 0 {
-            log::warn!(
+            tracing::warn!(
                 "{message} ({more} more like it in the last {WARN_EVERY:?}, {} in all)",
                 self.total[k]
             );
         } else {
-            log::warn!("{message}");
+            tracing::warn!("{message}");
         }
         self.last[k] = Some(now);
         true

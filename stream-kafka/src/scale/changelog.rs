@@ -429,13 +429,13 @@ pub(crate) fn read_partition(
                 read += 1;
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {
-                log::debug!(
+                tracing::debug!(
                     "read {topic}-{partition} from {from:?}: {read} records in {:?}",
                     started.elapsed()
                 );
                 return Ok(());
             }
-            Some(Err(e)) => log::debug!("reading {topic}-{partition}: {e}"),
+            Some(Err(e)) => tracing::debug!("reading {topic}-{partition}: {e}"),
         }
     }
 }
@@ -524,7 +524,7 @@ pub(crate) fn restore(
      -> Result<usize, String> {
         let mut n = 0;
         for a in ahead.iter().filter(|a| after.is_none_or(|t| a.time_ms > t)) {
-            log::debug!(
+            tracing::debug!(
                 "{app} partition {partition}: replaying the batch at {} ms as cut before (positions {:?})",
                 a.time_ms,
                 a.inputs
@@ -539,7 +539,7 @@ pub(crate) fn restore(
         }
         Ok(n)
     };
-    log::debug!(
+    tracing::debug!(
         "{app} partition {partition}: restore: local copy at {:?}, mark {mark:?}, changelog's last batch {:?}, {} batches written ahead",
         local.map(Time::millis),
         last.as_ref().map(|(o, b)| (o, b.time_ms)),

@@ -423,7 +423,7 @@ impl Reader {
             }
             if warned.elapsed() >= StdDuration::from_secs(10).max(timeout) {
                 warned = Instant::now();
-                log::warn!(
+                tracing::warn!(
                     "waiting {:?} for the batch at {t} of tasks {:?} (partition {} of {}): are instances running them?",
                     started.elapsed(),
                     self.missing(t),
@@ -437,7 +437,7 @@ impl Reader {
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
-                    log::debug!("reading {}-{}: {e}", self.topic, self.partition);
+                    tracing::debug!("reading {}-{}: {e}", self.topic, self.partition);
                     continue;
                 }
             };

@@ -70,7 +70,7 @@ impl ConsumerContext for GroupContext {
                 return;
             }
             let lost = consumer.assignment_lost();
-            log::info!(
+            tracing::info!(
                 "group rebalance: {} {}",
                 if lost { "lost" } else { "revoked" },
                 describe(&parts)
@@ -103,9 +103,9 @@ impl ConsumerContext for GroupContext {
                 }
                 // This consumer only holds the membership: tasks fetch for themselves.
                 if let Err(e) = consumer.pause(tpl) {
-                    log::warn!("group membership: cannot pause {}: {e}", describe(&parts));
+                    tracing::warn!("group membership: cannot pause {}: {e}", describe(&parts));
                 }
-                log::info!("group rebalance: assigned {}", describe(&parts));
+                tracing::info!("group rebalance: assigned {}", describe(&parts));
                 self.handler.assign(&parts);
                 *self
                     .last_rebalance
@@ -116,7 +116,7 @@ impl ConsumerContext for GroupContext {
                 ));
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => log::warn!("group rebalance failed: {e}"),
+            Rebalance::Error(e) => tracing::warn!("group rebalance failed: {e}"),
         }
     }
 }
@@ -146,7 +146,7 @@ fn commit_pending(consumer: &BaseConsumer<GroupContext>, mode: CommitMode) {
     if tpl.count() > 0
         && let Err(e) = consumer.commit(&tpl, mode)
     {
-        log::debug!("group membership: committing offsets: {e}");
+        tracing::debug!("group membership: committing offsets: {e}");
     }
 }
 
@@ -314,7 +314,7 @@ impl Membership {
                     while !stopping.load(Ordering::SeqCst) {
                         match consumer.poll(StdDuration::from_millis(100)) {
                             None | Some(Ok(_)) => {}
-                            Some(Err(e)) => log::debug!("group membership: {e}"),
+                            Some(Err(e)) => tracing::debug!("group membership: {e}"),
                         }
                         if last_commit.elapsed() >= StdDuration::from_secs(1) {
                             last_commit = std::time::Instant::now();

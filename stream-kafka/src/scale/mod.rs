@@ -715,7 +715,7 @@ impl StreamingListener for TaskFailures {
     fn on_batch_completed(&self, info: &BatchInfo) {
         if let (Some(failure), Some(instance)) = (&info.failure, self.instance.upgrade()) {
             if self.link.stopping.load(Ordering::SeqCst) {
-                log::info!(
+                tracing::info!(
                     "task {}: the batch at {} did not complete before the task stopped ({failure}); its next owner processes it",
                     self.task,
                     info.batch_time
@@ -734,7 +734,7 @@ impl StreamingListener for TaskFailures {
 impl InstanceInner {
     fn fail(&self, e: impl Into<Error>) {
         let e = e.into();
-        log::error!("{e}");
+        tracing::error!("{e}");
         let mut end = lock(&self.end);
         end.error.get_or_insert(e);
         self.end_cv.notify_all();
@@ -841,7 +841,7 @@ impl InstanceInner {
                     }
                 }
                 if let Some(t) = restored.batch {
-                    log::info!(
+                    tracing::info!(
                         "task {}: restored to the batch at {t} from {} ({} changes, {} bytes of changelog, {:?}, of which {:?} opening the changelog's producer)",
                         scope.task,
                         if restored.from_local {
@@ -879,7 +879,7 @@ impl InstanceInner {
                     });
                 }
                 Err(_) if link.stale.load(Ordering::SeqCst) && !fresh && !self.stateful => {
-                    log::info!(
+                    tracing::info!(
                         "task {}: the checkpoint in {} is older than the group's offsets (another instance ran the task since): starting afresh from the group's offsets",
                         scope.task,
                         dir.display()
@@ -996,7 +996,7 @@ impl Assignments for Arc<InstanceInner> {
         std::thread::scope(|scope| {
             for (p, t) in stopping {
                 scope.spawn(move || {
-                    log::info!(
+                    tracing::info!(
                         "task {}: {}; stopping after its batch in flight",
                         t.scope.task,
                         if lost {
@@ -1077,7 +1077,7 @@ impl InstanceInner {
         lock(&self.standbys).remove(&p);
         match self.start_task(p) {
             Ok(task) => {
-                log::info!("task {}: started", task.scope.task);
+                tracing::info!("task {}: started", task.scope.task);
                 if let Some(d) = lock(&self.dashboard).as_ref() {
                     d.watch(&task.ssc);
                 }
@@ -1147,7 +1147,7 @@ impl InstanceInner {
         let members = match m.members(&self.settings.app, &self.client_id, self.settings.timeout) {
             Ok(members) => members,
             Err(e) => {
-                log::debug!("standby copies: cannot list the group's members: {e}");
+                tracing::debug!("standby copies: cannot list the group's members: {e}");
                 return;
             }
         };
@@ -1156,7 +1156,7 @@ impl InstanceInner {
             return;
         }
         let wanted = self.standby_tasks(&members);
-        log::debug!(
+        tracing::debug!(
             "standby copies: {} members, this instance the standby of tasks {wanted:?}",
             members.len()
         );
@@ -1189,7 +1189,7 @@ impl InstanceInner {
                     copy.batch = batch.or(copy.batch);
                     copy.refreshed = Some(now);
                 }
-                Err(e) => log::warn!("{e}"),
+                Err(e) => tracing::warn!("{e}"),
             }
         }
     }
@@ -1385,7 +1385,7 @@ mod signals {
                     signal_hook::flag::register_conditional_default(sig, w.default_action.clone())
                         .and_then(|_| signal_hook::flag::register(sig, w.received.clone()));
                 if let Err(e) = installed {
-                    log::warn!("cannot install the handler of signal {sig}: {e}");
+                    tracing::warn!("cannot install the handler of signal {sig}: {e}");
                 }
             }
             let _ = std::thread::Builder::new()
@@ -1405,7 +1405,7 @@ mod signals {
                             .drain(..)
                             .collect();
                         for i in all.iter().filter_map(Weak::upgrade) {
-                            log::warn!(
+                            tracing::warn!(
                                 "signal received: instance of {} leaving its group after its batches",
                                 i.settings.app
                             );
