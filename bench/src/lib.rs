@@ -234,7 +234,7 @@ impl StreamingListener for Recorder {
 }
 
 /// How a probe is judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Judge {
     /// Sustained when every measured batch's processing time is under the batch interval and
     /// the scheduling delay does not grow (the last is at most a tenth of an interval above
@@ -363,7 +363,49 @@ pub fn context(batch: Duration, parallelism: usize) -> StreamingContext {
         .expect("a streaming context")
 }
 
-/// Options of the benchmarks, as `--name value` pairs (the Spark jobs take the same ones).
+/// A throughput benchmark of dstream (bench/README.md; results in BENCHMARKS.md). The Spark
+/// job of the same name (bench/spark/) takes the same flags.
+#[derive(clap::Parser, Debug)]
+struct Cli {
+    /// One probe at this rate (records per second) instead of a search
+    #[arg(long, value_name = "RECORDS_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
+    /// Repetitions of the search (or of the probe)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    reps: u64,
+    /// Measured batches per probe [default: 30, and at least 10 s of batches]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    batches: Option<u64>,
+    /// Batches run before measuring [default: the job's warm-up time in batches]
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// The rate the search tries first
+    #[arg(long, value_name = "RECORDS_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
+    start: u64,
+    /// The search never probes above this rate [default: no ceiling]
+    #[arg(long, value_name = "RECORDS_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
+    max: Option<u64>,
+    /// Worker threads and partitions per batch
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    parallelism: u64,
+    /// The batch interval in milliseconds; it must divide 1000
+    #[arg(long = "batch-ms", value_name = "MS", default_value_t = 1000)]
+    batch_ms: u64,
+    /// How a probe is judged sustained
+    #[arg(long, value_enum, default_value_t = Judge::Throughput)]
+    judge: Judge,
+    /// Instead of measuring, run this many batches at --rate and print the job's result
+    #[arg(long, value_name = "BATCHES", requires = "rate", value_parser = clap::value_parser!(u64).range(1..))]
+    check: Option<u64>,
+    /// Print this many generated lines (and a few far ones) and exit
+    #[arg(long = "print-lines", value_name = "LINES")]
+    print_lines: Option<u64>,
+    /// The job's variant (sessions: update or mapws)
+    #[arg(long)]
+    mode: Option<String>,
+}
+
+/// Options of the benchmarks (see `Cli` for the flags).
 #[derive(Debug, Clone)]
 pub struct Opts {
     /// One probe at this rate instead of a search.
@@ -408,65 +450,59 @@ impl Opts {
         }
     }
 
-    /// Parses the process arguments over `defaults`; exits with a message on a bad one.
+    /// Parses the process arguments over `defaults` (their `start` and `mode` are the job's);
+    /// `--help` lists every flag with its default, and a bad one exits with clap's message.
     pub fn parse(prog: &str, defaults: Opts) -> Opts {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        match Opts::parse_from(&args, defaults) {
-            Ok(o) => o,
-            Err(msg) => {
-                eprintln!("{prog}: {msg}");
-                std::process::exit(2)
-            }
+        let matches = Opts::command(prog, &defaults).get_matches();
+        Opts::from_matches(&matches, defaults).unwrap_or_else(|e| {
+            eprintln!("{prog}: {e}");
+            std::process::exit(2)
+        })
+    }
+
+    /// Parses `args` (without the program name) over `defaults`.
+    pub fn parse_from(args: &[String], defaults: Opts) -> Result<Opts, String> {
+        let matches = Opts::command("bench", &defaults)
+            .try_get_matches_from(std::iter::once("bench".to_string()).chain(args.iter().cloned()))
+            .map_err(|e| e.to_string())?;
+        Opts::from_matches(&matches, defaults)
+    }
+
+    /// The flags, with the job's defaults of `--start` and `--mode`.
+    fn command(prog: &str, defaults: &Opts) -> clap::Command {
+        use clap::CommandFactory;
+        let start = defaults.start.to_string();
+        let mode = defaults.mode.clone();
+        let cmd = Cli::command()
+            .name(prog.to_string())
+            .mut_arg("start", |a| a.default_value(start).required(false));
+        if mode.is_empty() {
+            cmd.mut_arg("mode", |a| a.hide(true))
+        } else {
+            cmd.mut_arg("mode", |a| a.default_value(mode))
         }
     }
 
-    /// Parses `args` over `defaults`.
-    pub fn parse_from(args: &[String], defaults: Opts) -> Result<Opts, String> {
-        let mut o = defaults;
-        for pair in args.chunks(2) {
-            let name = pair[0].as_str();
-            let Some(value) = pair.get(1) else {
-                return Err(format!("{name} needs a value"));
-            };
-            match name {
-                "--mode" => {
-                    o.mode = value.clone();
-                    continue;
-                }
-                "--judge" => {
-                    o.judge = match value.as_str() {
-                        "throughput" => Judge::Throughput,
-                        "latency" => Judge::Latency,
-                        _ => return Err("--judge is throughput or latency".into()),
-                    };
-                    continue;
-                }
-                _ => {}
-            }
-            let Ok(v) = value.parse::<u64>() else {
-                return Err(format!("{name} needs a whole number, not {value:?}"));
-            };
-            match name {
-                "--rate" => o.rate = Some(v),
-                "--reps" => o.reps = v.max(1) as usize,
-                "--batches" => o.batches = Some(v.max(1) as usize),
-                "--warmup" => o.warmup = Some(v as usize),
-                "--start" => o.start = v.max(1),
-                "--max" => o.max = v.max(1),
-                "--parallelism" => o.parallelism = v.max(1) as usize,
-                "--batch-ms" => o.batch_ms = v,
-                "--check" => o.check = Some(v.max(1) as usize),
-                "--print-lines" => o.print_lines = Some(v),
-                other => return Err(format!("unknown argument {other}")),
-            }
-        }
-        if o.check.is_some() && o.rate.is_none() {
-            return Err("--check needs --rate".into());
-        }
-        if o.batch_ms == 0 || 1000 % o.batch_ms != 0 {
+    fn from_matches(m: &clap::ArgMatches, defaults: Opts) -> Result<Opts, String> {
+        use clap::FromArgMatches;
+        let c = Cli::from_arg_matches(m).map_err(|e| e.to_string())?;
+        if c.batch_ms == 0 || 1000 % c.batch_ms != 0 {
             return Err("--batch-ms must divide 1000 (e.g. 1000, 500, 100)".into());
         }
-        Ok(o)
+        Ok(Opts {
+            rate: c.rate,
+            reps: c.reps as usize,
+            batches: c.batches.map(|b| b as usize),
+            warmup: c.warmup.map(|w| w as usize),
+            start: c.start,
+            max: c.max.unwrap_or(u64::MAX),
+            parallelism: c.parallelism as usize,
+            batch_ms: c.batch_ms,
+            judge: c.judge,
+            check: c.check.map(|n| n as usize),
+            print_lines: c.print_lines,
+            mode: c.mode.unwrap_or(defaults.mode),
+        })
     }
 
     /// The batch interval.
@@ -847,5 +883,43 @@ mod tests {
         // #t1 has 1 / H(1000) = 13.4% of the tags.
         let share = top as f64 / tags as f64;
         assert!((0.12..0.15).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn flags_parse_over_the_job_s_defaults_and_bad_ones_name_the_flag() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = Opts::parse_from(&args(&[]), Opts::new(7_000_000, "update")).unwrap();
+        assert_eq!(
+            (o.start, o.mode.as_str(), o.reps, o.batch_ms),
+            (7_000_000, "update", 3, 1000)
+        );
+        assert_eq!((o.max, o.judge), (u64::MAX, Judge::Throughput));
+        let o = Opts::parse_from(
+            &args(&[
+                "--rate",
+                "5000",
+                "--check",
+                "3",
+                "--judge",
+                "latency",
+                "--batch-ms",
+                "100",
+                "--mode",
+                "mapws",
+            ]),
+            Opts::new(1, "update"),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.rate, o.check, o.judge, o.batch_ms),
+            (Some(5000), Some(3), Judge::Latency, 100)
+        );
+        assert_eq!(o.mode, "mapws");
+        let e = Opts::parse_from(&args(&["--reps", "x"]), Opts::new(1, "")).unwrap_err();
+        assert!(e.contains("invalid value 'x' for '--reps <REPS>'"), "{e}");
+        let e = Opts::parse_from(&args(&["--check", "3"]), Opts::new(1, "")).unwrap_err();
+        assert!(e.contains("--rate"), "{e}");
+        let e = Opts::parse_from(&args(&["--batch-ms", "300"]), Opts::new(1, "")).unwrap_err();
+        assert!(e.contains("must divide 1000"), "{e}");
     }
 }

@@ -48,18 +48,21 @@ impl Source<(u64, u64)> for Keys {
     }
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Keys of state far beyond memory: RSS and time per batch (issue 3; results in BENCHMARKS.md).
+#[derive(clap::Parser, Debug)]
+#[command(name = "bigstate")]
+struct Args {
+    /// Keys of state made, in batches of --per-batch
+    #[arg(long, default_value_t = 50_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    keys: u64,
+    /// New keys per batch
+    #[arg(long = "per-batch", default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    per_batch: u64,
 }
 
 fn main() -> Result<(), Error> {
-    let total = arg("--keys", 50_000_000);
-    let per = arg("--per-batch", 2_000_000);
+    let args = <Args as clap::Parser>::parse();
+    let (total, per) = (args.keys, args.per_batch);
     let dir = std::env::temp_dir().join(format!("dstream-bigstate-{}", std::process::id()));
     let ssc = StreamingContext::builder(Seconds(1))
         .parallelism(2)

@@ -151,29 +151,28 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The Kafka pipeline's throughput, at-least-once against exactly-once (results in
+/// BENCHMARKS.md); the broker from `KAFKA_BROKERS`.
+#[derive(clap::Parser, Debug)]
+#[command(name = "kafka")]
+struct Args {
+    /// Tweet lines produced to the input topic
+    #[arg(long, default_value_t = 4_000_000)]
+    lines: u64,
+    /// Partitions of the input topic
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: i32,
+    /// Repetitions of each delivery mode
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    reps: u64,
+}
+
 fn main() {
-    let mut lines: u64 = 4_000_000;
-    let mut partitions: i32 = 2;
-    let mut reps = 3;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for pair in args.chunks(2) {
-        let v = pair
-            .get(1)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                eprintln!("usage: kafka [--lines N] [--partitions N] [--reps N]");
-                std::process::exit(2)
-            });
-        match pair[0].as_str() {
-            "--lines" => lines = v,
-            "--partitions" => partitions = v as i32,
-            "--reps" => reps = v as usize,
-            other => {
-                eprintln!("unknown argument {other}");
-                std::process::exit(2)
-            }
-        }
-    }
+    let Args {
+        lines,
+        partitions,
+        reps,
+    } = <Args as clap::Parser>::parse();
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| {
         eprintln!("set KAFKA_BROKERS (scripts/kafka-broker.sh start; eval \"$(scripts/kafka-broker.sh env)\")");
         std::process::exit(2)

@@ -38,68 +38,80 @@ use serde_json::Value;
 
 const PARTITIONS: i32 = 6;
 
+/// What the benchmark measures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// SIGKILL (or SIGTERM) instances one at a time; time until their tasks run elsewhere
+    Failover,
+    /// Restore session state of `--keys` visitors on an instance with no local copy
+    Restore,
+    /// 1, 2, then 3 instances over `--clicks` clicks: time and CPU per instance
+    Throughput,
+}
+
+/// How `failover` stops an instance.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// SIGKILL: the group notices after the session timeout
+    Kill,
+    /// SIGTERM: the instance finishes its batches in flight and leaves the group
+    Term,
+}
+
+/// Scale-out figures of the sessions example's instances (issue 20; results in BENCHMARKS.md).
+#[derive(clap::Parser, Debug)]
+#[command(name = "scale")]
 struct Args {
-    mode: String,
+    /// What to measure
+    #[arg(value_enum)]
+    mode: Mode,
+    /// The Kafka brokers [default: $KAFKA_REAL_BROKERS, else $KAFKA_BROKERS]
+    #[arg(long, default_value_t = default_brokers(), hide_default_value = true)]
     brokers: String,
+    /// failover: instances killed, one at a time
+    #[arg(long, default_value_t = 20)]
     kills: usize,
+    /// restore: visitors, each one session of state
+    #[arg(long, default_value_t = 1_000_000)]
     keys: u64,
+    /// throughput: clicks in the topic
+    #[arg(long, default_value_t = 3_000_000)]
     clicks: u64,
+    /// failover: clicks fed per second
+    #[arg(long, default_value_t = 3_000)]
     rate: u64,
+    /// The instances' batch interval in milliseconds
+    #[arg(long = "batch-ms", value_name = "MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
     batch_ms: u64,
+    /// Standby replicas of each task
+    #[arg(long, default_value_t = 0)]
     standby: u64,
-    /// `--stop term`: the failover stops instances with SIGTERM instead of SIGKILL.
-    graceful: bool,
+    /// failover: how an instance is stopped
+    #[arg(long, value_enum, default_value_t = Stop::Kill)]
+    stop: Stop,
+    /// The sessions example's release binary
+    #[arg(long, default_value = "target/release/examples/sessions")]
     binary: PathBuf,
+    /// Where the instances keep their checkpoints
+    #[arg(skip = std::env::temp_dir().join(format!("dstream-scale-bench-{}", std::process::id())))]
     dir: PathBuf,
 }
 
-fn parse() -> Args {
-    let mut it = std::env::args().skip(1);
-    let mode = it.next().unwrap_or_default();
-    let brokers = std::env::var("KAFKA_REAL_BROKERS")
-        .or_else(|_| std::env::var("KAFKA_BROKERS"))
-        .unwrap_or_default();
-    let mut a = Args {
-        mode,
-        brokers,
-        kills: 20,
-        keys: 1_000_000,
-        clicks: 3_000_000,
-        rate: 3_000,
-        batch_ms: 1_000,
-        standby: 0,
-        graceful: false,
-        binary: PathBuf::from("target/release/examples/sessions"),
-        dir: std::env::temp_dir().join(format!("dstream-scale-bench-{}", std::process::id())),
-    };
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .unwrap_or_else(|| fail(&format!("{flag} needs a value")));
-        let num = || {
-            value
-                .parse::<u64>()
-                .unwrap_or_else(|_| fail(&format!("{flag} takes a number")))
-        };
-        match flag.as_str() {
-            "--brokers" => a.brokers = value.clone(),
-            "--kills" => a.kills = num() as usize,
-            "--keys" => a.keys = num(),
-            "--clicks" => a.clicks = num(),
-            "--rate" => a.rate = num(),
-            "--batch-ms" => a.batch_ms = num(),
-            "--standby" => a.standby = num(),
-            "--stop" => {
-                a.graceful = match value.as_str() {
-                    "kill" => false,
-                    "term" => true,
-                    other => fail(&format!("--stop kill|term, not {other}")),
-                }
-            }
-            "--binary" => a.binary = PathBuf::from(&value),
-            other => fail(&format!("unknown flag {other}")),
-        }
+impl Args {
+    /// `--stop term`: the failover stops instances with SIGTERM instead of SIGKILL.
+    fn graceful(&self) -> bool {
+        self.stop == Stop::Term
     }
+}
+
+fn default_brokers() -> String {
+    std::env::var("KAFKA_REAL_BROKERS")
+        .or_else(|_| std::env::var("KAFKA_BROKERS"))
+        .unwrap_or_default()
+}
+
+fn parse() -> Args {
+    let a = <Args as clap::Parser>::parse();
     if a.brokers.is_empty() {
         fail("no brokers: --brokers HOST:PORT, or KAFKA_REAL_BROKERS / KAFKA_BROKERS");
     }
@@ -113,9 +125,7 @@ fn parse() -> Args {
 }
 
 fn fail(message: &str) -> ! {
-    eprintln!(
-        "scale: {message}\nusage: scale failover|restore|throughput [--brokers B] [--kills N] [--keys N] [--clicks N] [--rate R] [--batch-ms MS] [--standby N] [--stop kill|term]"
-    );
+    eprintln!("scale: {message} (scale --help lists the flags)");
     std::process::exit(2)
 }
 
@@ -337,7 +347,7 @@ fn failover(a: &Args) {
         let killed_at = now_ms();
         // SIGKILL (a crash), or SIGTERM (a rolling restart: the instance finishes its
         // batches in flight and leaves the group) and its exit waited for.
-        if a.graceful {
+        if a.graceful() {
             instances[victim].terminate();
         } else {
             instances[victim].kill();
@@ -385,7 +395,7 @@ fn failover(a: &Args) {
     println!(
         "failover over {} {}, {} ms batches, {} standby replicas: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
         a.kills,
-        if a.graceful { "SIGTERMs" } else { "SIGKILLs" },
+        if a.graceful() { "SIGTERMs" } else { "SIGKILLs" },
         a.batch_ms,
         a.standby,
         p50(&total),
@@ -505,11 +515,10 @@ fn main() {
     let a = parse();
     std::fs::create_dir_all(&a.dir).expect("work directory");
     eprintln!("logs and checkpoints in {}", a.dir.display());
-    match a.mode.as_str() {
-        "failover" => failover(&a),
-        "restore" => restore(&a),
-        "throughput" => throughput(&a),
-        other => fail(&format!("unknown mode {other:?}")),
+    match a.mode {
+        Mode::Failover => failover(&a),
+        Mode::Restore => restore(&a),
+        Mode::Throughput => throughput(&a),
     }
     let _ = std::fs::remove_dir_all(Path::new(&a.dir));
 }
