@@ -102,6 +102,7 @@ pub struct StreamingContextBuilder {
     operator_metrics: bool,
     task: Option<TaskScope>,
     record_errors: crate::poison::RecordErrors,
+    max_queued_batches: usize,
 }
 
 /// Where and how state is checkpointed.
@@ -112,6 +113,9 @@ struct CheckpointSettings {
     sync: bool,
     accept_loss: bool,
 }
+
+/// Batches generated and waiting for processing, at most, by default.
+const DEFAULT_QUEUED_BATCHES: usize = 4;
 
 /// Keys of state cached in memory per stateful operator, by default.
 const DEFAULT_STATE_CACHE: usize = 1 << 20;
@@ -210,6 +214,17 @@ impl StreamingContextBuilder {
         self
     }
 
+    /// How many generated batches may wait for processing (default 4). When processing falls
+    /// that far behind, the generator waits before cutting the next batch: records stay with
+    /// their sources (a receiver's buffer fills and its `push` blocks, so the socket source
+    /// stops reading and TCP slows the sender), and memory stays bounded instead of a queue of
+    /// batches growing for as long as the overload lasts. Batch times stay on the grid: the
+    /// batches generated late carry their own times, and their delay shows it.
+    pub fn max_queued_batches(mut self, n: usize) -> Self {
+        self.max_queued_batches = n.max(1);
+        self
+    }
+
     /// Builds the context. The batch interval must be positive, parallelism at least one.
     pub fn build(self) -> Result<StreamingContext> {
         if self.batch.millis() <= 0 {
@@ -260,6 +275,7 @@ impl StreamingContextBuilder {
                 task: self.task,
                 replicator: Mutex::new(None),
                 record_errors: crate::poison::RecordErrorsCell::new(self.record_errors),
+                max_queued_batches: self.max_queued_batches,
             }),
         })
     }
@@ -330,6 +346,8 @@ pub(crate) struct ContextInner {
     replicator: Mutex<Option<Arc<dyn Replicator>>>,
     /// The pipeline's policy for poison records, and what each guarded operator did.
     pub(crate) record_errors: crate::poison::RecordErrorsCell,
+    /// Batches generated and not yet processed, at most (streaming mode).
+    max_queued_batches: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -347,20 +365,15 @@ enum JobMsg {
     End,
 }
 
-/// The generator's side of the job queue: unbounded while streaming (batches are captured on
-/// time whatever the backlog, as Spark's), bounded in batch-job mode (so a fast finite input
-/// does not run far ahead of processing).
-enum JobSender {
-    Unbounded(mpsc::Sender<JobMsg>),
-    Bounded(mpsc::SyncSender<JobMsg>),
-}
+/// The generator's side of the job queue, bounded: while streaming, at
+/// `max_queued_batches` (a generator ahead of processing by that much waits, and the inputs
+/// hold their records: memory stays bounded under overload, where Spark's queue grows); in
+/// batch-job mode at 2 (so a fast finite input does not run far ahead of processing).
+struct JobSender(mpsc::SyncSender<JobMsg>);
 
 impl JobSender {
     fn send(&self, m: JobMsg) -> bool {
-        match self {
-            JobSender::Unbounded(s) => s.send(m).is_ok(),
-            JobSender::Bounded(s) => s.send(m).is_ok(),
-        }
+        self.0.send(m).is_ok()
     }
 }
 
@@ -845,6 +858,7 @@ impl StreamingContext {
             operator_metrics: false,
             task,
             record_errors: Default::default(),
+            max_queued_batches: DEFAULT_QUEUED_BATCHES,
         }
     }
 
@@ -1286,13 +1300,12 @@ impl StreamingContext {
             }
         }
         self.inner.zero.store(zero.millis(), Ordering::Release);
-        let (tx, rx) = if fast {
-            let (tx, rx) = mpsc::sync_channel(2);
-            (JobSender::Bounded(tx), rx)
+        let (tx, rx) = mpsc::sync_channel(if fast {
+            2
         } else {
-            let (tx, rx) = mpsc::channel();
-            (JobSender::Unbounded(tx), rx)
-        };
+            self.inner.max_queued_batches
+        });
+        let tx = JobSender(tx);
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.to_string())
@@ -1336,16 +1349,29 @@ impl StreamingContext {
         self.stop_inner(true)
     }
 
+    /// Stops gracefully, but for at most `deadline` (Spark's `gracefulStopTimeout`): when the
+    /// batches generated so far are not all processed by then, the one running finishes and
+    /// the others are dropped, as [`stop`](Self::stop) does (inputs that replay from the
+    /// checkpoint, Kafka and files, process them after a restart). Returns whether the stop
+    /// was graceful throughout.
+    pub fn stop_gracefully_within(&self, deadline: std::time::Duration) -> bool {
+        self.stop_inner_within(true, Some(deadline))
+    }
+
     fn stop_inner(&self, graceful: bool) {
+        self.stop_inner_within(graceful, None);
+    }
+
+    fn stop_inner_within(&self, graceful: bool, deadline: Option<std::time::Duration>) -> bool {
         let threads = {
             let mut run = lock(&self.inner.run);
             match run.state.unwrap_or(StreamingContextState::Initialized) {
-                StreamingContextState::Stopped => return,
+                StreamingContextState::Stopped => return true,
                 StreamingContextState::Initialized => {
                     run.state = Some(StreamingContextState::Stopped);
                     drop(run);
                     self.mark_stopped();
-                    return;
+                    return true;
                 }
                 StreamingContextState::Active => {}
             }
@@ -1356,15 +1382,15 @@ impl StreamingContext {
                 // pool): stop from another thread so that the scheduler can finish the batch.
                 let ctx = self.clone();
                 drop(run);
-                std::thread::spawn(move || ctx.stop_inner(graceful));
-                return;
+                std::thread::spawn(move || ctx.stop_inner_within(graceful, deadline));
+                return graceful;
             }
             std::mem::take(&mut run.threads)
         };
         if threads.is_empty() {
             // Another thread is stopping it; wait for that to finish.
             let _ = self.await_termination_inner(None, false);
-            return;
+            return graceful;
         }
         let inputs = lock(&self.inner.graph).inputs.clone();
         for i in &inputs {
@@ -1374,6 +1400,20 @@ impl StreamingContext {
             self.inner.stop_now.store(true, Ordering::SeqCst);
         }
         self.inner.stopping.store(true, Ordering::SeqCst);
+        let mut graceful_throughout = graceful;
+        if let Some(deadline) = deadline {
+            let end = std::time::Instant::now() + deadline;
+            while !threads.iter().all(|t| t.is_finished()) && std::time::Instant::now() < end {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if !threads.iter().all(|t| t.is_finished()) {
+                tracing::warn!(
+                    "the graceful stop did not finish within {deadline:?}: the batch running finishes, the queued ones are dropped"
+                );
+                self.inner.stop_now.store(true, Ordering::SeqCst);
+                graceful_throughout = false;
+            }
+        }
         for t in threads {
             if t.join().is_err() {
                 tracing::error!("a dstream scheduler thread panicked while stopping");
@@ -1395,8 +1435,13 @@ impl StreamingContext {
         self.mark_stopped();
         tracing::info!(
             "StreamingContext stopped{}",
-            if graceful { " gracefully" } else { "" }
+            if graceful_throughout {
+                " gracefully"
+            } else {
+                ""
+            }
         );
+        graceful_throughout
     }
 
     fn mark_stopped(&self) {

@@ -1,6 +1,8 @@
 //! Push-style inputs (Spark's receivers): a thread of the source's own pushes records into a
-//! bounded buffer, and each batch takes what the buffer holds. When the buffer is full, `push`
-//! blocks, so a producer faster than the pipeline is slowed down instead of filling memory.
+//! buffer bounded in records and in bytes, and each batch takes what the buffer holds. When the
+//! buffer is full, `push` blocks, so a producer faster than the pipeline is slowed down instead
+//! of filling memory; and the context cuts no batch while `max_queued_batches` wait for
+//! processing, so a full buffer stays full until processing catches up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +15,17 @@ use crate::dstream::DStream;
 use crate::error::{Error, Result};
 use crate::time::Time;
 
+/// The records waiting for the next batch, and their bytes.
+struct Buffer<T> {
+    records: VecDeque<T>,
+    bytes: usize,
+}
+
 struct Shared<T> {
-    buf: Mutex<VecDeque<T>>,
+    buf: Mutex<Buffer<T>>,
     not_full: Condvar,
     capacity: usize,
+    max_bytes: usize,
     stopped: AtomicBool,
 }
 
@@ -45,8 +54,16 @@ impl<T> ReceiverHandle<T> {
     /// Stores one record, blocking while the buffer is full. Returns false (and drops nothing
     /// already stored) once the context is stopping: the receiver should then return.
     pub fn push(&self, record: T) -> bool {
+        self.push_sized(record, std::mem::size_of::<T>())
+    }
+
+    /// `push` of a record that holds `bytes` (a line's length): the buffer also blocks once
+    /// the bytes it holds reach its byte limit (a record larger than the limit is taken alone).
+    pub fn push_sized(&self, record: T, bytes: usize) -> bool {
         let mut buf = self.shared.buf.lock().unwrap_or_else(|e| e.into_inner());
-        while buf.len() >= self.shared.capacity {
+        while buf.records.len() >= self.shared.capacity
+            || (!buf.records.is_empty() && buf.bytes + bytes > self.shared.max_bytes)
+        {
             if self.is_stopped() {
                 return false;
             }
@@ -60,7 +77,8 @@ impl<T> ReceiverHandle<T> {
         if self.is_stopped() {
             return false;
         }
-        buf.push_back(record);
+        buf.records.push_back(record);
+        buf.bytes += bytes;
         true
     }
 
@@ -75,7 +93,17 @@ impl<T> ReceiverHandle<T> {
             .buf
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .records
             .len()
+    }
+
+    /// Bytes of the records waiting for the next batch (as pushed with `push_sized`).
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared
+            .buf
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bytes
     }
 }
 
@@ -88,13 +116,17 @@ pub(crate) struct ReceiverSource<T> {
 }
 
 impl<T: Data> ReceiverSource<T> {
-    pub(crate) fn new(name: String, capacity: usize, start: StartFn<T>) -> Self {
+    pub(crate) fn new(name: String, capacity: usize, max_bytes: usize, start: StartFn<T>) -> Self {
         ReceiverSource {
             name,
             shared: Arc::new(Shared {
-                buf: Mutex::new(VecDeque::new()),
+                buf: Mutex::new(Buffer {
+                    records: VecDeque::new(),
+                    bytes: 0,
+                }),
                 not_full: Condvar::new(),
                 capacity: capacity.max(1),
+                max_bytes: max_bytes.max(1),
                 stopped: AtomicBool::new(false),
             }),
             start: Some(start),
@@ -134,7 +166,8 @@ impl<T: Data> Source<T> for ReceiverSource<T> {
     fn capture(&mut self, _: Time, ctx: &SourceContext) -> Result<Option<Batch<T>>> {
         let records: Vec<T> = {
             let mut buf = self.shared.buf.lock().unwrap_or_else(|e| e.into_inner());
-            buf.drain(..).collect()
+            buf.bytes = 0;
+            buf.records.drain(..).collect()
         };
         self.shared.not_full.notify_all();
         Ok(Some(Batch::from_vec(records, ctx.parallelism)))
@@ -183,6 +216,24 @@ impl StreamingContext {
         self.input_stream(ReceiverSource::new(
             name.to_string(),
             capacity,
+            usize::MAX,
+            Box::new(receive),
+        ))
+    }
+
+    /// `receiver_stream` whose buffer also holds at most `max_bytes` bytes of records, as
+    /// [`ReceiverHandle::push_sized`] reports them.
+    pub fn receiver_stream_bounded<T: Data>(
+        &self,
+        name: &str,
+        capacity: usize,
+        max_bytes: usize,
+        receive: impl FnOnce(ReceiverHandle<T>) + Send + 'static,
+    ) -> DStream<T> {
+        self.input_stream(ReceiverSource::new(
+            name.to_string(),
+            capacity,
+            max_bytes,
             Box::new(receive),
         ))
     }

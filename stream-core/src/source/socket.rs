@@ -12,6 +12,8 @@ use crate::dstream::DStream;
 
 /// Default receiver buffer of socket streams, in lines.
 const SOCKET_BUFFER_LINES: usize = 100_000;
+/// Default receiver buffer of socket streams, in bytes of lines (64 MiB).
+const SOCKET_BUFFER_BYTES: usize = 64 << 20;
 const FIRST_BACKOFF: StdDuration = StdDuration::from_millis(100);
 const MAX_BACKOFF: StdDuration = StdDuration::from_secs(5);
 /// The longest line read, in bytes (1 MiB): a longer one is dropped, counted and warned of,
@@ -25,6 +27,11 @@ fn sleep_unless_stopped(h: &ReceiverHandle<String>, d: StdDuration) {
     while !h.is_stopped() && std::time::Instant::now() < end {
         std::thread::sleep(StdDuration::from_millis(20));
     }
+}
+
+/// Pushes a line (its bytes counted against the buffer's byte limit); false once stopping.
+fn push_line(h: &ReceiverHandle<String>, addr: &str, line: &[u8], warn: &mut Warnings) -> bool {
+    h.push_sized(decode(addr, line, warn), line.len())
 }
 
 fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
@@ -71,7 +78,7 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
                 Ok([]) => {
                     // A clean close: a last line without its `\n` is a record, as Spark's
                     // `readLine` gives it.
-                    if !line.is_empty() && !skipping && !h.push(decode(&addr, &line, &mut warn)) {
+                    if !line.is_empty() && !skipping && !push_line(&h, &addr, &line, &mut warn) {
                         return;
                     }
                     tracing::warn!("socketTextStream: {addr} closed the connection; reconnecting");
@@ -127,7 +134,7 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
-                    if !h.push(decode(&addr, &line, &mut warn)) {
+                    if !push_line(&h, &addr, &line, &mut warn) {
                         return;
                     }
                 }
@@ -220,7 +227,9 @@ impl StreamingContext {
     /// Lines of text from a TCP server at `host:port` (Spark's `socketTextStream`), one record
     /// per `\n`-terminated line (a `\r` before it is dropped). Reconnects with backoff (100 ms
     /// doubling to 5 s) when the server is down or closes the connection; holds at most 100,000
-    /// unread lines, after which reading pauses (TCP pushes back on the sender).
+    /// unread lines or 64 MiB of them, after which reading pauses (TCP pushes back on the
+    /// sender) until a batch takes them; under overload no batch takes them while
+    /// `max_queued_batches` wait, so memory stays bounded.
     ///
     /// As Spark's `readLine`: a last line without its `\n` when the server closes the
     /// connection is a record; one cut by a reset is dropped, with a warning. A line longer
@@ -229,9 +238,10 @@ impl StreamingContext {
     /// logged.
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
         let host = host.to_string();
-        self.receiver_stream(
+        self.receiver_stream_bounded(
             &format!("socketTextStream({host}:{port})"),
             SOCKET_BUFFER_LINES,
+            SOCKET_BUFFER_BYTES,
             move |h| receive(host, port, h),
         )
     }
