@@ -4,6 +4,10 @@
 //! 30 s window sliding every batch, inverse reduce, top 10), fed by `socket_text_stream`, the
 //! public source, from a sender thread in this process pacing tweet lines over loopback TCP.
 //!
+//! With `--work-us N`, each line also costs N µs of CPU, standing for a heavier pipeline: the
+//! socket source takes at most 100,000 lines a batch, so without it the source, not the
+//! pipeline, is what an unpaced sender overloads.
+//!
 //! 1. Capacity: the sender runs unpaced for `--probe` seconds; the lines processed per second
 //!    are what the pipeline sustains (`C`).
 //! 2. For each factor of `--factors` (default 2 and 10): `--seconds` (120) at factor x `C`,
@@ -11,7 +15,7 @@
 //!    of `C` until the scheduling delay is back under one batch interval (the recovery time).
 //!
 //! ```text
-//! cargo run --release -p dstream-bench --bin overload -- [--seconds 120] [--factors 2,10]
+//! cargo run --release -p dstream-bench --bin overload -- [--seconds 120] [--factors 2,10] [--work-us 100]
 //! ```
 
 use std::io::Write;
@@ -40,6 +44,22 @@ struct Args {
     /// Batches generated and waiting for processing, at most (the context's default is 4)
     #[arg(long = "max-queued-batches")]
     max_queued_batches: Option<usize>,
+    /// CPU work per line, in microseconds, standing for a heavier pipeline (parsing, lookups):
+    /// the socket source takes at most 100,000 lines a batch, so without it the source, not
+    /// the pipeline, is what is overloaded
+    #[arg(long = "work-us", default_value_t = 0)]
+    work_us: u64,
+}
+
+/// Spins for `us` microseconds (the `--work-us` of one line).
+fn work(us: u64) {
+    if us == 0 {
+        return;
+    }
+    let end = Instant::now() + StdDuration::from_micros(us);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
 }
 
 fn rss_mib() -> f64 {
@@ -151,8 +171,10 @@ fn main() -> Result<(), Error> {
             Ordering::SeqCst,
         );
     })?;
+    let work_us = args.work_us;
     lines
-        .flat_map(|l: String| {
+        .flat_map(move |l: String| {
+            work(work_us);
             l.split(' ')
                 .filter(|w| w.starts_with('#'))
                 .map(|w| (w.to_string(), 1i64))
@@ -181,8 +203,9 @@ fn main() -> Result<(), Error> {
     std::thread::sleep(StdDuration::from_secs(args.probe.max(6) - 5));
     let capacity = (processed.load(Ordering::SeqCst) - from) as f64 / at.elapsed().as_secs_f64();
     println!(
-        "capacity: {capacity:.0} lines/s (processed with the sender unpaced, {} s); RSS at start {rss_start:.0} MiB, after the probe {:.0} MiB",
+        "capacity: {capacity:.0} lines/s (processed with the sender unpaced, {} s, {} us of work a line); RSS at start {rss_start:.0} MiB, after the probe {:.0} MiB",
         args.probe,
+        args.work_us,
         rss_mib()
     );
     let recover = |what: &str| -> f64 {
