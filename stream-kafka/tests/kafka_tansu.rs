@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use common::*;
+use stream_core::Data;
 use stream_core::prelude::*;
 use stream_kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, OutRecord};
 
@@ -187,6 +188,30 @@ fn restart_resumes_from_the_checkpoint_not_from_group_offsets() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `source` through `pipeline` on `ssc` until the source has read `records` records (or
+/// failed to decode them), stops gracefully, and returns every output record in order.
+fn read_through<T: Data, U: Data>(
+    ssc: &StreamingContext,
+    source: KafkaSource<T>,
+    records: u64,
+    pipeline: impl FnOnce(DStream<T>) -> DStream<U>,
+) -> Vec<U> {
+    let handle = source.handle();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    pipeline(ssc.kafka_stream(source))
+        .foreach_batch(move |batch, _| g.lock().unwrap().extend(batch.collect()))
+        .unwrap();
+    ssc.start().unwrap();
+    wait_for(30, "every record", || {
+        let s = handle.status();
+        s.records + s.decode_failures == records
+    });
+    ssc.stop_gracefully();
+    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
+    got.lock().unwrap().clone()
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 struct Click {
     user: String,
@@ -221,17 +246,7 @@ fn decode_failures_go_to_the_dead_letter_topic_with_their_origin() {
         .build()
         .unwrap();
     let handle = source.handle();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    ssc.kafka_stream(source)
-        .foreach_batch(move |batch, _| g.lock().unwrap().extend(batch.collect()))
-        .unwrap();
-    ssc.start().unwrap();
-    wait_for(30, "every record", || {
-        handle.status().records + handle.status().decode_failures == 12
-    });
-    ssc.stop_gracefully();
-    let got = got.lock().unwrap().clone();
+    let got = read_through(&ssc, source, 12, |s| s);
     assert_eq!(got.len(), 10);
     assert_eq!(
         got[9],
@@ -290,18 +305,7 @@ fn a_decoder_that_panics_dead_letters_its_record_and_keeps_the_rest() {
     .build()
     .unwrap();
     let handle = source.handle();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    ssc.kafka_stream(source)
-        .foreach_batch(move |batch, _| g.lock().unwrap().extend(batch.collect()))
-        .unwrap();
-    ssc.start().unwrap();
-    wait_for(30, "every record", || {
-        handle.status().records + handle.status().decode_failures == 21
-    });
-    ssc.stop_gracefully();
-    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
-    assert_eq!(*got.lock().unwrap(), lines);
+    assert_eq!(read_through(&ssc, source, 21, |s| s), lines);
     let status = handle.status();
     assert_eq!((status.decode_failures, status.dead_lettered), (1, 1));
     // The same counts on the dashboard and /metrics, beside the operators'.
@@ -345,21 +349,10 @@ fn a_poison_record_of_a_user_function_goes_to_the_dead_letter_topic() {
         .topics([input.as_str()])
         .build()
         .unwrap();
-    let handle = source.handle();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    ssc.kafka_stream(source)
-        .map(|s| s.parse::<i64>().expect("a number"))
-        .foreach_batch(move |batch, _| g.lock().unwrap().extend(batch.collect()))
-        .unwrap();
-    ssc.start().unwrap();
-    wait_for(30, "every record", || handle.status().records == 4);
-    wait_for(30, "the batch that read them", || {
-        got.lock().unwrap().len() == 3
+    let got = read_through(&ssc, source, 4, |s| {
+        s.map(|s| s.parse::<i64>().expect("a number"))
     });
-    ssc.stop_gracefully();
-    assert!(ssc.failures().is_empty(), "{:?}", ssc.failures());
-    assert_eq!(*got.lock().unwrap(), vec![1, 2, 4]);
+    assert_eq!(got, vec![1, 2, 4]);
     let dead = read_all(&b, &dlq);
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].value, b"three");
