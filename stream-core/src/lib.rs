@@ -53,7 +53,9 @@ pub use metrics::{
     BatchInfo, InputPartitionStatus, InputStatusFn, OperatorInfo, OutputOperationInfo, StateInfo,
     StatusLine, StreamingListener,
 };
-pub use partitioner::{HashPartitioner, Partitioner, kafka_partition};
+pub use partitioner::{
+    HashPartitioner, JvmHash, Partitioner, SparkHashPartitioner, kafka_partition,
+};
 pub use poison::{DeadLetter, RecordErrorCount, RecordErrorStatusFn, RecordErrors};
 pub use show::Show;
 pub use sink::{OutputResult, Sink, SinkContext};
