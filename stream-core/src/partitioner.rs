@@ -353,8 +353,7 @@ mod tests {
     }
 
     /// Hash codes and partitions printed by the JVM: Spark 3.5.9's `HashPartitioner(7)` and
-    /// `(2)` (pyspark's jars, Scala 2.12.18) on the same keys (`javac` against them; the
-    /// program is in the commit message that added this test).
+    /// `(2)` (pyspark's jars, Scala 2.12.18) on the same keys, by `bench/spark/HashCodes.java`.
     #[test]
     fn spark_places_keys_as_spark_does() {
         let p7 = HashPartitioner::spark(7).unwrap();
