@@ -102,6 +102,13 @@ fn scale_child_entry() {
     if std::env::var_os("DSTREAM_SCALE_CHILD").is_none() {
         return;
     }
+    // The engine logs through tracing and installs no logger: the child, a program, does, so
+    // that its log says when it starts a task (`runs_tasks`) and what went wrong.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     if let Err(e) = child() {
         eprintln!("child failed: {e}");
         std::process::exit(3);
