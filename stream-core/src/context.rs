@@ -272,6 +272,7 @@ impl StreamingContextBuilder {
                 observing: AtomicBool::new(self.operator_metrics),
                 next_node: AtomicUsize::new(0),
                 input_status: Mutex::new(Vec::new()),
+                input_buffers: Mutex::new(Vec::new()),
                 task: self.task,
                 replicator: Mutex::new(None),
                 record_errors: crate::poison::RecordErrorsCell::new(self.record_errors),
@@ -340,6 +341,7 @@ pub(crate) struct ContextInner {
     observing: AtomicBool,
     next_node: AtomicUsize,
     input_status: Mutex<Vec<InputStatusFn>>,
+    input_buffers: Mutex<Vec<crate::metrics::InputBufferStatusFn>>,
     /// Set when the context runs one task of a scaled-out application.
     task: Option<TaskScope>,
     /// Sees every batch's state changes before the local commit (a changelog).
@@ -1060,6 +1062,22 @@ impl StreamingContext {
         f: impl Fn() -> Vec<InputPartitionStatus> + Send + Sync + 'static,
     ) {
         lock(&self.inner.input_status).push(Arc::new(f));
+    }
+
+    /// Registers a report of what an input holds in memory for the next batch (records,
+    /// bytes) and the warnings it did not log, shown by the dashboard and `/metrics`.
+    /// Receivers register their own.
+    pub fn add_input_buffer_status(
+        &self,
+        f: impl Fn() -> crate::metrics::InputBufferStatus + Send + Sync + 'static,
+    ) {
+        lock(&self.inner.input_buffers).push(Arc::new(f));
+    }
+
+    /// Every input's buffer now (see [`add_input_buffer_status`](Self::add_input_buffer_status)).
+    pub fn input_buffers(&self) -> Vec<crate::metrics::InputBufferStatus> {
+        let reports = lock(&self.inner.input_buffers).clone();
+        reports.iter().map(|f| f()).collect()
     }
 
     /// Every input's partitions now, from the reports registered with

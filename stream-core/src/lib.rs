@@ -50,8 +50,8 @@ pub use error::{
     SourceError,
 };
 pub use metrics::{
-    BatchInfo, InputPartitionStatus, InputStatusFn, OperatorInfo, OutputOperationInfo, StateInfo,
-    StatusLine, StreamingListener,
+    BatchInfo, InputBufferStatus, InputBufferStatusFn, InputPartitionStatus, InputStatusFn,
+    OperatorInfo, OutputOperationInfo, StateInfo, StatusLine, StreamingListener,
 };
 pub use partitioner::{
     HashPartitioner, JvmHash, Partitioner, SparkHashPartitioner, kafka_partition,

@@ -109,6 +109,25 @@ pub struct InputPartitionStatus {
     pub lag: Option<i64>,
 }
 
+/// What an input holds in memory, waiting for the next batch, and the warnings it did not log
+/// (rate-limited repeats): for the dashboard and `/metrics`. Receivers (the socket source among
+/// them) report theirs through
+/// [`StreamingContext::add_input_buffer_status`](crate::StreamingContext::add_input_buffer_status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputBufferStatus {
+    /// The input (`socketTextStream(localhost:9999)`).
+    pub input: String,
+    /// Records waiting for the next batch.
+    pub records: u64,
+    /// Their bytes (as the source counts them; 0 when it does not).
+    pub bytes: u64,
+    /// Warnings not logged because one of their kind was logged shortly before.
+    pub warnings_suppressed: u64,
+}
+
+/// A function reporting an input's buffer.
+pub type InputBufferStatusFn = std::sync::Arc<dyn Fn() -> InputBufferStatus + Send + Sync>;
+
 /// A function reporting the partitions of an input.
 pub type InputStatusFn = std::sync::Arc<dyn Fn() -> Vec<InputPartitionStatus> + Send + Sync>;
 

@@ -212,3 +212,59 @@ fn records_dropped_by_an_error_policy_are_on_the_status_and_metrics() {
         json!([{"operator": "map#1", "skipped": 2, "dead_lettered": 2}])
     );
 }
+
+/// A receiver's buffer, the socket's warnings not logged, and its over-long lines dropped are
+/// on `/metrics` and in the status.
+#[test]
+fn a_socket_s_buffer_and_dropped_lines_are_on_the_metrics() {
+    use std::io::Write;
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let sender = std::thread::spawn(move || {
+        let (mut conn, _) = server.accept().unwrap();
+        let long = format!("{}\n", "x".repeat(1_200_000));
+        // Two lines over 1 MiB (the second's warning is not logged), then three lines.
+        conn.write_all(long.as_bytes()).unwrap();
+        conn.write_all(long.as_bytes()).unwrap();
+        conn.write_all(b"one\ntwo\nthree\n").unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let tc = TestContext::new();
+    let ssc = tc.context();
+    let dashboard = ssc.serve_dashboard("127.0.0.1:0").unwrap();
+    ssc.socket_text_stream("127.0.0.1", port)
+        .foreach_batch(|b, _| drop(b.collect()))
+        .unwrap();
+    // Started, but the test clock does not move: the lines wait in the receiver's buffer.
+    ssc.start().unwrap();
+    let input = format!("socketTextStream(127.0.0.1:{port})");
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let (_, m) = get(&dashboard, "/metrics");
+        if m.contains(&format!(
+            "dstream_input_buffered_records{{input=\"{input}\"}} 3"
+        )) {
+            break m;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for line in [
+        format!("dstream_input_buffered_bytes{{input=\"{input}\"}} 11"),
+        format!("dstream_input_warnings_suppressed_total{{input=\"{input}\"}} 1"),
+        format!("dstream_records_skipped_total{{operator=\"{input} lines over 1 MiB\"}} 2"),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    let (_, json) = get(&dashboard, "/api/status");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["input_buffers"],
+        json!([{"input": input, "records": 3, "bytes": 11, "warnings_suppressed": 1}])
+    );
+    ssc.stop();
+    sender.join().unwrap();
+}

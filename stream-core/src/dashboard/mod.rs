@@ -232,6 +232,7 @@ impl Shared {
         let contexts = self.contexts();
         let inputs: Vec<_> = contexts.iter().flat_map(|c| c.input_status()).collect();
         let errors: Vec<_> = contexts.iter().flat_map(|c| c.record_errors()).collect();
+        let buffers: Vec<_> = contexts.iter().flat_map(|c| c.input_buffers()).collect();
         let state = self.state(&contexts);
         let feeds = self.feeds.stats();
         let sections: Vec<(String, serde_json::Value)> = lock(&self.sections)
@@ -239,7 +240,7 @@ impl Shared {
             .iter()
             .map(|s| (s.key().to_string(), s.json()))
             .collect();
-        lock(&self.history).json(&state, &inputs, &errors, &feeds, sections)
+        lock(&self.history).json(&state, &inputs, &buffers, &errors, &feeds, sections)
     }
 
     /// The figures in Prometheus' text format.
@@ -247,8 +248,9 @@ impl Shared {
         let contexts = self.contexts();
         let inputs: Vec<_> = contexts.iter().flat_map(|c| c.input_status()).collect();
         let errors: Vec<_> = contexts.iter().flat_map(|c| c.record_errors()).collect();
+        let buffers: Vec<_> = contexts.iter().flat_map(|c| c.input_buffers()).collect();
         let feeds = self.feeds.stats();
-        let mut out = lock(&self.history).prometheus(&inputs, &errors, &feeds);
+        let mut out = lock(&self.history).prometheus(&inputs, &buffers, &errors, &feeds);
         for s in lock(&self.sections).clone() {
             s.prometheus(&mut out);
         }

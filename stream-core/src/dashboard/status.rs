@@ -7,7 +7,7 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 
 use super::feed::FeedStats;
-use crate::metrics::{BatchInfo, InputPartitionStatus, OperatorInfo, StateInfo};
+use crate::metrics::{BatchInfo, InputBufferStatus, InputPartitionStatus, OperatorInfo, StateInfo};
 use crate::poison::RecordErrorCount;
 use crate::time::Duration;
 
@@ -155,6 +155,7 @@ impl History {
         &self,
         state: &str,
         inputs: &[InputPartitionStatus],
+        buffers: &[InputBufferStatus],
         errors: &[RecordErrorCount],
         feeds: &[FeedStats],
         sections: Vec<(String, Value)>,
@@ -231,6 +232,10 @@ impl History {
             "feeds": feeds.iter().map(|f| json!({
                 "name": f.name, "clients": f.clients, "messages": f.messages, "dropped": f.dropped,
             })).collect::<Vec<_>>(),
+            "input_buffers": buffers.iter().map(|b| json!({
+                "input": b.input, "records": b.records, "bytes": b.bytes,
+                "warnings_suppressed": b.warnings_suppressed,
+            })).collect::<Vec<_>>(),
             "record_errors": errors.iter().map(|e| json!({
                 "operator": e.operator, "skipped": e.skipped, "dead_lettered": e.dead_lettered,
             })).collect::<Vec<_>>(),
@@ -246,6 +251,7 @@ impl History {
     pub(crate) fn prometheus(
         &self,
         inputs: &[InputPartitionStatus],
+        buffers: &[InputBufferStatus],
         errors: &[RecordErrorCount],
         feeds: &[FeedStats],
     ) -> String {
@@ -378,6 +384,34 @@ impl History {
             inputs
                 .iter()
                 .filter_map(|i| i.lag.map(|l| (input_labels(i), l as f64)))
+                .collect(),
+        );
+        let buffer_labels = |b: &InputBufferStatus| format!("{{input=\"{}\"}}", escape(&b.input));
+        metric(
+            "dstream_input_buffered_records",
+            "gauge",
+            "Records an input holds for the next batch (a receiver's buffer).",
+            buffers
+                .iter()
+                .map(|b| (buffer_labels(b), b.records as f64))
+                .collect(),
+        );
+        metric(
+            "dstream_input_buffered_bytes",
+            "gauge",
+            "Bytes of the records an input holds for the next batch.",
+            buffers
+                .iter()
+                .map(|b| (buffer_labels(b), b.bytes as f64))
+                .collect(),
+        );
+        metric(
+            "dstream_input_warnings_suppressed_total",
+            "counter",
+            "Warnings of an input not logged because one like it was logged shortly before.",
+            buffers
+                .iter()
+                .map(|b| (buffer_labels(b), b.warnings_suppressed as f64))
                 .collect(),
         );
         let error_labels =
@@ -517,9 +551,17 @@ mod tests {
             skipped: 4,
             dead_lettered: 2,
         }];
-        let text = h.prometheus(&inputs, &errors, &feeds);
+        let buffers = [InputBufferStatus {
+            input: "socketTextStream(localhost:9999)".into(),
+            records: 12,
+            bytes: 1200,
+            warnings_suppressed: 3,
+        }];
+        let text = h.prometheus(&inputs, &buffers, &errors, &feeds);
         for line in [
             "dstream_records_skipped_total{operator=\"map#3\"} 4",
+            "dstream_input_buffered_bytes{input=\"socketTextStream(localhost:9999)\"} 1200",
+            "dstream_input_warnings_suppressed_total{input=\"socketTextStream(localhost:9999)\"} 3",
             "dstream_dead_letters_total{operator=\"map#3\"} 2",
             "dstream_batches_completed_total 2",
             "dstream_input_records_total 40",
@@ -541,6 +583,7 @@ mod tests {
         h.add(0, &info(1000, 10));
         let v: Value = serde_json::from_str(&h.json(
             "ACTIVE",
+            &[],
             &[],
             &[],
             &[],
@@ -568,7 +611,7 @@ mod tests {
         h.add(0, &info(1500, 1));
         // The same source twice at one time (a replay) is a row of its own.
         h.add(0, &info(1500, 2));
-        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], &[], vec![])).unwrap();
+        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], &[], &[], vec![])).unwrap();
         let rows = v["batches"].as_array().unwrap();
         assert_eq!(rows.len(), 3, "{v}");
         assert_eq!(rows[0]["records"], json!(15));
@@ -582,7 +625,7 @@ mod tests {
             "7 keys in each source"
         );
         h.forget(1);
-        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], &[], vec![])).unwrap();
+        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], &[], &[], vec![])).unwrap();
         assert_eq!(
             v["state_stores"][0]["keys"],
             json!(7),

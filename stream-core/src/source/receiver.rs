@@ -213,12 +213,7 @@ impl StreamingContext {
         capacity: usize,
         receive: impl FnOnce(ReceiverHandle<T>) + Send + 'static,
     ) -> DStream<T> {
-        self.input_stream(ReceiverSource::new(
-            name.to_string(),
-            capacity,
-            usize::MAX,
-            Box::new(receive),
-        ))
+        self.receiver_with(name, capacity, usize::MAX, None, Box::new(receive))
     }
 
     /// `receiver_stream` whose buffer also holds at most `max_bytes` bytes of records, as
@@ -230,11 +225,39 @@ impl StreamingContext {
         max_bytes: usize,
         receive: impl FnOnce(ReceiverHandle<T>) + Send + 'static,
     ) -> DStream<T> {
-        self.input_stream(ReceiverSource::new(
-            name.to_string(),
-            capacity,
-            max_bytes,
-            Box::new(receive),
-        ))
+        self.receiver_with(name, capacity, max_bytes, None, Box::new(receive))
+    }
+
+    /// A receiver stream whose buffer (and, with `suppressed`, the count of the warnings its
+    /// thread did not log) is reported to the dashboard and `/metrics`.
+    pub(crate) fn receiver_with<T: Data>(
+        &self,
+        name: &str,
+        capacity: usize,
+        max_bytes: usize,
+        suppressed: Option<Arc<std::sync::atomic::AtomicU64>>,
+        receive: StartFn<T>,
+    ) -> DStream<T> {
+        let source = ReceiverSource::new(name.to_string(), capacity, max_bytes, receive);
+        let (shared, input) = (source.shared.clone(), name.to_string());
+        self.add_input_buffer_status(move || {
+            let (records, bytes) = {
+                let buf = shared.buf.lock().unwrap_or_else(|e| e.into_inner());
+                // A receiver of unsized records counts none of their bytes.
+                let bytes = if shared.max_bytes == usize::MAX {
+                    0
+                } else {
+                    buf.bytes
+                };
+                (buf.records.len() as u64, bytes as u64)
+            };
+            crate::metrics::InputBufferStatus {
+                input: input.clone(),
+                records,
+                bytes,
+                warnings_suppressed: suppressed.as_ref().map_or(0, |s| s.load(Ordering::Relaxed)),
+            }
+        });
+        self.input_stream(source)
     }
 }

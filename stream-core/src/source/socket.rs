@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
 use super::receiver::ReceiverHandle;
@@ -34,9 +36,18 @@ fn push_line(h: &ReceiverHandle<String>, addr: &str, line: &[u8], warn: &mut War
     h.push_sized(decode(addr, line, warn), line.len())
 }
 
-fn receive(host: String, port: u16, h: ReceiverHandle<String>) {
+/// What a socket source counts for `/metrics`: lines dropped for their length, and warnings
+/// not logged (rate-limited repeats).
+#[derive(Default)]
+struct SocketCounts {
+    too_long: AtomicU64,
+    suppressed: Arc<AtomicU64>,
+}
+
+fn receive(host: String, port: u16, h: ReceiverHandle<String>, counts: Arc<SocketCounts>) {
     let addr = format!("{host}:{port}");
     let mut warn = Warnings::new();
+    warn.counts = Some(counts);
     let mut backoff = FIRST_BACKOFF;
     while !h.is_stopped() {
         let stream = addr.to_socket_addrs().and_then(|addrs| {
@@ -169,6 +180,8 @@ struct Warnings {
     last: [Option<std::time::Instant>; 2],
     suppressed: [u64; 2],
     total: [u64; 2],
+    /// Where the source's counts go (none in unit tests).
+    counts: Option<Arc<SocketCounts>>,
 }
 
 impl Warnings {
@@ -177,6 +190,7 @@ impl Warnings {
             last: [None; 2],
             suppressed: [0; 2],
             total: [0; 2],
+            counts: None,
         }
     }
 
@@ -189,8 +203,14 @@ impl Warnings {
     fn note_at(&mut self, kind: Warning, message: &str, now: std::time::Instant) -> bool {
         let k = kind as usize;
         self.total[k] += 1;
+        if let (Some(c), Warning::TooLong) = (&self.counts, kind) {
+            c.too_long.fetch_add(1, Ordering::Relaxed);
+        }
         if self.last[k].is_some_and(|l| now.duration_since(l) < WARN_EVERY) {
             self.suppressed[k] += 1;
+            if let Some(c) = &self.counts {
+                c.suppressed.fetch_add(1, Ordering::Relaxed);
+            }
             return false;
         }
         let more = std::mem::take(&mut self.suppressed[k]);
@@ -238,11 +258,26 @@ impl StreamingContext {
     /// logged.
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
         let host = host.to_string();
-        self.receiver_stream_bounded(
-            &format!("socketTextStream({host}:{port})"),
+        let name = format!("socketTextStream({host}:{port})");
+        let counts = Arc::new(SocketCounts::default());
+        let c = counts.clone();
+        self.add_record_error_status({
+            let name = name.clone();
+            move || {
+                vec![crate::poison::RecordErrorCount {
+                    operator: format!("{name} lines over 1 MiB"),
+                    skipped: c.too_long.load(Ordering::Relaxed),
+                    dead_lettered: 0,
+                }]
+            }
+        });
+        let suppressed = counts.suppressed.clone();
+        self.receiver_with(
+            &name,
             SOCKET_BUFFER_LINES,
             SOCKET_BUFFER_BYTES,
-            move |h| receive(host, port, h),
+            Some(suppressed),
+            Box::new(move |h| receive(host, port, h, counts)),
         )
     }
 }
