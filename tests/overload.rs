@@ -119,3 +119,37 @@ fn a_graceful_stop_with_a_deadline_drops_what_it_cannot_finish() {
     assert!(ran.load(Ordering::SeqCst) >= 2);
     assert_eq!(ssc.state(), dstream::StreamingContextState::Stopped);
 }
+
+/// The socket's buffer is settable: with 1,000 lines at most, a batch gets at most 1,000.
+#[test]
+fn a_smaller_socket_buffer_caps_each_batch() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sender = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let _ = conn.write_all("x\n".repeat(20_000).as_bytes());
+    });
+    let ssc = StreamingContext::builder(Milliseconds(100))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = sizes.clone();
+    ssc.socket_text_stream_bounded("127.0.0.1", port, 1000, 64 << 20)
+        .foreach_batch(move |b, _| s.lock().unwrap().push(b.count()))
+        .unwrap();
+    ssc.start().unwrap();
+    let started = Instant::now();
+    while sizes.lock().unwrap().iter().sum::<usize>() < 20_000 {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(20),
+            "{:?}",
+            sizes.lock().unwrap()
+        );
+        std::thread::sleep(StdDuration::from_millis(20));
+    }
+    ssc.stop();
+    sender.join().unwrap();
+    let sizes = sizes.lock().unwrap();
+    assert!(sizes.iter().all(|n| *n <= 1000), "{sizes:?}");
+}

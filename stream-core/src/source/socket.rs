@@ -257,6 +257,19 @@ impl StreamingContext {
     /// U+FFFD. Warnings of those repeat at most every 10 s, with a count of the ones not
     /// logged.
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
+        self.socket_text_stream_bounded(host, port, SOCKET_BUFFER_LINES, SOCKET_BUFFER_BYTES)
+    }
+
+    /// `socket_text_stream` whose unread lines are at most `max_lines` and `max_bytes` (the
+    /// defaults are 100,000 and 64 MiB). A batch takes at most what the buffer holds, so
+    /// `max_lines` also caps the lines a batch gets from the socket.
+    pub fn socket_text_stream_bounded(
+        &self,
+        host: &str,
+        port: u16,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> DStream<String> {
         let host = host.to_string();
         let name = format!("socketTextStream({host}:{port})");
         let counts = Arc::new(SocketCounts::default());
@@ -274,8 +287,8 @@ impl StreamingContext {
         let suppressed = counts.suppressed.clone();
         self.receiver_with(
             &name,
-            SOCKET_BUFFER_LINES,
-            SOCKET_BUFFER_BYTES,
+            max_lines,
+            max_bytes,
             Some(suppressed),
             Box::new(move |h| receive(host, port, h, counts)),
         )
