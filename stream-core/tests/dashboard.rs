@@ -44,6 +44,22 @@ fn get(d: &Dashboard, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Asserts that each of `lines` is a line of the `/metrics` text `metrics`.
+fn assert_metrics<S: AsRef<str>>(metrics: &str, lines: impl IntoIterator<Item = S>) {
+    for line in lines {
+        let line = line.as_ref();
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+}
+
+/// `/api/status`, as JSON.
+fn status(d: &Dashboard) -> Value {
+    serde_json::from_str(&get(d, "/api/status").1).unwrap()
+}
+
 #[test]
 fn a_websocket_client_receives_every_batch_as_json() {
     let tc = TestContext::new();
@@ -109,16 +125,14 @@ fn the_status_websocket_and_endpoints_report_the_batches() {
     assert!(page.contains("<canvas id=\"chart-rate\">"), "{page}");
     let (code, metrics) = get(&dashboard, "/metrics");
     assert_eq!(code, 200);
-    for line in [
-        "dstream_batches_completed_total 2",
-        "dstream_input_records_total 5",
-        "dstream_operator_records_total{id=\"1\",operator=\"map\"} 5",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in\n{metrics}"
-        );
-    }
+    assert_metrics(
+        &metrics,
+        [
+            "dstream_batches_completed_total 2",
+            "dstream_input_records_total 5",
+            "dstream_operator_records_total{id=\"1\",operator=\"map\"} 5",
+        ],
+    );
     assert!(
         metrics.lines().any(
             |l| l.starts_with("dstream_state_keys{operator=\"#0 updateStateByKey")
@@ -196,19 +210,15 @@ fn records_dropped_by_an_error_policy_are_on_the_status_and_metrics() {
     assert_eq!(*letters.lock().unwrap(), vec!["x", "y"]);
 
     let (_, metrics) = get(&dashboard, "/metrics");
-    for line in [
-        "dstream_records_skipped_total{operator=\"map#1\"} 2",
-        "dstream_dead_letters_total{operator=\"map#1\"} 2",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in\n{metrics}"
-        );
-    }
-    let (_, json) = get(&dashboard, "/api/status");
-    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_metrics(
+        &metrics,
+        [
+            "dstream_records_skipped_total{operator=\"map#1\"} 2",
+            "dstream_dead_letters_total{operator=\"map#1\"} 2",
+        ],
+    );
     assert_eq!(
-        v["record_errors"],
+        status(&dashboard)["record_errors"],
         json!([{"operator": "map#1", "skipped": 2, "dead_lettered": 2}])
     );
 }
@@ -249,20 +259,16 @@ fn a_socket_s_buffer_and_dropped_lines_are_on_the_metrics() {
         assert!(started.elapsed() < Duration::from_secs(10), "{m}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    for line in [
-        format!("dstream_input_buffered_bytes{{input=\"{input}\"}} 11"),
-        format!("dstream_input_warnings_suppressed_total{{input=\"{input}\"}} 1"),
-        format!("dstream_records_skipped_total{{operator=\"{input} lines over 1 MiB\"}} 2"),
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in\n{metrics}"
-        );
-    }
-    let (_, json) = get(&dashboard, "/api/status");
-    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_metrics(
+        &metrics,
+        [
+            format!("dstream_input_buffered_bytes{{input=\"{input}\"}} 11"),
+            format!("dstream_input_warnings_suppressed_total{{input=\"{input}\"}} 1"),
+            format!("dstream_records_skipped_total{{operator=\"{input} lines over 1 MiB\"}} 2"),
+        ],
+    );
     assert_eq!(
-        v["input_buffers"],
+        status(&dashboard)["input_buffers"],
         json!([{"input": input, "records": 3, "bytes": 11, "warnings_suppressed": 1}])
     );
     ssc.stop();
