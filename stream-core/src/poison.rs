@@ -190,7 +190,8 @@ pub type RecordErrorStatusFn = Arc<dyn Fn() -> Vec<RecordErrorCount> + Send + Sy
 /// The per-pipeline policy, every guarded operator's counts, and the sources' reports.
 #[derive(Default)]
 pub(crate) struct RecordErrorsCell {
-    policy: RwLock<RecordErrors>,
+    /// Set when the context is built, never changed.
+    policy: RecordErrors,
     guards: std::sync::Mutex<Vec<Arc<RecordGuard>>>,
     reports: std::sync::Mutex<Vec<RecordErrorStatusFn>>,
 }
@@ -198,7 +199,7 @@ pub(crate) struct RecordErrorsCell {
 impl RecordErrorsCell {
     pub(crate) fn new(policy: RecordErrors) -> Self {
         RecordErrorsCell {
-            policy: RwLock::new(policy),
+            policy,
             guards: Default::default(),
             reports: Default::default(),
         }
@@ -224,7 +225,7 @@ impl RecordErrorsCell {
         counts.extend(
             guards
                 .iter()
-                .filter(|g| g.for_batch(Time::from_millis(0)).is_some())
+                .filter(|g| !g.policy().is_fail())
                 .map(|g| RecordErrorCount {
                     operator: g.label(),
                     skipped: g.skipped.load(Ordering::Relaxed),
@@ -281,20 +282,20 @@ impl RecordGuard {
         }
     }
 
+    /// The policy in force: its own, else its context's, else (detached) `fail`.
+    fn policy(&self) -> RecordErrors {
+        let own = self.own.read().unwrap_or_else(|e| e.into_inner()).clone();
+        own.or_else(|| {
+            let ctx = self.ctx.get()?.upgrade()?;
+            Some(ctx.record_errors.policy.clone())
+        })
+        .unwrap_or_default()
+    }
+
     /// The policy in force for the batch at `time`: `None` when panics fail the batch, so that
     /// the operator runs its function unguarded, as fast as without a policy.
     pub(crate) fn for_batch(self: &Arc<Self>, time: Time) -> Option<Guarded> {
-        let own = self.own.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let policy = own.or_else(|| {
-            let ctx = self.ctx.get()?.upgrade()?;
-            let p = ctx
-                .record_errors
-                .policy
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            Some(p)
-        })?;
+        let policy = self.policy();
         (!policy.is_fail()).then(|| Guarded {
             guard: self.clone(),
             policy,
@@ -318,10 +319,7 @@ impl Guarded {
         x: A,
         f: impl FnOnce(A) -> R,
     ) -> Option<R> {
-        let kept = match self.policy.kind {
-            Kind::DeadLetter(_) => Some(x.clone()),
-            _ => None,
-        };
+        let kept = self.keeps_records().then(|| x.clone());
         match self.catch(|| f(x)) {
             Ok(r) => Some(r),
             Err(e) => {
