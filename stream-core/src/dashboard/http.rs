@@ -5,7 +5,7 @@
 //! what a WebSocket client may send, Host and Origin checks against DNS rebinding and other
 //! sites' pages, and an optional bearer token.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -358,14 +358,6 @@ fn host_name(host: &str) -> String {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Whether binding `addr` exposes the dashboard beyond this machine.
-pub(super) fn beyond_loopback(addr: &SocketAddr) -> bool {
-    match addr.ip() {
-        IpAddr::V4(ip) => !ip.is_loopback(),
-        IpAddr::V6(ip) => !ip.is_loopback(),
-    }
 }
 
 /// Percent-encodes a path segment.

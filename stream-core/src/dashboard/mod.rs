@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{BatchInfo, StreamingListener};
 
 use feed::Feeds;
-use status::History;
+use status::{History, Live};
 
 /// The most WebSocket clients (of `/ws` and the feeds together) at once; more are answered
 /// 503. Plain requests (`/api/status`, `/metrics`, the page) have their own, larger cap.
@@ -230,27 +230,30 @@ impl Shared {
     /// The status now, as JSON.
     fn status_json(&self) -> String {
         let contexts = self.contexts();
-        let inputs: Vec<_> = contexts.iter().flat_map(|c| c.input_status()).collect();
-        let errors: Vec<_> = contexts.iter().flat_map(|c| c.record_errors()).collect();
-        let buffers: Vec<_> = contexts.iter().flat_map(|c| c.input_buffers()).collect();
         let state = self.state(&contexts);
-        let feeds = self.feeds.stats();
+        let live = self.live(&contexts);
         let sections: Vec<(String, serde_json::Value)> = lock(&self.sections)
             .clone()
             .iter()
             .map(|s| (s.key().to_string(), s.json()))
             .collect();
-        lock(&self.history).json(&state, &inputs, &buffers, &errors, &feeds, sections)
+        lock(&self.history).json(&state, &live, sections)
+    }
+
+    /// What the contexts' inputs and operators and the feeds report now.
+    fn live(&self, contexts: &[StreamingContext]) -> Live {
+        Live {
+            inputs: contexts.iter().flat_map(|c| c.input_status()).collect(),
+            buffers: contexts.iter().flat_map(|c| c.input_buffers()).collect(),
+            errors: contexts.iter().flat_map(|c| c.record_errors()).collect(),
+            feeds: self.feeds.stats(),
+        }
     }
 
     /// The figures in Prometheus' text format.
     fn prometheus(&self) -> String {
-        let contexts = self.contexts();
-        let inputs: Vec<_> = contexts.iter().flat_map(|c| c.input_status()).collect();
-        let errors: Vec<_> = contexts.iter().flat_map(|c| c.record_errors()).collect();
-        let buffers: Vec<_> = contexts.iter().flat_map(|c| c.input_buffers()).collect();
-        let feeds = self.feeds.stats();
-        let mut out = lock(&self.history).prometheus(&inputs, &buffers, &errors, &feeds);
+        let live = self.live(&self.contexts());
+        let mut out = lock(&self.history).prometheus(&live);
         for s in lock(&self.sections).clone() {
             s.prometheus(&mut out);
         }
@@ -348,7 +351,7 @@ impl Dashboard {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::invalid(format!("the dashboard cannot listen: {e}")))?;
-        if http::beyond_loopback(&addr) && options.token.is_none() {
+        if !addr.ip().is_loopback() && options.token.is_none() {
             tracing::warn!(
                 "the dashboard on {addr} is reachable beyond this machine without a token; see DashboardOptions::token"
             );

@@ -17,6 +17,16 @@ const KEPT: usize = 300;
 /// Batches sent to the page.
 const SENT: usize = 120;
 
+/// What the contexts' inputs and operators and the feeds report now, beside the batches the
+/// history keeps: read once per status or `/metrics` request.
+#[derive(Default)]
+pub(crate) struct Live {
+    pub(crate) inputs: Vec<InputPartitionStatus>,
+    pub(crate) buffers: Vec<InputBufferStatus>,
+    pub(crate) errors: Vec<RecordErrorCount>,
+    pub(crate) feeds: Vec<FeedStats>,
+}
+
 #[derive(Default, Clone)]
 struct OperatorTotals {
     name: String,
@@ -151,15 +161,13 @@ impl History {
         info.num_records as f64 * 1000.0 / self.batch.millis().max(1) as f64
     }
 
-    pub(crate) fn json(
-        &self,
-        state: &str,
-        inputs: &[InputPartitionStatus],
-        buffers: &[InputBufferStatus],
-        errors: &[RecordErrorCount],
-        feeds: &[FeedStats],
-        sections: Vec<(String, Value)>,
-    ) -> String {
+    pub(crate) fn json(&self, state: &str, live: &Live, sections: Vec<(String, Value)>) -> String {
+        let Live {
+            inputs,
+            buffers,
+            errors,
+            feeds,
+        } = live;
         let batches: Vec<Value> = self
             .recent
             .iter()
@@ -248,13 +256,13 @@ impl History {
         status.to_string()
     }
 
-    pub(crate) fn prometheus(
-        &self,
-        inputs: &[InputPartitionStatus],
-        buffers: &[InputBufferStatus],
-        errors: &[RecordErrorCount],
-        feeds: &[FeedStats],
-    ) -> String {
+    pub(crate) fn prometheus(&self, live: &Live) -> String {
+        let Live {
+            inputs,
+            buffers,
+            errors,
+            feeds,
+        } = live;
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
             prometheus_metric(&mut out, name, kind, help, &rows);
@@ -534,30 +542,32 @@ mod tests {
         let mut h = History::new(Duration::from_millis(500));
         h.add(0, &info(1000, 10));
         h.add(0, &info(1500, 30));
-        let feeds = [FeedStats {
-            name: "top".into(),
-            clients: 2,
-            messages: 5,
-            dropped: 1,
-        }];
-        let inputs = [InputPartitionStatus {
-            input: "kafka".into(),
-            partition: "t-0".into(),
-            position: 42,
-            lag: Some(8),
-        }];
-        let errors = [RecordErrorCount {
-            operator: "map#3".into(),
-            skipped: 4,
-            dead_lettered: 2,
-        }];
-        let buffers = [InputBufferStatus {
-            input: "socketTextStream(localhost:9999)".into(),
-            records: 12,
-            bytes: 1200,
-            warnings_suppressed: 3,
-        }];
-        let text = h.prometheus(&inputs, &buffers, &errors, &feeds);
+        let live = Live {
+            feeds: vec![FeedStats {
+                name: "top".into(),
+                clients: 2,
+                messages: 5,
+                dropped: 1,
+            }],
+            inputs: vec![InputPartitionStatus {
+                input: "kafka".into(),
+                partition: "t-0".into(),
+                position: 42,
+                lag: Some(8),
+            }],
+            errors: vec![RecordErrorCount {
+                operator: "map#3".into(),
+                skipped: 4,
+                dead_lettered: 2,
+            }],
+            buffers: vec![InputBufferStatus {
+                input: "socketTextStream(localhost:9999)".into(),
+                records: 12,
+                bytes: 1200,
+                warnings_suppressed: 3,
+            }],
+        };
+        let text = h.prometheus(&live);
         for line in [
             "dstream_records_skipped_total{operator=\"map#3\"} 4",
             "dstream_input_buffered_bytes{input=\"socketTextStream(localhost:9999)\"} 1200",
@@ -583,10 +593,7 @@ mod tests {
         h.add(0, &info(1000, 10));
         let v: Value = serde_json::from_str(&h.json(
             "ACTIVE",
-            &[],
-            &[],
-            &[],
-            &[],
+            &Live::default(),
             vec![("scale".into(), json!({"app": "a"}))],
         ))
         .unwrap();
@@ -611,7 +618,7 @@ mod tests {
         h.add(0, &info(1500, 1));
         // The same source twice at one time (a replay) is a row of its own.
         h.add(0, &info(1500, 2));
-        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], &[], &[], vec![])).unwrap();
+        let v: Value = serde_json::from_str(&h.json("Active", &Live::default(), vec![])).unwrap();
         let rows = v["batches"].as_array().unwrap();
         assert_eq!(rows.len(), 3, "{v}");
         assert_eq!(rows[0]["records"], json!(15));
@@ -625,7 +632,7 @@ mod tests {
             "7 keys in each source"
         );
         h.forget(1);
-        let v: Value = serde_json::from_str(&h.json("Active", &[], &[], &[], &[], vec![])).unwrap();
+        let v: Value = serde_json::from_str(&h.json("Active", &Live::default(), vec![])).unwrap();
         assert_eq!(
             v["state_stores"][0]["keys"],
             json!(7),
