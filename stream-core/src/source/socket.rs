@@ -36,18 +36,17 @@ fn push_line(h: &ReceiverHandle<String>, addr: &str, line: &[u8], warn: &mut War
     h.push_sized(decode(addr, line, warn), line.len())
 }
 
-/// What a socket source counts for `/metrics`: lines dropped for their length, and warnings
-/// not logged (rate-limited repeats).
+/// What a socket source counts, read by `/metrics`: warnings of each kind (a line over 1 MiB
+/// is dropped with its warning), and those not logged (rate-limited repeats).
 #[derive(Default)]
 struct SocketCounts {
-    too_long: AtomicU64,
+    total: [AtomicU64; 2],
     suppressed: Arc<AtomicU64>,
 }
 
 fn receive(host: String, port: u16, h: ReceiverHandle<String>, counts: Arc<SocketCounts>) {
     let addr = format!("{host}:{port}");
-    let mut warn = Warnings::new();
-    warn.counts = Some(counts);
+    let mut warn = Warnings::new(counts);
     let mut backoff = FIRST_BACKOFF;
     while !h.is_stopped() {
         let stream = addr.to_socket_addrs().and_then(|addrs| {
@@ -178,19 +177,18 @@ enum Warning {
 /// goes uncounted.
 struct Warnings {
     last: [Option<std::time::Instant>; 2],
+    /// Of each kind, the ones not logged since the last logged.
     suppressed: [u64; 2],
-    total: [u64; 2],
-    /// Where the source's counts go (none in unit tests).
-    counts: Option<Arc<SocketCounts>>,
+    /// The totals, shared with the source's metrics.
+    counts: Arc<SocketCounts>,
 }
 
 impl Warnings {
-    fn new() -> Self {
+    fn new(counts: Arc<SocketCounts>) -> Self {
         Warnings {
             last: [None; 2],
             suppressed: [0; 2],
-            total: [0; 2],
-            counts: None,
+            counts,
         }
     }
 
@@ -202,22 +200,16 @@ impl Warnings {
 
     fn note_at(&mut self, kind: Warning, message: &str, now: std::time::Instant) -> bool {
         let k = kind as usize;
-        self.total[k] += 1;
-        if let (Some(c), Warning::TooLong) = (&self.counts, kind) {
-            c.too_long.fetch_add(1, Ordering::Relaxed);
-        }
+        let total = self.counts.total[k].fetch_add(1, Ordering::Relaxed) + 1;
         if self.last[k].is_some_and(|l| now.duration_since(l) < WARN_EVERY) {
             self.suppressed[k] += 1;
-            if let Some(c) = &self.counts {
-                c.suppressed.fetch_add(1, Ordering::Relaxed);
-            }
+            self.counts.suppressed.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let more = std::mem::take(&mut self.suppressed[k]);
         if more > 0 {
             tracing::warn!(
-                "{message} ({more} more like it in the last {WARN_EVERY:?}, {} in all)",
-                self.total[k]
+                "{message} ({more} more like it in the last {WARN_EVERY:?}, {total} in all)"
             );
         } else {
             tracing::warn!("{message}");
@@ -279,7 +271,7 @@ impl StreamingContext {
             move || {
                 vec![crate::poison::RecordErrorCount {
                     operator: format!("{name} lines over 1 MiB"),
-                    skipped: c.too_long.load(Ordering::Relaxed),
+                    skipped: c.total[Warning::TooLong as usize].load(Ordering::Relaxed),
                     dead_lettered: 0,
                 }]
             }
@@ -301,7 +293,7 @@ mod tests {
 
     #[test]
     fn repeated_warnings_are_logged_once_per_period_and_counted() {
-        let mut w = Warnings::new();
+        let mut w = Warnings::new(Arc::default());
         let t0 = std::time::Instant::now();
         assert!(w.note_at(Warning::NotUtf8, "bad", t0));
         for i in 1..1000 {
@@ -310,8 +302,10 @@ mod tests {
         // Another kind is limited on its own.
         assert!(w.note_at(Warning::TooLong, "long", t0));
         assert!(w.note_at(Warning::NotUtf8, "bad", t0 + WARN_EVERY));
-        assert_eq!(w.total, [1001, 1]);
+        let totals = w.counts.total.each_ref().map(|t| t.load(Ordering::Relaxed));
+        assert_eq!(totals, [1001, 1]);
         assert_eq!(w.suppressed, [0, 0]);
+        assert_eq!(w.counts.suppressed.load(Ordering::Relaxed), 999);
     }
 
     #[test]
