@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
 use stream_core::{DeadLetter, Error, RecordErrors, SourceError};
 
 use crate::produce::{self, TrackedProducer, Tracker};
@@ -63,23 +62,12 @@ pub fn dead_letter_topic_with(
 
 fn send(producer: &TrackedProducer, topic: &str, d: &DeadLetter) -> Result<(), String> {
     let time = d.batch_time.millis().to_string();
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "dstream.error",
-            value: Some(d.error.as_bytes()),
-        })
-        .insert(Header {
-            key: "dstream.operator",
-            value: Some(d.operator.as_bytes()),
-        })
-        .insert(Header {
-            key: "dstream.batch.time",
-            value: Some(time.as_bytes()),
-        })
-        .insert(Header {
-            key: "dstream.record.type",
-            value: Some(d.record_type().as_bytes()),
-        });
+    let headers = produce::headers(&[
+        ("dstream.error", &d.error),
+        ("dstream.operator", &d.operator),
+        ("dstream.batch.time", &time),
+        ("dstream.record.type", d.record_type()),
+    ]);
     let text;
     let value: &[u8] = match d.record::<Vec<u8>>() {
         Some(bytes) => bytes,

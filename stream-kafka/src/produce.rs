@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
 /// Per partition, the offset after the last record delivered there.
@@ -46,6 +46,19 @@ impl ProducerContext for Tracker {
 }
 
 pub(crate) type TrackedProducer = BaseProducer<Tracker>;
+
+/// Record headers with text values, in order.
+pub(crate) fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
+    pairs.iter().fold(
+        OwnedHeaders::new_with_capacity(pairs.len()),
+        |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        },
+    )
+}
 
 /// Sends one record, waiting while the local queue is full (so a large batch is never refused).
 pub(crate) fn send(

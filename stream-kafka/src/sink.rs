@@ -18,7 +18,7 @@ use std::time::{Duration as StdDuration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -396,15 +396,7 @@ impl<T: Data> KafkaSink<T> {
     ) -> Result<(), Error> {
         let batch = t.millis().to_string();
         for (topic, key, value) in records {
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: BATCH_HEADER,
-                    value: Some(batch.as_bytes()),
-                })
-                .insert(Header {
-                    key: SINK_HEADER,
-                    value: Some(self.id.as_bytes()),
-                });
+            let headers = produce::headers(&[(BATCH_HEADER, &batch), (SINK_HEADER, &self.id)]);
             produce::send(producer, topic, key.as_deref(), Some(value), headers)
                 .map_err(|e| self.error(e))?;
         }

@@ -19,7 +19,7 @@ use std::time::{Duration as StdDuration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use stream_core::{
@@ -983,23 +983,12 @@ impl<T: Data> KafkaSource<T> {
         let topic = self.settings.dead_letter_topic.clone();
         let producer = self.dead_letters.as_ref().expect("created above");
         for ((t, p), f, error) in failed {
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "dstream.error",
-                    value: Some(error.as_bytes()),
-                })
-                .insert(Header {
-                    key: "dstream.source.topic",
-                    value: Some(t.as_bytes()),
-                })
-                .insert(Header {
-                    key: "dstream.source.partition",
-                    value: Some(p.to_string().as_bytes()),
-                })
-                .insert(Header {
-                    key: "dstream.source.offset",
-                    value: Some(f.offset.to_string().as_bytes()),
-                });
+            let headers = produce::headers(&[
+                ("dstream.error", error),
+                ("dstream.source.topic", t),
+                ("dstream.source.partition", &p.to_string()),
+                ("dstream.source.offset", &f.offset.to_string()),
+            ]);
             produce::send(
                 producer,
                 &topic,
