@@ -49,6 +49,10 @@ pub(crate) struct NodeBase {
     /// How long this node's batches stay available after their time, in ms (Spark's
     /// `rememberDuration`): windows read their parents' past batches.
     pub(crate) remember: Arc<AtomicI64>,
+    /// How far before its own batch time the node reads its parents' batches, in ms (a
+    /// window's length; Spark's `parentRememberDuration` minus `rememberDuration`): a node
+    /// remembered for `d` makes its parents remember `d` plus this.
+    reach: AtomicI64,
     /// Materialize and keep each batch (Spark's `persist`), set on the parents of windows so a
     /// batch read by several windows is computed once.
     persist: AtomicBool,
@@ -206,6 +210,7 @@ impl<T: Data> DStream<T> {
                     parents,
                     consumers: AtomicUsize::new(0),
                     remember: Arc::new(AtomicI64::new(0)),
+                    reach: AtomicI64::new(0),
                     persist: AtomicBool::new(false),
                     slide,
                     elsewhere,
@@ -412,12 +417,20 @@ impl<T: Data> DStream<T> {
         }
     }
 
-    /// Keeps this stream's batches for `d` after their time, and its ancestors' too (so that a
-    /// past batch not computed at its time can still be computed). Only ever raises.
+    /// Keeps this stream's batches for `d` after their time, and its ancestors' for as long as
+    /// computing one of those past batches needs them: `d` plus the reach of the windows on
+    /// the way (Spark's `parentRememberDuration`). A window downstream that slides slower
+    /// computes its parents' batches of several times in one batch, late. Only ever raises.
     pub(crate) fn remember(&self, d: Duration) {
-        walk_once(self.node.as_ref(), &mut |n| {
-            n.base().remember.fetch_max(d.millis(), Ordering::Relaxed);
-        });
+        remember_from(self.node.as_ref(), d.millis());
+    }
+
+    /// Notes that this stream reads its parents' batches from `d` before its own time.
+    pub(crate) fn set_reach(&self, d: Duration) {
+        self.node
+            .base
+            .reach
+            .fetch_max(d.millis(), Ordering::Relaxed);
     }
 
     /// Materializes and keeps each batch while it is remembered (Spark's `persist`).
@@ -445,6 +458,22 @@ impl<T: Data> DStream<T> {
 
 /// Visits `node` and its ancestors, each once however many paths lead to it (a graph that
 /// reuses streams is a DAG, and walking every path could take exponential time).
+/// Raises `node`'s remember duration to `d` ms, and its ancestors' to what computing its
+/// batches that far back needs.
+fn remember_from(node: &dyn AnyNode, d: i64) {
+    let base = node.base();
+    let before = base.remember.fetch_max(d, Ordering::Relaxed);
+    if before >= d && d > 0 {
+        // Remembered that long already, and so are its ancestors (reaches never change after
+        // a node is made, and a node's remember duration is only raised through here).
+        return;
+    }
+    let up = d + base.reach.load(Ordering::Relaxed);
+    for p in &base.parents {
+        remember_from(p.as_ref(), up);
+    }
+}
+
 fn walk_once(node: &dyn AnyNode, f: &mut dyn FnMut(&dyn AnyNode)) {
     walk_graph(&[node], f);
 }

@@ -106,6 +106,7 @@ impl<T: Data> DStream<T> {
             problem,
             move |t| Ok(Some(Batch::union_all(parent.slice(t - window + step, t)?))),
         );
+        made.set_reach(window);
         self.note_window(made, window)
     }
 
@@ -330,6 +331,8 @@ impl<K: StateKey, V: StateValue> DStream<(K, V)> {
             problem,
             move |t| state.at(t).map(Some),
         );
+        // It reads the batches of its slide from memory (older ones are panes in the checkpoint).
+        made.set_reach(slide);
         reduced.note_window(made, window)
     }
 }
@@ -374,8 +377,16 @@ impl<K: StateKey, V: StateValue> WindowOp<K, V> {
         }
     }
 
-    /// The pane of the batch at `t`, from the checkpoint.
+    /// The pane of the batch at `t`: staged by this batch (a window computed lazily, for an
+    /// operation downstream that slides slower, computes several of its times in one batch,
+    /// and the earlier ones' panes are not committed yet), or from the checkpoint.
     fn read_pane(&self, store: &Store, t: Time) -> Result<Vec<(K, V)>> {
+        {
+            let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, pane)) = staged.panes.iter().find(|(at, _)| *at == t) {
+                return Ok(pane.clone());
+            }
+        }
         let prefix = pane_prefix(t);
         let mut it = store.db().raw_iterator_cf(store.cf(self.id)?);
         it.seek(&prefix);
