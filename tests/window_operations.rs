@@ -142,6 +142,12 @@ fn union_and_transforms_of_streams_sliding_differently_are_refused_with_sparks_m
     assert_eq!(err.unwrap_err().to_string(), msg);
     let err = s.transform_with(&windowed, |a, _| a).print().unwrap_err();
     assert_eq!(err.to_string(), msg);
+    let labels = windowed.map(|x| format!("#{x}"));
+    let err = tc
+        .context()
+        .transform_streams((s.clone(), labels), |(a, _), _| a)
+        .print();
+    assert_eq!(err.unwrap_err().to_string(), msg);
     // Streams that slide together are fine.
     let same = s.window(Seconds(2), Seconds(1));
     assert!(s.union(&same).print().is_ok());

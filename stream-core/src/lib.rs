@@ -42,7 +42,7 @@ pub use dashboard::{
     prometheus_metric,
 };
 pub use dstream::{
-    DStream, MapWithStateStream, State, StateSpec, TimeoutMode, TransformOutput,
+    DStream, MapWithStateStream, State, StateSpec, StreamTuple, TimeoutMode, TransformOutput,
     map_with_state_checkpoint_interval,
 };
 pub use error::{

@@ -810,7 +810,7 @@ impl Lowering {
                 stream(on_recv(
                     s,
                     &recv,
-                    quote_spanned!(s=> __dsl_recv.combine_by_key(#c1, #c2, #c3, #p)),
+                    quote_spanned!(s=> __dsl_recv.combine_by_key_with_partitioner(#c1, #c2, #c3, #p)),
                 ))
             }
             "join" | "leftOuterJoin" | "rightOuterJoin" | "fullOuterJoin" | "cogroup" => {

@@ -21,7 +21,7 @@ pub use state::{
     MapWithStateStream, State, StateSpec, TimeoutMode, map_with_state_checkpoint_interval,
 };
 
-pub use multi::TransformOutput;
+pub use multi::{StreamTuple, TransformOutput};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};

@@ -182,6 +182,49 @@ fn transform_of<T: Data, U: Data, R: TransformOutput<U>>(
     })
 }
 
+/// Streams of different record types as one tuple, `(a, b)` up to `(a, b, c, d, e, f)` (each a
+/// [`DStream`], cloned: cheap), for [`StreamingContext::transform_streams`].
+pub trait StreamTuple: Send + Sync + 'static {
+    /// The batches of one time, one per stream and in the same order: `(Batch<A>, Batch<B>)`.
+    type Batches;
+
+    /// The node of `transform_streams`: `f` over the streams' batches of each time.
+    #[doc(hidden)]
+    fn transform_node<U: Data>(
+        self,
+        ssc: &StreamingContext,
+        f: Box<dyn Fn(Self::Batches, Time) -> Result<Batch<U>> + Send + Sync>,
+    ) -> DStream<U>;
+}
+
+macro_rules! stream_tuple {
+    ($($T:ident $i:tt),+) => {
+        impl<$($T: Data),+> StreamTuple for ($(DStream<$T>,)+) {
+            type Batches = ($(Batch<$T>,)+);
+
+            fn transform_node<U: Data>(
+                self,
+                ssc: &StreamingContext,
+                f: Box<dyn Fn(Self::Batches, Time) -> Result<Batch<U>> + Send + Sync>,
+            ) -> DStream<U> {
+                let slide = self.0.slide_duration();
+                let problem = slide_problem([$(self.$i.slide_duration()),+]);
+                let parents = vec![$(self.$i.any()),+];
+                DStream::new_node_checked(&ssc.owner(), "transform", parents, slide, problem, move |t| {
+                    let batches = ($(require(self.$i.get_or_compute(t)?, t)?,)+);
+                    f(batches, t).map(Some)
+                })
+            }
+        }
+    };
+}
+
+stream_tuple!(A 0, B 1);
+stream_tuple!(A 0, B 1, C 2);
+stream_tuple!(A 0, B 1, C 2, D 3);
+stream_tuple!(A 0, B 1, C 2, D 3, E 4);
+stream_tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
+
 impl StreamingContext {
     /// The records of all `streams`, batch by batch (Spark's `StreamingContext.union`).
     pub fn union<T: Data>(&self, streams: &[DStream<T>]) -> DStream<T> {
@@ -203,5 +246,33 @@ impl StreamingContext {
             .first()
             .map_or(self.batch_duration(), DStream::slide_duration);
         transform_of(&self.owner(), streams, slide, f)
+    }
+
+    /// Applies `f` to the batches of the same time of streams of different record types, given
+    /// as a tuple (Spark's `StreamingContext.transform(Seq[DStream[_]], ...)`, typed: `f` gets
+    /// a tuple of batches, each with its own record type). The streams must slide together.
+    ///
+    /// ```
+    /// use stream_core::testing::TestContext;
+    /// use stream_core::HashPartitioner;
+    /// let tc = TestContext::new();
+    /// let clicks = tc.input_stream(vec![vec![("ann", 3), ("bob", 1)]]);
+    /// let names = tc.input_stream(vec![vec![("ann", "Ann A.".to_string())]]);
+    /// let vip = tc.input_stream(vec![vec!["ann"]]);
+    /// let report = tc.context().transform_streams((clicks, names, vip), |(c, n, v), _time| {
+    ///     let vips: Vec<&str> = v.collect();
+    ///     c.join(n, HashPartitioner::new(2).unwrap())
+    ///         .map(move |(k, (clicks, name))| (name, clicks, vips.contains(&k)))
+    /// });
+    /// let out = tc.collect(&report).unwrap();
+    /// tc.run(1).unwrap();
+    /// assert_eq!(out.batch(0), vec![("Ann A.".to_string(), 3, true)]);
+    /// ```
+    pub fn transform_streams<S: StreamTuple, U: Data, R: TransformOutput<U>>(
+        &self,
+        streams: S,
+        f: impl Fn(S::Batches, Time) -> R + Send + Sync + 'static,
+    ) -> DStream<U> {
+        streams.transform_node(self, Box::new(move |b, t| f(b, t).into_batch(t)))
     }
 }

@@ -69,8 +69,45 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     }
 
     /// Spark's `combineByKey`: `create` makes a combiner of a key's first value, `merge_value`
-    /// folds in more values, `merge_combiners` merges combiners across partitions.
-    pub fn combine_by_key<C: Data, P: Partitioner<K> + Clone>(
+    /// folds in more values, `merge_combiners` merges combiners across partitions; into the
+    /// context's default number of partitions, as `reduce_by_key`.
+    ///
+    /// ```
+    /// use stream_core::testing::TestContext;
+    /// let tc = TestContext::new();
+    /// let s = tc.input_stream(vec![vec![("a", 1), ("a", 3), ("b", 5)]]);
+    /// // The mean of each key's values: (sum, count), then divided.
+    /// let sums = s.combine_by_key(|v| (v, 1), |(s, n), v| (s + v, n + 1), |(s, n), (t, m)| (s + t, n + m));
+    /// let out = tc.collect(&sums.map(|(k, (s, n))| (k, s / n))).unwrap();
+    /// tc.run(1).unwrap();
+    /// let mut got = out.batch(0);
+    /// got.sort();
+    /// assert_eq!(got, vec![("a", 2), ("b", 5)]);
+    /// ```
+    pub fn combine_by_key<C: Data>(
+        &self,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+    ) -> DStream<(K, C)> {
+        let p = self.default_partitioner();
+        self.combine_by_key_with_partitioner(create, merge_value, merge_combiners, p)
+    }
+
+    /// `combine_by_key` into `num_partitions` partitions.
+    pub fn combine_by_key_with_partitions<C: Data>(
+        &self,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+        num_partitions: usize,
+    ) -> DStream<(K, C)> {
+        let p = HashPartitioner::at_least_one(num_partitions);
+        self.combine_by_key_with_partitioner(create, merge_value, merge_combiners, p)
+    }
+
+    /// `combine_by_key` with an explicit partitioner (Spark's only form of it on a DStream).
+    pub fn combine_by_key_with_partitioner<C: Data, P: Partitioner<K> + Clone>(
         &self,
         create: impl Fn(V) -> C + Send + Sync + 'static,
         merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,

@@ -195,7 +195,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let p = HashPartitioner::at_least_one(self.default_partitions());
         self.group_by_key_with_partitioner(p.clone())
             .window(window, slide)
-            .combine_by_key(
+            .combine_by_key_with_partitioner(
                 |v: Vec<V>| v,
                 |mut a: Vec<V>, v: Vec<V>| {
                     a.extend(v);
