@@ -27,6 +27,26 @@ fn windows_must_be_multiples_of_the_parent_slide_with_sparks_messages() {
         err.to_string(),
         "The slide duration of windowed DStream (500 ms) must be a multiple of the slide duration of parent DStream (1000 ms)"
     );
+    // Rejected at the call with `checked()`, before any output is registered; good
+    // arguments pass through.
+    let err = s
+        .window(Milliseconds(1500), Seconds(1))
+        .checked()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("The window duration of windowed DStream (1500 ms)")
+    );
+    let err = s
+        .map(|x| (x.to_string(), x))
+        .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, Seconds(2), Milliseconds(500))
+        .checked()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("The slide duration of windowed DStream (500 ms)")
+    );
+    assert!(s.window(Seconds(2), Seconds(1)).checked().is_ok());
     // A window of a window is checked against the inner window's slide.
     let outer = s
         .window(Seconds(4), Seconds(2))

@@ -1149,18 +1149,14 @@ impl StreamingContext {
         }
         let mut problem = None;
         stream.visit_ancestry(&mut |base| {
-            if problem.is_none() {
-                if base.ctx_id != self.inner.id {
-                    problem = Some(ContextError::DifferentContexts(format!(
-                        "'{}' belongs to another StreamingContext",
-                        base.name
-                    )));
-                } else if let Some(e) = &base.detached {
-                    problem = Some(e.clone());
-                }
+            if problem.is_none() && base.ctx_id != self.inner.id {
+                problem = Some(ContextError::DifferentContexts(format!(
+                    "'{}' belongs to another StreamingContext",
+                    base.name
+                )));
             }
         });
-        if let Some(p) = problem {
+        if let Some(p) = problem.or_else(|| stream.problem()) {
             return Err(p.into());
         }
         stream.add_consumer();

@@ -454,10 +454,47 @@ impl<T: Data> DStream<T> {
     pub(crate) fn visit_ancestry(&self, f: &mut dyn FnMut(&NodeBase)) {
         walk_once(self.node.as_ref(), &mut |n| f(n.base()));
     }
+
+    /// The first problem of this stream or an ancestor: an operation's arguments that failed
+    /// their check (a window not a multiple of its parent's slide), or a node made after its
+    /// context started or stopped.
+    pub(crate) fn problem(&self) -> Option<ContextError> {
+        let mut problem = None;
+        self.visit_ancestry(&mut |base| {
+            if problem.is_none() {
+                problem = base.detached.clone();
+            }
+        });
+        problem
+    }
+
+    /// This stream, or the error of an operation on the way whose arguments Spark would have
+    /// refused at the call (windows and slides that are not multiples of the parent's slide,
+    /// streams of a union sliding differently, a stream made after `start()`). Without it the
+    /// error comes when an output is registered on the stream, still before any data flows.
+    ///
+    /// ```
+    /// use stream_core::{Milliseconds, Seconds};
+    /// use stream_core::testing::TestContext;
+    /// let tc = TestContext::new();
+    /// let pairs = tc.input_stream(vec![vec![("a", 1)]]);
+    /// let err = pairs
+    ///     .reduce_by_key_and_window(|a, b| a + b, Milliseconds(1500), Seconds(1))
+    ///     .checked()
+    ///     .unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "The window duration of windowed DStream (1500 ms) must be a multiple of the slide duration of parent DStream (1000 ms)"
+    /// );
+    /// ```
+    pub fn checked(self) -> Result<Self> {
+        match self.problem() {
+            Some(e) => Err(e.into()),
+            None => Ok(self),
+        }
+    }
 }
 
-/// Visits `node` and its ancestors, each once however many paths lead to it (a graph that
-/// reuses streams is a DAG, and walking every path could take exponential time).
 /// Raises `node`'s remember duration to `d` ms, and its ancestors' to what computing its
 /// batches that far back needs.
 fn remember_from(node: &dyn AnyNode, d: i64) {
@@ -474,6 +511,8 @@ fn remember_from(node: &dyn AnyNode, d: i64) {
     }
 }
 
+/// Visits `node` and its ancestors, each once however many paths lead to it (a graph that
+/// reuses streams is a DAG, and walking every path could take exponential time).
 fn walk_once(node: &dyn AnyNode, f: &mut dyn FnMut(&dyn AnyNode)) {
     walk_graph(&[node], f);
 }
