@@ -350,8 +350,36 @@ pub(crate) struct Restored {
     pub(crate) ahead: usize,
 }
 
+/// A consumer of internal partitions (see [`reader`]), closed on a thread of its own: closing
+/// one takes librdkafka about 100 ms, which a restore reading a changelog per operator one
+/// after another would otherwise wait for each time.
+pub(crate) struct Reader(Option<BaseConsumer<EndIsNoError>>);
+
+impl std::ops::Deref for Reader {
+    type Target = BaseConsumer<EndIsNoError>;
+    fn deref(&self) -> &Self::Target {
+        self.0
+            .as_ref()
+            .expect("a reader is only emptied when dropped")
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            let closing = std::thread::Builder::new()
+                .name("dstream-reader-close".into())
+                .spawn(move || drop(consumer));
+            // Without a thread, close it here.
+            if let Err(e) = closing {
+                tracing::debug!("closing a changelog reader in place: {e}");
+            }
+        }
+    }
+}
+
 /// A consumer of internal partitions, `read_committed`, that reports their ends.
-fn reader(brokers: &str) -> Result<BaseConsumer<EndIsNoError>, String> {
+fn reader(brokers: &str) -> Result<Reader, String> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "dstream-internal-reader")
@@ -369,6 +397,7 @@ fn reader(brokers: &str) -> Result<BaseConsumer<EndIsNoError>, String> {
         .set("fetch.queue.backoff.ms", "10")
         .set("max.partition.fetch.bytes", "8388608")
         .create_with_context(EndIsNoError)
+        .map(|c| Reader(Some(c)))
         .map_err(|e| format!("cannot create a consumer: {e}"))
 }
 
