@@ -25,6 +25,10 @@
 # defaults to the state directory below; point it somewhere kept to reuse the 43 MB of jars
 # across fresh clones). Its data (log.dirs) is kafka-data in the state directory, its log kafka.log.
 #
+# KAFKA_MIN_SESSION_TIMEOUT_MS=N (kafka) sets the broker's group.min.session.timeout.ms (Kafka's
+# default, 6000, otherwise): the least session timeout a group member may ask for; the
+# failover bench lowers it (BENCHMARKS.md).
+#
 # State lives in $DSTREAM_KAFKA_DIR (default: target/kafka of this repository), one pid, port and
 # log file per kind. PORT=N picks the (client) port; the default is a free one. A started broker
 # stops by itself after $BROKER_TTL seconds (default 6 hours).
@@ -225,6 +229,7 @@ transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=${KAFKA_MIN_SESSION_TIMEOUT_MS:-6000}
 EOF
     cat >"$kafka_log4j" <<'EOF'
 # Written by scripts/kafka-broker.sh: everything to stdout, which goes to the log file.

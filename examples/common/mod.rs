@@ -41,6 +41,16 @@ pub struct Common {
     /// With --app: keep warm copies of each task's state on N other instances
     #[arg(long, default_value_t = 0, value_name = "N", requires = "app")]
     pub standby: usize,
+    /// With --app: how long the group waits for a silent instance (killed, hung) before its
+    /// tasks move (Kafka's `session.timeout.ms`; brokers accept 6 s at least unless their
+    /// `group.min.session.timeout.ms` is lowered)
+    #[arg(
+        long = "session-timeout-ms",
+        default_value_t = 10_000,
+        value_name = "MS",
+        requires = "app"
+    )]
+    pub session_timeout_ms: u64,
 }
 
 /// Logging for the examples, as a program (not a library) sets it up: the engine's events
@@ -148,6 +158,7 @@ pub fn run_scaled_out(
         .topics([topic])
         .checkpoint(&root)
         .standby_replicas(flags.standby)
+        .session_timeout(std::time::Duration::from_millis(flags.session_timeout_ms))
         .run(move |_task| {
             let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
             pipeline(&ssc, &b, &t)?;

@@ -86,12 +86,23 @@ struct Args {
     /// Standby replicas of each task
     #[arg(long, default_value_t = 0)]
     standby: u64,
+    /// The instances' session timeout (ms): how long the group waits for a killed one. Below
+    /// 6,000 the broker must allow it (`KAFKA_MIN_SESSION_TIMEOUT_MS` of scripts/kafka-broker.sh)
+    #[arg(
+        long = "session-timeout-ms",
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
+    session_timeout_ms: u64,
     /// failover: how an instance is stopped
     #[arg(long, value_enum, default_value_t = Stop::Kill)]
     stop: Stop,
     /// The sessions example's release binary
     #[arg(long, default_value = "target/release/examples/sessions")]
     binary: PathBuf,
+    /// Keep the instances' logs and checkpoints (removed at the end otherwise)
+    #[arg(long)]
+    keep: bool,
     /// Where the instances keep their checkpoints
     #[arg(skip = std::env::temp_dir().join(format!("dstream-scale-bench-{}", std::process::id())))]
     dir: PathBuf,
@@ -177,6 +188,8 @@ impl Instance {
             .arg(a.dir.join(format!("{app}-{slot}")))
             .args(["--serve", "--addr", "127.0.0.1:0", "--batch-ms"])
             .arg(a.batch_ms.to_string())
+            .arg("--session-timeout-ms")
+            .arg(a.session_timeout_ms.to_string())
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(log)
@@ -381,7 +394,7 @@ fn failover(a: &Args) {
             .fold(0.0, f64::max);
         let secs = (done - killed_at) as f64 / 1000.0;
         println!(
-            "kill {:>2}: instance {slot} ({} tasks): processing again after {secs:.2} s (started elsewhere after {:.2} s, restore {:.0} ms)",
+            "kill {:>2} at {killed_at} ms: instance {slot} ({} tasks): processing again after {secs:.2} s (started elsewhere after {:.2} s, restore {:.0} ms)",
             k + 1,
             tasks.len(),
             (started - killed_at) as f64 / 1000.0,
@@ -393,10 +406,11 @@ fn failover(a: &Args) {
     }
     let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     println!(
-        "failover over {} {}, {} ms batches, {} standby replicas: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
+        "failover over {} {}, {} ms batches, {} ms session timeout, {} standby replicas: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
         a.kills,
         if a.graceful() { "SIGTERMs" } else { "SIGKILLs" },
         a.batch_ms,
+        a.session_timeout_ms,
         a.standby,
         p50(&total),
         max(&total),
@@ -520,5 +534,7 @@ fn main() {
         Mode::Restore => restore(&a),
         Mode::Throughput => throughput(&a),
     }
-    let _ = std::fs::remove_dir_all(Path::new(&a.dir));
+    if !a.keep {
+        let _ = std::fs::remove_dir_all(Path::new(&a.dir));
+    }
 }
