@@ -215,7 +215,7 @@ fn generate(id: u64, seed: u64) -> Case {
                 parts: parts(&mut rng),
             },
             8 => Op::Count,
-            9 | 10 | 11 | 12 | 13 => {
+            9..=13 => {
                 let (w, s) = window(&mut rng, slide);
                 held += w;
                 slide = s;

@@ -182,6 +182,10 @@ fn transform_of<T: Data, U: Data, R: TransformOutput<U>>(
     })
 }
 
+/// The function of a [`StreamingContext::transform_streams`] node, over one time's batches.
+#[doc(hidden)]
+pub type TransformFn<B, U> = Box<dyn Fn(B, Time) -> Result<Batch<U>> + Send + Sync>;
+
 /// Streams of different record types as one tuple, `(a, b)` up to `(a, b, c, d, e, f)` (each a
 /// [`DStream`], cloned: cheap), for [`StreamingContext::transform_streams`].
 pub trait StreamTuple: Send + Sync + 'static {
@@ -193,7 +197,7 @@ pub trait StreamTuple: Send + Sync + 'static {
     fn transform_node<U: Data>(
         self,
         ssc: &StreamingContext,
-        f: Box<dyn Fn(Self::Batches, Time) -> Result<Batch<U>> + Send + Sync>,
+        f: TransformFn<Self::Batches, U>,
     ) -> DStream<U>;
 }
 
@@ -205,7 +209,7 @@ macro_rules! stream_tuple {
             fn transform_node<U: Data>(
                 self,
                 ssc: &StreamingContext,
-                f: Box<dyn Fn(Self::Batches, Time) -> Result<Batch<U>> + Send + Sync>,
+                f: TransformFn<Self::Batches, U>,
             ) -> DStream<U> {
                 let slide = self.0.slide_duration();
                 let problem = slide_problem([$(self.$i.slide_duration()),+]);
