@@ -435,6 +435,28 @@ fn text_split_works_on_a_string_stream() {
     );
 }
 
+/// The same on a stream of `Text` lines (`text_files_of::<Text>`, `socket_text_stream_of`):
+/// the words are `Text`s of the lines' buffers, and count as the `String` words do.
+#[test]
+fn text_split_works_on_a_text_stream() {
+    use dstream::text::Text;
+    let tc = TestContext::new();
+    let lines = tc.input_stream(vec![Text::lines("to be or\nnot to be")]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    stream! {
+        using lines
+        lines.flatMap(dstream::text::split(_, ' ')).map(w => (w, 1)).reduceByKey(_ + _).foreachRDD(rdd => sink.lock().unwrap().push(sorted(rdd.collect())))
+    }
+    .unwrap();
+    tc.run(1).unwrap();
+    let kv = |k: &str, n: i32| (Text::from(k), n);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![vec![kv("be", 2), kv("not", 1), kv("or", 1), kv("to", 2)]]
+    );
+}
+
 /// Spark's accessors and overloads a Scala user reaches for: `awaitTerminationOrTimeout` in
 /// milliseconds, `time.milliseconds()`, `State` and `StateSpec` from the prelude alone.
 #[test]

@@ -133,16 +133,27 @@ fn socket_text_stream_reads_lines_and_reconnects_after_the_server_restarts() {
 
 /// A line longer than 1 MiB is dropped, never held whole, and reading goes on with the next;
 /// a last line without its newline at a clean close is a record, as Spark's `readLine` gives
-/// it (issue 24, points 2 and 5).
+/// it (issue 24, points 2 and 5). The same for lines as `Text` (issue 21).
 #[test]
 fn socket_text_stream_drops_an_over_long_line_and_keeps_reading() {
+    let want = vec![
+        "before".to_string(),
+        "after".to_string(),
+        "\u{fffd}\u{fffd} not utf-8".to_string(),
+        "last, unfinished".to_string(),
+    ];
+    assert_eq!(over_long_line::<String>(), want);
+    assert_eq!(over_long_line::<dstream::text::Text>(), want);
+}
+
+fn over_long_line<L: dstream::TextRecord + std::fmt::Display>() -> Vec<String> {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
     let ssc = StreamingContext::builder(Milliseconds(100))
         .stop_gracefully_on_signal(false)
         .build()
         .unwrap();
-    let seen = records(&ssc.socket_text_stream("127.0.0.1", port));
+    let seen = records(&ssc.socket_text_stream_of::<L>("127.0.0.1", port, 100_000, 64 << 20));
     ssc.start().unwrap();
     let (mut conn, _) = server.accept().unwrap();
     conn.write_all(b"before\n").unwrap();
@@ -155,7 +166,7 @@ fn socket_text_stream_drops_an_over_long_line_and_keeps_reading() {
         seen.lock()
             .unwrap()
             .iter()
-            .flat_map(|(_, r)| r.clone())
+            .flat_map(|(_, r)| r.iter().map(|l| l.to_string()))
             .collect::<Vec<String>>()
     };
     wait_for(
@@ -164,15 +175,44 @@ fn socket_text_stream_drops_an_over_long_line_and_keeps_reading() {
         || all_lines().contains(&"last, unfinished".to_string()),
     );
     ssc.stop();
-    assert_eq!(
-        all_lines(),
-        vec![
-            "before".to_string(),
-            "after".to_string(),
-            "\u{fffd}\u{fffd} not utf-8".to_string(),
-            "last, unfinished".to_string()
-        ]
-    );
+    all_lines()
+}
+
+/// Lines as `Text` from a socket: those of one read share one buffer (issue 21).
+#[test]
+fn socket_lines_as_text_share_the_buffer_of_their_read() {
+    use dstream::text::Text;
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let ssc = StreamingContext::builder(Milliseconds(100))
+        .stop_gracefully_on_signal(false)
+        .build()
+        .unwrap();
+    let seen = records(&ssc.socket_text_stream_of::<Text>("127.0.0.1", port, 100_000, 64 << 20));
+    ssc.start().unwrap();
+    let (mut conn, _) = server.accept().unwrap();
+    let sent: Vec<String> = (0..500).map(|i| format!("line {i} é")).collect();
+    conn.write_all((sent.join("\r\n") + "\n").as_bytes())
+        .unwrap();
+    let all_lines = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, r)| r.clone())
+            .collect::<Vec<Text>>()
+    };
+    wait_for("500 lines", StdDuration::from_secs(10), || {
+        all_lines().len() == 500
+    });
+    ssc.stop();
+    let lines = all_lines();
+    assert_eq!(lines, sent);
+    // 500 lines of about 10 bytes came in a few reads: far fewer buffers than lines.
+    let buffers = 1 + lines
+        .windows(2)
+        .filter(|w| !w[0].shares_buffer_with(&w[1]))
+        .count();
+    assert!(buffers < 10, "{buffers} buffers for 500 lines");
 }
 
 #[test]
@@ -440,4 +480,60 @@ fn a_finite_input_that_cannot_be_read_fails_and_the_job_still_ends() {
         "{err}"
     );
     assert_eq!(ssc.state(), dstream::StreamingContextState::Stopped);
+}
+
+/// Issue 21: the file source's lines as `Text`, sharing each file's buffer, through words,
+/// windows with an inverse and state (keys in RocksDB and its cache) give what `String` lines
+/// give.
+#[test]
+fn text_lines_share_their_file_and_count_as_string_lines_do() {
+    use dstream::text::{self, Text};
+    let dir = temp_dir("text-records");
+    let input = temp_dir("text-records-in");
+    std::fs::write(input.join("1.txt"), "#rust is fast\r\n#spark is #rust\n").unwrap();
+    std::fs::write(input.join("2.txt"), "no tags here\n#rust é #dstream").unwrap();
+    macro_rules! counts {
+        ($ty:ty, $name:literal) => {{
+            let ssc = StreamingContext::builder(Seconds(1))
+                .checkpoint(dir.join($name))
+                .build()
+                .unwrap();
+            let lines = ssc.text_files_of::<$ty>(&input);
+            let words = lines.flat_map(|l: $ty| text::split(l, ' ').collect::<Vec<$ty>>());
+            let pairs = words.map(|w| (w, 1i64));
+            let windowed = pairs
+                .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, Seconds(2), Seconds(1))
+                .map(|(k, v)| (k.to_string(), v));
+            let totals = pairs
+                .update_state_by_key(|vs: Vec<i64>, s: Option<i64>| {
+                    Some(s.unwrap_or(0) + vs.iter().sum::<i64>())
+                })
+                .map(|(k, v)| (k.to_string(), v));
+            let seen = (records(&windowed), records(&totals), records(&lines));
+            ssc.run_to_completion().unwrap();
+            seen
+        }};
+    }
+    let (text_windows, text_totals, text_lines) = counts!(Text, "text");
+    let (string_windows, string_totals, string_lines) = counts!(String, "string");
+    let sorted = |s: &Seen<(String, i64)>| {
+        let mut v: Vec<(i64, Vec<(String, i64)>)> = s.lock().unwrap().clone();
+        v.iter_mut().for_each(|(_, r)| r.sort());
+        v.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
+    };
+    assert_eq!(sorted(&text_windows), sorted(&string_windows));
+    assert_eq!(sorted(&text_totals), sorted(&string_totals));
+    let totals = sorted(&text_totals);
+    assert!(totals[0].contains(&("#rust".to_string(), 3)), "{totals:?}");
+    assert!(totals[0].contains(&("é".to_string(), 1)), "{totals:?}");
+    // The same lines; those of one file share its buffer.
+    let lines: Vec<Text> = text_lines.lock().unwrap()[0].1.clone();
+    let strings: Vec<String> = string_lines.lock().unwrap()[0].1.clone();
+    assert_eq!(lines, strings);
+    assert_eq!(lines[0], "#rust is fast");
+    assert!(lines[0].shares_buffer_with(&lines[1]));
+    assert!(!lines[0].shares_buffer_with(&lines[2]));
+    for d in [dir, input] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }

@@ -59,7 +59,7 @@ pub use partitioner::{
 pub use poison::{DeadLetter, RecordErrorCount, RecordErrorStatusFn, RecordErrors};
 pub use show::Show;
 pub use sink::{OutputResult, Sink, SinkContext};
-pub use source::{FileStreamOptions, Queue, ReceiverHandle, Source, SourceContext};
+pub use source::{FileStreamOptions, Queue, ReceiverHandle, Source, SourceContext, TextRecord};
 pub use task::{Exchange, Exchanges, Received, TaskScope};
 pub use time::{Duration, Hours, Milliseconds, Minutes, Seconds, Time};
 

@@ -231,6 +231,12 @@ impl JvmHash for String {
     }
 }
 
+impl JvmHash for crate::text::Text {
+    fn jvm_hash_code(&self) -> i32 {
+        self.as_str().jvm_hash_code()
+    }
+}
+
 impl JvmHash for std::sync::Arc<str> {
     fn jvm_hash_code(&self) -> i32 {
         self.as_ref().jvm_hash_code()

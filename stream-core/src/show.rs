@@ -35,8 +35,25 @@ macro_rules! show_display {
 }
 
 show_display!(
-    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, bool, char, String,
-    str
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    f32,
+    f64,
+    bool,
+    char,
+    String,
+    str,
+    crate::text::Text
 );
 
 impl<T: Show + ?Sized> Show for &T {

@@ -98,7 +98,7 @@ pub struct Split<'a> {
 
 #[derive(Clone, Debug)]
 enum Inner<'a> {
-    Ascii(AsciiSplit<'a>),
+    Ascii(AsciiSplit<&'a str>),
     Other(std::str::Split<'a, char>),
 }
 
@@ -144,10 +144,12 @@ fn equal_bits(block: &[u8; 64], pattern: u64) -> u64 {
 }
 
 /// Splitting at an ASCII byte. A byte below 0x80 never occurs inside a multi-byte UTF-8
-/// sequence, so every position where it is found is a `char` boundary of the line.
+/// sequence, so every position where it is found is a `char` boundary of the line. It yields
+/// the pieces' byte ranges, so that borrowed text gives `&str` pieces and a [`Text`] gives
+/// `Text` pieces of its buffer.
 #[derive(Clone, Debug)]
-struct AsciiSplit<'a> {
-    s: &'a str,
+struct AsciiSplit<S> {
+    s: S,
     /// The delimiter, repeated in each of the eight bytes.
     pattern: u64,
     /// Start of the piece being read.
@@ -160,8 +162,8 @@ struct AsciiSplit<'a> {
     done: bool,
 }
 
-impl<'a> AsciiSplit<'a> {
-    fn new(s: &'a str, delim: u8) -> AsciiSplit<'a> {
+impl<S: AsRef<str>> AsciiSplit<S> {
+    fn new(s: S, delim: u8) -> AsciiSplit<S> {
         let pattern = u64::from(delim) * ONES;
         let mut me = AsciiSplit {
             s,
@@ -178,7 +180,7 @@ impl<'a> AsciiSplit<'a> {
     /// The delimiters among the 64 bytes from `at` (fewer at the end of the line).
     #[inline(always)]
     fn scan(&self, at: usize) -> u64 {
-        let bytes = self.s.as_bytes();
+        let bytes = self.s.as_ref().as_bytes();
         match bytes.get(at..at + 64) {
             Some(block) => equal_bits(block.try_into().expect("64 bytes"), self.pattern),
             None => {
@@ -191,13 +193,14 @@ impl<'a> AsciiSplit<'a> {
         }
     }
 
+    /// The byte range of the next piece.
     #[inline]
-    fn next(&mut self) -> Option<&'a str> {
+    fn next_range(&mut self) -> Option<(usize, usize)> {
         loop {
             if self.found != 0 {
                 let at = self.block + self.found.trailing_zeros() as usize;
                 self.found &= self.found - 1;
-                let piece = &self.s[self.start..at];
+                let piece = (self.start, at);
                 self.start = at + 1;
                 return Some(piece);
             }
@@ -205,14 +208,315 @@ impl<'a> AsciiSplit<'a> {
                 return None;
             }
             self.block += 64;
-            if self.block >= self.s.len() {
+            let len = self.s.as_ref().len();
+            if self.block >= len {
                 self.done = true;
-                return Some(&self.s[self.start..]);
+                return Some((self.start, len));
             }
             self.found = self.scan(self.block);
         }
     }
 }
+
+impl<'a> AsciiSplit<&'a str> {
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        let (a, b) = self.next_range()?;
+        let s: &'a str = self.s;
+        Some(&s[a..b])
+    }
+}
+
+/// The size of the buffers [`Text::lines`] cuts text into (whole lines, so a little more).
+const LINES_CHUNK: usize = 64 << 10;
+
+/// Text that shares the buffer it was read into: a line of a file, a word of a line. Cloning
+/// and slicing it copy nothing (a reference count goes up); it reads as a `&str` (`Deref`),
+/// compares, hashes and orders as its text, prints and serializes as a string, and is a key of
+/// shuffles and state like `String`. The text sources give it for the asking
+/// ([`StreamingContext::text_files_of`](crate::StreamingContext::text_files_of)), and
+/// [`split`] cuts it into `Text` words:
+///
+/// ```
+/// use stream_core::text::{self, Text};
+///
+/// let line = Text::from("rust #dstream is #fast");
+/// let tags: Vec<Text> = text::split(line.clone(), ' ').filter(|w| w.starts_with('#')).collect();
+/// assert_eq!(tags, ["#dstream", "#fast"]);
+/// assert!(tags[0].shares_buffer_with(&line));
+/// ```
+///
+/// When to use it instead of `String`: when records are cut from larger text and most of them
+/// are short-lived (words counted in a window, fields of a log line), it saves an allocation
+/// and a copy per record. A `Text` keeps its whole buffer alive, though: one kept for long (a
+/// key in state's memory cache, a value collected for later) pins the file or chunk it came
+/// from. [`detached`](Text::detached) copies it into a buffer of its own; a `String` is right
+/// for records that live long or are built rather than cut.
+#[derive(Clone)]
+pub struct Text {
+    buf: std::sync::Arc<str>,
+    start: usize,
+    end: usize,
+}
+
+impl Text {
+    /// All of `text`, in a buffer of its own.
+    pub fn new(text: impl Into<std::sync::Arc<str>>) -> Text {
+        let buf = text.into();
+        let end = buf.len();
+        Text { buf, start: 0, end }
+    }
+
+    /// The text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        &self.buf[self.start..self.end]
+    }
+
+    /// `piece`, a part of this text (a `&str` cut from it: a match, a trimmed field), as a
+    /// `Text` sharing this buffer; a `piece` from elsewhere is copied into a buffer of its own.
+    ///
+    /// ```
+    /// use stream_core::text::Text;
+    /// let line = Text::from("  padded  ");
+    /// let trimmed = line.slice_ref(line.trim());
+    /// assert_eq!(trimmed, "padded");
+    /// assert!(trimmed.shares_buffer_with(&line));
+    /// ```
+    pub fn slice_ref(&self, piece: &str) -> Text {
+        let base = self.buf.as_ptr() as usize;
+        let at = piece.as_ptr() as usize;
+        if at >= base + self.start && at + piece.len() <= base + self.end {
+            let start = at - base;
+            return Text {
+                buf: self.buf.clone(),
+                start,
+                end: start + piece.len(),
+            };
+        }
+        Text::from(piece)
+    }
+
+    /// The text in a buffer of its own, so that keeping it does not keep the rest of the
+    /// buffer it was cut from.
+    pub fn detached(&self) -> Text {
+        Text::from(self.as_str())
+    }
+
+    /// Whether `self` and `other` are parts of one buffer.
+    pub fn shares_buffer_with(&self, other: &Text) -> bool {
+        std::sync::Arc::ptr_eq(&self.buf, &other.buf)
+    }
+
+    /// The lines of `text` as `str::lines` cuts them (`\n` or `\r\n` ends a line, the last
+    /// line counts without one), sharing buffers of about 64 KiB of whole lines.
+    ///
+    /// ```
+    /// use stream_core::text::Text;
+    /// let lines = Text::lines("a b\r\nc\n");
+    /// assert_eq!(lines, ["a b", "c"]);
+    /// assert!(lines[0].shares_buffer_with(&lines[1]));
+    /// ```
+    ///
+    /// Why not one buffer for all: every clone and drop of a `Text` counts on its buffer, and
+    /// the workers of a batch take lines of the same file at once; one count shared by all of
+    /// them made a hashtag count 10% slower than with `String` lines, where chunks of 64 KiB
+    /// (a thousand lines, which one worker takes together) made it faster (BENCHMARKS.md).
+    pub fn lines(text: &str) -> Vec<Text> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            // A chunk of whole lines: up to the first line end after 64 KiB.
+            let cut = match rest.get(LINES_CHUNK..).and_then(|tail| tail.find('\n')) {
+                Some(at) => LINES_CHUNK + at + 1,
+                None => rest.len(),
+            };
+            let (chunk, tail) = rest.split_at(cut);
+            let whole = Text::from(chunk);
+            out.extend(whole.as_str().lines().map(|l| whole.slice_ref(l)));
+            rest = tail;
+        }
+        out
+    }
+
+    /// The piece of this text between byte offsets `a` and `b`, which the splitter found on
+    /// `char` boundaries.
+    fn piece(&self, (a, b): (usize, usize)) -> Text {
+        Text {
+            buf: self.buf.clone(),
+            start: self.start + a,
+            end: self.start + b,
+        }
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::from("")
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    #[inline]
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Text {
+    /// As `str` hashes, so that a map keyed by `Text` is looked up by `&str` too.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text::new(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text::new(s)
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> String {
+        t.as_str().to_string()
+    }
+}
+
+impl serde::Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+        String::deserialize(deserializer).map(Text::from)
+    }
+}
+
+impl<'a> Splittable<'a> for &'a Text {
+    type Pieces = Split<'a>;
+    fn split_at(self, delim: char) -> Split<'a> {
+        split_str(self.as_str(), delim)
+    }
+}
+
+impl Splittable<'_> for Text {
+    type Pieces = TextSplit;
+    /// `Text` pieces of the same buffer: no copy.
+    fn split_at(self, delim: char) -> TextSplit {
+        let inner = if delim.is_ascii() {
+            TextInner::Ascii(AsciiSplit::new(self, delim as u8))
+        } else {
+            let pieces: Vec<Text> = self
+                .as_str()
+                .split(delim)
+                .map(|p| self.slice_ref(p))
+                .collect();
+            TextInner::Other(pieces.into_iter())
+        };
+        TextSplit { inner }
+    }
+}
+
+/// The iterator of [`split`] over a [`Text`]: `Text` pieces of its buffer.
+#[derive(Clone, Debug)]
+pub struct TextSplit {
+    inner: TextInner,
+}
+
+#[derive(Clone, Debug)]
+enum TextInner {
+    Ascii(AsciiSplit<Text>),
+    Other(std::vec::IntoIter<Text>),
+}
+
+impl Iterator for TextSplit {
+    type Item = Text;
+
+    #[inline]
+    fn next(&mut self) -> Option<Text> {
+        match &mut self.inner {
+            TextInner::Ascii(a) => {
+                let range = a.next_range()?;
+                Some(a.s.piece(range))
+            }
+            TextInner::Other(o) => o.next(),
+        }
+    }
+}
+
+impl FusedIterator for TextSplit {}
 
 #[cfg(test)]
 mod tests {
@@ -327,7 +631,91 @@ mod tests {
         }
     }
 
+    #[test]
+    fn text_splits_into_text_pieces_of_its_buffer_as_str_splits() {
+        for d in (0u8..0x80).map(char::from).chain(['é', '€']) {
+            let line = Text::from(MIXED.repeat(3));
+            let pieces: Vec<Text> = split(line.clone(), d).collect();
+            let want: Vec<&str> = line.split(d).collect();
+            assert_eq!(pieces, want, "delimiter {d:?}");
+            assert!(pieces.iter().all(|p| p.shares_buffer_with(&line)));
+            // A piece split again stays in the buffer, with offsets relative to the piece.
+            if let Some(p) = pieces.iter().find(|p| p.len() > 3) {
+                let again: Vec<Text> = split(p.clone(), 'a').collect();
+                assert_eq!(again, p.split('a').collect::<Vec<_>>());
+                assert!(again.iter().all(|q| q.shares_buffer_with(&line)));
+            }
+        }
+        assert_eq!(split(Text::from(""), ' ').collect::<Vec<_>>(), [""]);
+        let owner = Text::from("a b");
+        let borrowed: Vec<&str> = split(&owner, ' ').collect();
+        assert_eq!(borrowed, ["a", "b"]);
+    }
+
+    #[test]
+    fn text_is_its_str_to_maps_orders_serde_and_printing() {
+        use std::collections::HashMap;
+        let line = Text::lines("b a\r\nzz\n\nlast");
+        assert_eq!(line, ["b a", "zz", "", "last"]);
+        assert!(line.iter().all(|l| l.shares_buffer_with(&line[0])));
+        let words: Vec<Text> = split(line[0].clone(), ' ').collect();
+        let mut counts: HashMap<Text, i32> = HashMap::new();
+        for w in words.iter().chain(words.iter()) {
+            *counts.entry(w.clone()).or_default() += 1;
+        }
+        assert_eq!(counts.get("a"), Some(&2));
+        let mut sorted = words.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["a", "b"]);
+        let json = serde_json::to_string(&words).unwrap();
+        assert_eq!(json, r#"["b","a"]"#);
+        let back: Vec<Text> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, words);
+        assert_eq!(format!("{} {:?}", words[0], words[1]), "b \"a\"");
+        use crate::{JvmHash, Show};
+        assert_eq!((words[0].clone(), 1).show(), "(b,1)");
+        assert_eq!(words[0].jvm_hash_code(), "b".jvm_hash_code());
+        // A piece from elsewhere is copied; a detached one owns its buffer.
+        let other = line[1].slice_ref("zz");
+        assert_eq!(other, "zz");
+        assert!(!other.shares_buffer_with(&line[1]));
+        let trimmed = line[0].slice_ref(&line[0][2..]);
+        assert!(trimmed.shares_buffer_with(&line[0]));
+        assert_eq!(trimmed, "a");
+        assert!(!trimmed.detached().shares_buffer_with(&line[0]));
+        assert_eq!(String::from(trimmed), "a");
+    }
+
+    #[test]
+    fn lines_come_in_buffers_of_whole_lines_as_str_lines_cuts_them() {
+        let text: String = (0..20_000)
+            .map(|i| format!("line {i}\r\n"))
+            .collect::<String>()
+            + "end";
+        let lines = Text::lines(&text);
+        assert_eq!(lines, text.lines().collect::<Vec<_>>());
+        let buffers = 1 + lines
+            .windows(2)
+            .filter(|w| !w[0].shares_buffer_with(&w[1]))
+            .count();
+        // About 230 KB of lines: 3 buffers of 64 KiB and a line, and the rest.
+        assert!(text.len() > 3 * LINES_CHUNK && text.len() < 4 * LINES_CHUNK);
+        assert_eq!(buffers, 4);
+        assert!(Text::lines("").is_empty());
+        assert_eq!(Text::lines("\n\n"), ["", ""]);
+    }
+
     proptest! {
+        #[test]
+        fn any_text_splits_as_its_str_does(line in "[ a#,é€😀]{0,150}", d in "[ ,#é]") {
+            let d = d.chars().next().expect("one char");
+            let text = Text::from(format!("<{line}>"));
+            let inner = text.slice_ref(&text[1..text.len() - 1]);
+            let pieces: Vec<Text> = split(inner.clone(), d).collect();
+            let want: Vec<&str> = line.split(d).collect();
+            prop_assert_eq!(pieces, want);
+        }
+
         #[test]
         fn any_line_splits_as_std_does(line in "[ a#,é€😀]{0,150}", d in "[ ,#é]") {
             let d = d.chars().next().expect("one char");

@@ -15,10 +15,11 @@ const MAX_READ_ATTEMPTS: u32 = 3;
 use std::path::{Path, PathBuf};
 
 use super::{Source, SourceContext};
-use crate::batch::Batch;
+use crate::batch::{Batch, Data};
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::error::{Result, SourceError};
+use crate::text::Text;
 use crate::time::Time;
 
 /// Options of a text-file directory stream.
@@ -32,7 +33,7 @@ pub struct FileStreamOptions {
     pub max_files_per_batch: Option<usize>,
 }
 
-struct FileSource {
+struct FileSource<L> {
     dir: PathBuf,
     include_existing: bool,
     /// Files already read (or present at start and skipped). Names that disappear from the
@@ -52,6 +53,8 @@ struct FileSource {
     finite: bool,
     max_files: Option<usize>,
     done: bool,
+    /// The record type made of the lines.
+    records: std::marker::PhantomData<fn() -> L>,
 }
 
 /// A file of the directory, with its size when listed.
@@ -124,9 +127,97 @@ fn bytes_path(b: Vec<u8>) -> PathBuf {
     }
 }
 
+/// The record types of the text sources: `String` (each line in an allocation of its own) or
+/// [`Text`] (the lines of a file share one buffer: no allocation or copy per line).
+pub trait TextRecord: Data + sealed::Sealed {
+    /// The lines of `text`, as `str::lines` cuts them.
+    #[doc(hidden)]
+    fn lines_of(text: String) -> Vec<Self>;
+
+    /// The record's text.
+    #[doc(hidden)]
+    fn text(&self) -> &str;
+
+    /// The lines a socket receiver gathers from one read, to hand on together.
+    #[doc(hidden)]
+    type Gathered: Default + Send;
+
+    /// Takes a line read from a socket: the record to hand on now, or `None` when it is
+    /// gathered until [`drain`](Self::drain).
+    #[doc(hidden)]
+    fn gather(gathered: &mut Self::Gathered, line: std::borrow::Cow<'_, str>) -> Option<Self>;
+
+    /// The lines gathered, emptied.
+    #[doc(hidden)]
+    fn drain(gathered: &mut Self::Gathered) -> Vec<Self>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for String {}
+    impl Sealed for crate::text::Text {}
+}
+
+impl TextRecord for String {
+    fn lines_of(text: String) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    fn text(&self) -> &str {
+        self
+    }
+
+    type Gathered = ();
+
+    fn gather(_: &mut (), line: std::borrow::Cow<'_, str>) -> Option<String> {
+        Some(line.into_owned())
+    }
+
+    fn drain(_: &mut ()) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl TextRecord for Text {
+    fn lines_of(text: String) -> Vec<Text> {
+        Text::lines(&text)
+    }
+
+    fn text(&self) -> &str {
+        self
+    }
+
+    /// The lines of one read, one after another in one string, and where each ends.
+    type Gathered = (String, Vec<usize>);
+
+    fn gather(
+        (text, ends): &mut (String, Vec<usize>),
+        line: std::borrow::Cow<'_, str>,
+    ) -> Option<Text> {
+        text.push_str(&line);
+        ends.push(text.len());
+        None
+    }
+
+    fn drain((text, ends): &mut (String, Vec<usize>)) -> Vec<Text> {
+        if ends.is_empty() {
+            return Vec::new();
+        }
+        let whole = Text::new(std::mem::take(text));
+        let mut start = 0;
+        ends.drain(..)
+            .map(|end| {
+                let line = whole.slice_ref(&whole[start..end]);
+                start = end;
+                line
+            })
+            .collect()
+    }
+}
+
 /// The lines of a text file: `\n` ends a line, a trailing `\r` is dropped, and the last line
 /// counts even without a final newline.
-pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
+pub(crate) fn read_lines<L: TextRecord>(path: &Path) -> Result<Vec<L>> {
     let bytes = std::fs::read(path).map_err(|e| SourceError::io(path, e))?;
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
@@ -139,10 +230,10 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
             String::from_utf8_lossy(e.as_bytes()).into_owned()
         }
     };
-    Ok(text.lines().map(str::to_string).collect())
+    Ok(L::lines_of(text))
 }
 
-impl Source<String> for FileSource {
+impl<L: TextRecord> Source<L> for FileSource<L> {
     fn name(&self) -> String {
         format!("textFileStream({})", self.dir.display())
     }
@@ -157,7 +248,7 @@ impl Source<String> for FileSource {
         Ok(())
     }
 
-    fn capture(&mut self, _: Time, _: &SourceContext) -> Result<Option<Batch<String>>> {
+    fn capture(&mut self, _: Time, _: &SourceContext) -> Result<Option<Batch<L>>> {
         if self.done {
             return Ok(Some(Batch::empty()));
         }
@@ -264,7 +355,7 @@ impl Source<String> for FileSource {
         from: &[u8],
         to: &[u8],
         _: &SourceContext,
-    ) -> Result<Option<Batch<String>>> {
+    ) -> Result<Option<Batch<L>>> {
         let (_, before) = self.decode(from)?;
         let (_, after) = self.decode(to)?;
         let before: HashSet<PathBuf> = before.into_iter().collect();
@@ -276,7 +367,7 @@ impl Source<String> for FileSource {
     }
 }
 
-impl FileSource {
+impl<L: TextRecord> FileSource<L> {
     fn decode(&self, position: &[u8]) -> Result<(bool, Vec<PathBuf>)> {
         let (done, seen): (bool, Vec<Vec<u8>>) =
             postcard::from_bytes(position).map_err(|e| SourceError::Custom {
@@ -300,6 +391,23 @@ impl StreamingContext {
         dir: impl AsRef<Path>,
         options: FileStreamOptions,
     ) -> DStream<String> {
+        self.text_file_stream_of(dir, options)
+    }
+
+    /// `text_file_stream_with` whose lines are `L`: `String`, or [`Text`] (a file's lines share
+    /// the buffer it was read into; see [`Text`] for when that is the better choice).
+    ///
+    /// ```
+    /// use stream_core::{FileStreamOptions, Seconds, StreamingContext};
+    /// use stream_core::text::Text;
+    /// let ssc = StreamingContext::new(Seconds(1)).unwrap();
+    /// let lines = ssc.text_file_stream_of::<Text>("/var/log/app", FileStreamOptions::default());
+    /// ```
+    pub fn text_file_stream_of<L: TextRecord>(
+        &self,
+        dir: impl AsRef<Path>,
+        options: FileStreamOptions,
+    ) -> DStream<L> {
         self.input_stream(FileSource {
             dir: dir.as_ref().to_path_buf(),
             include_existing: options.include_existing,
@@ -312,6 +420,7 @@ impl StreamingContext {
             finite: false,
             max_files: options.max_files_per_batch.map(|n| n.max(1)),
             done: false,
+            records: std::marker::PhantomData,
         })
     }
 
@@ -319,6 +428,12 @@ impl StreamingContext {
     /// stream is finished. With [`run_to_completion`](Self::run_to_completion) this runs a
     /// streaming pipeline as a batch job over existing data.
     pub fn text_files(&self, path: impl AsRef<Path>) -> DStream<String> {
+        self.text_files_of(path)
+    }
+
+    /// `text_files` whose lines are `L`: `String`, or [`Text`] (see
+    /// [`text_file_stream_of`](Self::text_file_stream_of)).
+    pub fn text_files_of<L: TextRecord>(&self, path: impl AsRef<Path>) -> DStream<L> {
         self.input_stream(FileSource {
             dir: path.as_ref().to_path_buf(),
             include_existing: true,
@@ -331,6 +446,7 @@ impl StreamingContext {
             finite: true,
             max_files: None,
             done: false,
+            records: std::marker::PhantomData,
         })
     }
 }
@@ -340,7 +456,7 @@ mod tests {
     use super::*;
     use crate::time::Duration;
 
-    fn source(dir: &Path) -> FileSource {
+    fn source(dir: &Path) -> FileSource<String> {
         FileSource {
             dir: dir.to_path_buf(),
             include_existing: false,
@@ -353,6 +469,7 @@ mod tests {
             finite: false,
             max_files: None,
             done: false,
+            records: std::marker::PhantomData,
         }
     }
 
@@ -364,7 +481,7 @@ mod tests {
         }
     }
 
-    fn lines(s: &mut FileSource) -> Vec<String> {
+    fn lines(s: &mut FileSource<String>) -> Vec<String> {
         s.capture(Time::from_millis(1000), &ctx())
             .unwrap()
             .unwrap()

@@ -12,7 +12,7 @@ mod rate;
 mod receiver;
 mod socket;
 
-pub use file::FileStreamOptions;
+pub use file::{FileStreamOptions, TextRecord};
 pub use queue::Queue;
 pub use receiver::ReceiverHandle;
 

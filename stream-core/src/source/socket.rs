@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
+use super::TextRecord;
 use super::receiver::ReceiverHandle;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
@@ -24,16 +25,39 @@ pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 /// Repeated warnings of one kind (lines not UTF-8, lines too long) at most this often.
 const WARN_EVERY: StdDuration = StdDuration::from_secs(10);
 
-fn sleep_unless_stopped(h: &ReceiverHandle<String>, d: StdDuration) {
+fn sleep_unless_stopped<L: TextRecord>(h: &ReceiverHandle<L>, d: StdDuration) {
     let end = std::time::Instant::now() + d;
     while !h.is_stopped() && std::time::Instant::now() < end {
         std::thread::sleep(StdDuration::from_millis(20));
     }
 }
 
-/// Pushes a line (its bytes counted against the buffer's byte limit); false once stopping.
-fn push_line(h: &ReceiverHandle<String>, addr: &str, line: &[u8], warn: &mut Warnings) -> bool {
-    h.push_sized(decode(addr, line, warn), line.len())
+/// Hands on a line (its bytes counted against the buffer's byte limit), or gathers it with
+/// the others of the same read; false once stopping.
+fn push_line<L: TextRecord>(
+    h: &ReceiverHandle<L>,
+    gathered: &mut L::Gathered,
+    addr: &str,
+    line: &[u8],
+    warn: &mut Warnings,
+) -> bool {
+    match L::gather(gathered, decode(addr, line, warn)) {
+        Some(record) => h.push_sized(record, line.len()),
+        None => true,
+    }
+}
+
+/// Hands on the lines gathered; false once stopping.
+fn push_gathered<L: TextRecord>(h: &ReceiverHandle<L>, gathered: &mut L::Gathered) -> bool {
+    L::drain(gathered).into_iter().all(|line| {
+        let len = line_len(&line);
+        h.push_sized(line, len)
+    })
+}
+
+/// A record's bytes, for the receiver's byte limit.
+fn line_len<L: TextRecord>(line: &L) -> usize {
+    line.text().len()
 }
 
 /// What a socket source counts, read by `/metrics`: warnings of each kind (a line over 1 MiB
@@ -44,8 +68,15 @@ struct SocketCounts {
     suppressed: Arc<AtomicU64>,
 }
 
-fn receive(host: String, port: u16, h: ReceiverHandle<String>, counts: Arc<SocketCounts>) {
+fn receive<L: TextRecord>(
+    host: String,
+    port: u16,
+    h: ReceiverHandle<L>,
+    counts: Arc<SocketCounts>,
+) {
     let addr = format!("{host}:{port}");
+    // The lines of one read, handed on together (when `L` gathers them) once it is used up.
+    let mut gathered = L::Gathered::default();
     let mut warn = Warnings::new(counts);
     let mut backoff = FIRST_BACKOFF;
     while !h.is_stopped() {
@@ -76,19 +107,26 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>, counts: Arc<Socke
         if let Err(e) = stream.set_read_timeout(Some(StdDuration::from_millis(100))) {
             tracing::warn!("socketTextStream: cannot set a read timeout on {addr}: {e}");
         }
-        let mut reader = BufReader::new(stream);
+        let mut reader = BufReader::with_capacity(64 << 10, stream);
         let mut line = Vec::new();
         // Skipping the rest of a line longer than `MAX_LINE_BYTES`.
         let mut skipping = false;
         loop {
             if h.is_stopped() {
+                let _ = push_gathered(&h, &mut gathered);
                 return;
             }
             let (used, ended) = match reader.fill_buf() {
                 Ok([]) => {
                     // A clean close: a last line without its `\n` is a record, as Spark's
                     // `readLine` gives it.
-                    if !line.is_empty() && !skipping && !push_line(&h, &addr, &line, &mut warn) {
+                    if !line.is_empty()
+                        && !skipping
+                        && !push_line(&h, &mut gathered, &addr, &line, &mut warn)
+                    {
+                        return;
+                    }
+                    if !push_gathered(&h, &mut gathered) {
                         return;
                     }
                     tracing::warn!("socketTextStream: {addr} closed the connection; reconnecting");
@@ -123,6 +161,9 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>, counts: Arc<Socke
                     tracing::warn!(
                         "socketTextStream: error reading from {addr}: {e}{fragment}; reconnecting"
                     );
+                    if !push_gathered(&h, &mut gathered) {
+                        return;
+                    }
                     break;
                 }
             };
@@ -144,11 +185,15 @@ fn receive(host: String, port: u16, h: ReceiverHandle<String>, counts: Arc<Socke
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
-                    if !push_line(&h, &addr, &line, &mut warn) {
+                    if !push_line(&h, &mut gathered, &addr, &line, &mut warn) {
                         return;
                     }
                 }
                 line.clear();
+            }
+            // The read is used up: what it gathered goes on before the next read waits.
+            if reader.buffer().is_empty() && !push_gathered(&h, &mut gathered) {
+                return;
             }
         }
         sleep_unless_stopped(&h, backoff);
@@ -219,9 +264,9 @@ impl Warnings {
     }
 }
 
-fn decode(addr: &str, bytes: &[u8], warn: &mut Warnings) -> String {
+fn decode<'a>(addr: &str, bytes: &'a [u8], warn: &mut Warnings) -> std::borrow::Cow<'a, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
+        Ok(s) => std::borrow::Cow::Borrowed(s),
         Err(e) => {
             warn.note(
                 Warning::NotUtf8,
@@ -230,7 +275,7 @@ fn decode(addr: &str, bytes: &[u8], warn: &mut Warnings) -> String {
                     e.valid_up_to()
                 ),
             );
-            String::from_utf8_lossy(bytes).into_owned()
+            String::from_utf8_lossy(bytes)
         }
     }
 }
@@ -262,6 +307,20 @@ impl StreamingContext {
         max_lines: usize,
         max_bytes: usize,
     ) -> DStream<String> {
+        self.socket_text_stream_of(host, port, max_lines, max_bytes)
+    }
+
+    /// `socket_text_stream_bounded` whose lines are `L`: `String`, or
+    /// [`Text`](crate::text::Text): the lines of one read from the socket (up to 64 KiB) share
+    /// one buffer, with no allocation per line (see `Text` for when that is the better
+    /// choice).
+    pub fn socket_text_stream_of<L: TextRecord>(
+        &self,
+        host: &str,
+        port: u16,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> DStream<L> {
         let host = host.to_string();
         let name = format!("socketTextStream({host}:{port})");
         let counts = Arc::new(SocketCounts::default());
