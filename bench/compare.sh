@@ -23,6 +23,9 @@
 # run takes about 90 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# dstream's binaries allocate with mimalloc (dstream's `mimalloc` feature); keep what batches
+# free for the next ones rather than returning it to the OS (bench/README.md, "The allocator").
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:--1}"
 reps=3
 batch_ms=1000
 jobs="stateless hashtag sessions mapws"
@@ -94,7 +97,7 @@ if [ -z "$table_only" ]; then
 echo "== setting up the Spark peer" >&2
 bench/spark/setup.sh $fresh
 echo "== building dstream's benchmarks" >&2
-cargo build --release -q -p dstream-bench
+cargo build --release -q -p dstream-bench --features mimalloc
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 read -r -a extra_opts <<< "${OPTS:-}"

@@ -41,6 +41,15 @@
 #![warn(missing_docs)]
 
 pub use stream_core::*;
+
+/// With the `mimalloc` feature, mimalloc allocates for the whole binary: its small
+/// allocations are cheaper than glibc's when one thread frees what another allocated, which
+/// shuffles of `String` records do all the time (BENCHMARKS.md has figures with both). Its
+/// options come from the environment (`MIMALLOC_PURGE_DELAY=-1` keeps freed memory for the
+/// next batch instead of returning it to the OS after 10 ms).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use stream_macros::stream;
 
 /// Kafka: the direct source (offsets in the checkpoint) and the exactly-once sink

@@ -8,31 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use dstream::prelude::*;
 use dstream::{BatchInfo, Source, SourceContext, StreamingListener};
 
-/// Every benchmark binary allocates with mimalloc unless built with `--no-default-features`:
-/// the jobs allocate a `String` key per record, and glibc's malloc pays for the frees on
-/// another thread than the allocation (the shuffle moves keys between workers).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Keeps freed memory mapped for reuse: a batch's buffers are freed at its end and allocated
-/// again by the next batch, and giving them back to the OS in between (mimalloc's default
-/// after 10 ms) makes every batch page-fault its working set in again: 1.1M page faults and
-/// a p99 batch time of 1,155 ms against 31k and 585 ms for the sessions job at 11M events/s.
-/// The cost is in the RSS a process keeps: a probe's peak includes what earlier probes of the
-/// same process freed (the "at Spark's rate" probe of `compare.sh` is a process of its own).
-/// Called by [`context`], so only the binaries that build their context there set it.
-#[allow(unsafe_code)]
-pub fn tune_allocator() {
-    #[cfg(feature = "mimalloc")]
-    {
-        /// `mi_option_purge_delay` of mimalloc.h (v2): -1 never purges.
-        const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-        // SAFETY: sets an option by its documented index; mimalloc reads it on each purge.
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
-    }
-}
-
 /// A fixed, well-mixed hash: the generator is a pure function of the record index.
 pub fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -355,7 +330,6 @@ pub const POOL_LINES: usize = 4_000_000;
 /// The one place the benchmarks make their context: `batch` intervals, `parallelism` threads,
 /// state in RocksDB committed every batch (a fresh checkpoint per probe, removed after it).
 pub fn context(batch: Duration, parallelism: usize) -> StreamingContext {
-    tune_allocator();
     StreamingContext::builder(batch)
         .parallelism(parallelism)
         .temporary_checkpoint()

@@ -5,9 +5,9 @@
 //! job, reading the files included, median of `--runs`.
 //!
 //! ```sh
-//! cargo build --release -p dstream-bench --bin text_records
+//! cargo build --release -p dstream-bench --bin text_records                       # glibc malloc
 //! target/release/text_records --lines 4000000 --runs 5
-//! cargo build --release -p dstream-bench --bin text_records --no-default-features  # glibc malloc
+//! cargo build --release -p dstream-bench --bin text_records --features mimalloc  # mimalloc
 //! ```
 
 use std::collections::BTreeMap;
