@@ -135,8 +135,16 @@ fn parse() -> Args {
     a
 }
 
+/// The instances started and not yet stopped (their pids), for `fail` to stop.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
 fn fail(message: &str) -> ! {
     eprintln!("scale: {message} (scale --help lists the flags)");
+    // The instances would otherwise run on, until their output hits the closed pipe.
+    let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|e| e.into_inner()));
+    for pid in running {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
     std::process::exit(2)
 }
 
@@ -195,6 +203,10 @@ impl Instance {
             .stderr(log)
             .spawn()
             .expect("the example starts");
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -229,6 +241,23 @@ impl Instance {
     }
 
     /// Its active tasks: name -> (since ms, batches completed here, restore).
+    /// The active tasks' last completed batch times (ms).
+    fn last_batches(&mut self) -> BTreeMap<String, u64> {
+        let Some(s) = self.status() else {
+            return BTreeMap::new();
+        };
+        s["scale"]["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["role"] == "active")
+            .filter_map(|t| {
+                let task = t["task"].as_str()?.to_string();
+                Some((task, t["last_batch_ms"].as_u64()?))
+            })
+            .collect()
+    }
+
     fn tasks(&mut self) -> BTreeMap<String, (u64, u64, Value)> {
         let Some(s) = self.status() else {
             return BTreeMap::new();
@@ -347,6 +376,17 @@ fn failover(a: &Args) {
                 })
                 .collect();
             all.len() == PARTITIONS as usize
+        });
+        // And caught up: every task's last batch within 2 intervals of now, so that a kill
+        // does not find the application still replaying what the previous one held up.
+        wait_until(180, "all 6 tasks caught up", || {
+            let now = now_ms();
+            let last: BTreeMap<String, u64> = instances
+                .iter_mut()
+                .flat_map(|i| i.last_batches())
+                .collect();
+            last.len() == PARTITIONS as usize
+                && last.values().all(|t| t + 2 * a.batch_ms >= now)
         });
         std::thread::sleep(StdDuration::from_millis(next() % 2000));
         let victim = loop {
