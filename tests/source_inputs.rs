@@ -146,7 +146,9 @@ fn socket_text_stream_drops_an_over_long_line_and_keeps_reading() {
     assert_eq!(over_long_line::<dstream::text::Text>(), want);
 }
 
-fn over_long_line<L: dstream::TextRecord + std::fmt::Display>() -> Vec<String> {
+/// A started context of 100 ms batches reading lines of `L` from a server of the test's: the
+/// context, what it saw, and the server's end of the connection.
+fn socket_lines<L: dstream::TextRecord>() -> (StreamingContext, Seen<L>, std::net::TcpStream) {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
     let ssc = StreamingContext::builder(Milliseconds(100))
@@ -155,7 +157,12 @@ fn over_long_line<L: dstream::TextRecord + std::fmt::Display>() -> Vec<String> {
         .unwrap();
     let seen = records(&ssc.socket_text_stream_of::<L>("127.0.0.1", port, 100_000, 64 << 20));
     ssc.start().unwrap();
-    let (mut conn, _) = server.accept().unwrap();
+    let (conn, _) = server.accept().unwrap();
+    (ssc, seen, conn)
+}
+
+fn over_long_line<L: dstream::TextRecord + std::fmt::Display>() -> Vec<String> {
+    let (ssc, seen, mut conn) = socket_lines::<L>();
     conn.write_all(b"before\n").unwrap();
     let long = vec![b'x'; 3 << 20];
     conn.write_all(&long).unwrap();
@@ -182,15 +189,7 @@ fn over_long_line<L: dstream::TextRecord + std::fmt::Display>() -> Vec<String> {
 #[test]
 fn socket_lines_as_text_share_the_buffer_of_their_read() {
     use dstream::text::Text;
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = server.local_addr().unwrap().port();
-    let ssc = StreamingContext::builder(Milliseconds(100))
-        .stop_gracefully_on_signal(false)
-        .build()
-        .unwrap();
-    let seen = records(&ssc.socket_text_stream_of::<Text>("127.0.0.1", port, 100_000, 64 << 20));
-    ssc.start().unwrap();
-    let (mut conn, _) = server.accept().unwrap();
+    let (ssc, seen, mut conn) = socket_lines::<Text>();
     let sent: Vec<String> = (0..500).map(|i| format!("line {i} é")).collect();
     conn.write_all((sent.join("\r\n") + "\n").as_bytes())
         .unwrap();

@@ -143,7 +143,9 @@ fn fail(message: &str) -> ! {
     // The instances would otherwise run on, until their output hits the closed pipe.
     let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|e| e.into_inner()));
     for pid in running {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
     std::process::exit(2)
 }
@@ -240,33 +242,37 @@ impl Instance {
         serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
     }
 
-    /// Its active tasks: name -> (since ms, batches completed here, restore).
-    /// The active tasks' last completed batch times (ms).
-    fn last_batches(&mut self) -> BTreeMap<String, u64> {
+    /// Its active tasks, as `/api/status` describes them.
+    fn active_tasks(&mut self) -> Vec<Value> {
         let Some(s) = self.status() else {
-            return BTreeMap::new();
+            return Vec::new();
         };
         s["scale"]["tasks"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|t| t["role"] == "active")
+            .cloned()
+            .collect()
+    }
+
+    /// The active tasks' last completed batch times (ms).
+    fn last_batches(&mut self) -> BTreeMap<String, u64> {
+        self.active_tasks()
+            .iter()
             .filter_map(|t| {
-                let task = t["task"].as_str()?.to_string();
-                Some((task, t["last_batch_ms"].as_u64()?))
+                Some((
+                    t["task"].as_str()?.to_string(),
+                    t["last_batch_ms"].as_u64()?,
+                ))
             })
             .collect()
     }
 
+    /// Its active tasks: name -> (since ms, batches completed here, restore).
     fn tasks(&mut self) -> BTreeMap<String, (u64, u64, Value)> {
-        let Some(s) = self.status() else {
-            return BTreeMap::new();
-        };
-        s["scale"]["tasks"]
-            .as_array()
+        self.active_tasks()
             .into_iter()
-            .flatten()
-            .filter(|t| t["role"] == "active")
             .map(|t| {
                 (
                     t["task"].as_str().unwrap_or_default().to_string(),
@@ -385,8 +391,7 @@ fn failover(a: &Args) {
                 .iter_mut()
                 .flat_map(|i| i.last_batches())
                 .collect();
-            last.len() == PARTITIONS as usize
-                && last.values().all(|t| t + 2 * a.batch_ms >= now)
+            last.len() == PARTITIONS as usize && last.values().all(|t| t + 2 * a.batch_ms >= now)
         });
         std::thread::sleep(StdDuration::from_millis(next() % 2000));
         let victim = loop {
