@@ -100,6 +100,10 @@ struct Args {
     /// The sessions example's release binary
     #[arg(long, default_value = "target/release/examples/sessions")]
     binary: PathBuf,
+    /// failover: before each kill, wait up to this many seconds for every task to be within
+    /// two batch intervals of now (how far behind it still was is printed with the kill)
+    #[arg(long, default_value_t = 30)]
+    settle: u64,
     /// Keep the instances' logs and checkpoints (removed at the end otherwise)
     #[arg(long)]
     keep: bool,
@@ -385,14 +389,28 @@ fn failover(a: &Args) {
         });
         // And caught up: every task's last batch within 2 intervals of now, so that a kill
         // does not find the application still replaying what the previous one held up.
-        wait_until(180, "all 6 tasks caught up", || {
+        // And caught up, for up to `--settle` seconds: every task's last batch within 2
+        // intervals of now, so that a kill does not find the application still replaying what
+        // the previous one held up. How far behind it still was is printed with the kill.
+        let deadline = Instant::now() + StdDuration::from_secs(a.settle);
+        let behind = loop {
             let now = now_ms();
-            let last: BTreeMap<String, u64> = instances
+            let last: Vec<u64> = instances
                 .iter_mut()
-                .flat_map(|i| i.last_batches())
+                .flat_map(|i| i.last_batches().into_values())
                 .collect();
-            last.len() == PARTITIONS as usize && last.values().all(|t| t + 2 * a.batch_ms >= now)
-        });
+            let behind = last
+                .iter()
+                .map(|b| now.saturating_sub(*b))
+                .max()
+                .unwrap_or(0);
+            if (last.len() >= PARTITIONS as usize && behind <= 2 * a.batch_ms)
+                || Instant::now() > deadline
+            {
+                break behind;
+            }
+            std::thread::sleep(StdDuration::from_millis(50));
+        };
         std::thread::sleep(StdDuration::from_millis(next() % 2000));
         let victim = loop {
             let i = (next() % 3) as usize;
@@ -439,8 +457,9 @@ fn failover(a: &Args) {
             .fold(0.0, f64::max);
         let secs = (done - killed_at) as f64 / 1000.0;
         println!(
-            "kill {:>2} at {killed_at} ms: instance {slot} ({} tasks): processing again after {secs:.2} s (started elsewhere after {:.2} s, restore {:.0} ms)",
+            "kill {:>2} at {killed_at} ms ({:.1} s behind): instance {slot} ({} tasks): processing again after {secs:.2} s (started elsewhere after {:.2} s, restore {:.0} ms)",
             k + 1,
+            behind as f64 / 1000.0,
             tasks.len(),
             (started - killed_at) as f64 / 1000.0,
             restored
