@@ -1147,16 +1147,7 @@ impl StreamingContext {
             StreamingContextState::Active => return Err(ContextError::AddAfterStart.into()),
             StreamingContextState::Stopped => return Err(ContextError::AddAfterStop.into()),
         }
-        let mut problem = None;
-        stream.visit_ancestry(&mut |base| {
-            if problem.is_none() && base.ctx_id != self.inner.id {
-                problem = Some(ContextError::DifferentContexts(format!(
-                    "'{}' belongs to another StreamingContext",
-                    base.name
-                )));
-            }
-        });
-        if let Some(p) = problem.or_else(|| stream.problem()) {
+        if let Some(p) = stream.problem(Some(self.inner.id)) {
             return Err(p.into());
         }
         stream.add_consumer();

@@ -455,13 +455,22 @@ impl<T: Data> DStream<T> {
         walk_once(self.node.as_ref(), &mut |n| f(n.base()));
     }
 
-    /// The first problem of this stream or an ancestor: an operation's arguments that failed
-    /// their check (a window not a multiple of its parent's slide), or a node made after its
-    /// context started or stopped.
-    pub(crate) fn problem(&self) -> Option<ContextError> {
+    /// The first problem of this stream or an ancestor, in one walk: a node of another context
+    /// than `ctx_id` (when given), an operation's arguments that failed their check (a window
+    /// not a multiple of its parent's slide), or a node made after its context started or
+    /// stopped.
+    pub(crate) fn problem(&self, ctx_id: Option<usize>) -> Option<ContextError> {
         let mut problem = None;
         self.visit_ancestry(&mut |base| {
-            if problem.is_none() {
+            if problem.is_some() {
+                return;
+            }
+            if ctx_id.is_some_and(|id| id != base.ctx_id) {
+                problem = Some(ContextError::DifferentContexts(format!(
+                    "'{}' belongs to another StreamingContext",
+                    base.name
+                )));
+            } else {
                 problem = base.detached.clone();
             }
         });
@@ -488,7 +497,7 @@ impl<T: Data> DStream<T> {
     /// );
     /// ```
     pub fn checked(self) -> Result<Self> {
-        match self.problem() {
+        match self.problem(None) {
             Some(e) => Err(e.into()),
             None => Ok(self),
         }
