@@ -304,6 +304,16 @@ impl Instance {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.reaped();
+    }
+
+    /// Its pid is no longer one for `fail` to kill (another process may get it).
+    fn reaped(&self) {
+        let id = self.child.id();
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|pid| *pid != id);
     }
 
     fn terminate(&mut self) {
@@ -313,6 +323,7 @@ impl Instance {
         let deadline = Instant::now() + StdDuration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.reaped();
                 return;
             }
             std::thread::sleep(StdDuration::from_millis(50));
