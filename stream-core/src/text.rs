@@ -326,8 +326,13 @@ impl Text {
         let mut out = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
-            // A chunk of whole lines: up to the first line end after 64 KiB.
-            let cut = match rest.get(LINES_CHUNK..).and_then(|tail| tail.find('\n')) {
+            // A chunk of whole lines: up to the first line end after 64 KiB (searched in bytes:
+            // byte 64 Ki may fall inside a character, a `\n` never does).
+            let cut = match rest
+                .as_bytes()
+                .get(LINES_CHUNK..)
+                .and_then(|tail| tail.iter().position(|b| *b == b'\n'))
+            {
                 Some(at) => LINES_CHUNK + at + 1,
                 None => rest.len(),
             };
@@ -701,6 +706,11 @@ mod tests {
         // About 230 KB of lines: 3 buffers of 64 KiB and a line, and the rest.
         assert!(text.len() > 3 * LINES_CHUNK && text.len() < 4 * LINES_CHUNK);
         assert_eq!(buffers, 4);
+        // Two-byte characters, so that byte 64 Ki falls inside one: still cut into buffers.
+        let wide: String = "é\n".repeat(50_000);
+        let lines = Text::lines(&wide);
+        assert_eq!(lines, wide.lines().collect::<Vec<_>>());
+        assert!(!lines[0].shares_buffer_with(lines.last().expect("lines")));
         assert!(Text::lines("").is_empty());
         assert_eq!(Text::lines("\n\n"), ["", ""]);
     }
