@@ -128,7 +128,7 @@ fn bytes_path(b: Vec<u8>) -> PathBuf {
 }
 
 /// The record types of the text sources: `String` (each line in an allocation of its own) or
-/// [`Text`] (the lines of a file share one buffer: no allocation or copy per line).
+/// [`Text`] (lines share buffers of about 64 KiB: no allocation or copy per line).
 pub trait TextRecord: Data + sealed::Sealed {
     /// The lines of `text`, as `str::lines` cuts them.
     #[doc(hidden)]
