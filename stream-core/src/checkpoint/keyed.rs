@@ -5,7 +5,11 @@
 //!   its last update (`tag` is `s` for operator state; windows keep their running aggregate
 //!   under it too);
 //! - `t <partition u16> <time> <key>` -> empty: the timer index of timed state, in time order,
-//!   so that the keys due at a batch are one range scan, never a scan of all keys.
+//!   so that the keys due at a batch are one range scan, never a scan of all keys. It is derived
+//!   from the state entries and not logged for replicas: a restore writes a key's timer beside
+//!   its state ([`KeyedStore::derived`]) and cannot delete the timer of the key's earlier time
+//!   without reading it, so a timer whose time is not its key's stored time is stale, skipped
+//!   by [`PartState::due`] and deleted with the next commit.
 //!
 //! A batch reads through the cache (its misses in one sorted multi-get, or a point lookup each)
 //! and changes only the cache; the changes reach RocksDB in the batch's atomic commit, in key
@@ -207,6 +211,8 @@ pub(crate) enum Change<S> {
 
 struct Part<K, S> {
     cache: HashMap<K, Slot<S>, ahash::RandomState>,
+    /// Timer entries found stale (see the module's doc), deleted with the next commit.
+    stale: Vec<Vec<u8>>,
     tick: u32,
     /// Whether the cache holds every key with state (a new checkpoint, nothing evicted yet):
     /// then a scan reads the cache alone and a miss needs no lookup. `None` before the first
@@ -256,6 +262,7 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
                 .map(|_| {
                     Mutex::new(Part {
                         cache: HashMap::with_hasher(ahash::RandomState::with_seeds(7, 11, 13, 17)),
+                        stale: Vec::new(),
                         tick: 0,
                         complete: None,
                     })
@@ -302,6 +309,23 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
             )),
             None => Err("the key is empty".into()),
         }
+    }
+
+    /// The timer entry of a restored change (see [`Durable::derived`](super::Durable::derived)):
+    /// a state entry's timer at the time its value holds (timed state only; the change has
+    /// passed [`check`](Self::check)).
+    pub(crate) fn derived(&self, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
+        if !self.timed || key.first() != Some(&self.tag) {
+            return None;
+        }
+        let at = time_from_bytes(value?.get(..8)?)?;
+        let (partition, k) = (key.get(1..3)?, key.get(3..)?);
+        let mut timer = Vec::with_capacity(11 + k.len());
+        timer.push(TAG_TIMER);
+        timer.extend_from_slice(partition);
+        timer.extend_from_slice(&time_bytes(at));
+        timer.extend_from_slice(k);
+        Some(timer)
     }
 
     /// Partition `p`'s state, for one batch's work on it.
@@ -363,12 +387,19 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
             }
             w.sort();
             for e in &w.entries {
-                match w.value(e) {
-                    Some(v) => wb.put(id, w.key(e), v)?,
-                    None => wb.delete(id, w.key(e))?,
+                let key = w.key(e);
+                // Timers are derived from the state entries: local only (module doc).
+                match (w.value(e), key.first() == Some(&TAG_TIMER)) {
+                    (Some(v), false) => wb.put(id, key, v)?,
+                    (None, false) => wb.delete(id, key)?,
+                    (Some(v), true) => wb.put_derived(id, key, v)?,
+                    (None, true) => wb.delete_derived(id, key)?,
                 }
             }
             drop(w);
+            for stale in std::mem::take(&mut part.stale) {
+                wb.delete_derived(id, &stale)?;
+            }
             if part.cache.len() > self.capacity {
                 // Keys this batch did not use go first, then any, down to three quarters.
                 part.cache.retain(|_, s| s.used == tick);
@@ -653,7 +684,8 @@ impl<K: StateKey, S: StateValue> PartState<'_, K, S> {
     }
 
     /// Keys whose last update is strictly before `threshold` (timed state only): one range scan
-    /// of the timer index, each hit checked against the key's current time.
+    /// of the timer index, each hit checked against the key's current time. A hit whose time is
+    /// not the key's stored time is stale (module doc): deleted with the next commit.
     pub(crate) fn due(&mut self, threshold: i64) -> Result<Vec<K>> {
         let start = prefix(TAG_TIMER, self.p).to_vec();
         let mut end = start.clone();
@@ -666,15 +698,18 @@ impl<K: StateKey, S: StateValue> PartState<'_, K, S> {
                 break;
             }
             let at = time_from_bytes(&k[3..]).ok_or_else(|| self.corrupt("timer key"))?;
-            hits.push((at, decode::<K>(self.what, &k[11..])?));
+            hits.push((at, decode::<K>(self.what, &k[11..])?, k.to_vec()));
             it.next();
         }
         it.status().map_err(|e| self.store.error(e))?;
         let mut due = Vec::with_capacity(hits.len());
-        for (at, k) in hits {
-            if let Some((_, now)) = self.get(&k)?
-                && now == at
-            {
+        for (at, k, timer) in hits {
+            let slot = self.load(&k)?;
+            if slot.stored() != Some(at) {
+                self.part.stale.push(timer);
+                continue;
+            }
+            if slot.value.is_some() && slot.at == at {
                 due.push(k);
             }
         }
@@ -744,5 +779,98 @@ fn time_of_value(what: &str, bytes: &[u8]) -> Result<i64> {
             message: format!("a stored value of {} bytes has no time", bytes.len()),
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Durable, Shape, temporary_dir};
+    use super::*;
+    use crate::time::Time;
+
+    /// A timed store as the only stateful operator of a pipeline.
+    struct Op(KeyedStore<String, i32>);
+
+    impl Durable for Op {
+        fn describe(&self) -> String {
+            "timed".into()
+        }
+        fn commit(&self, store: &Store, _: Time, wb: &mut CommitBatch<'_>) -> Result<()> {
+            self.0.commit(store, wb)
+        }
+        fn abort(&self, _: Time) {}
+        fn check(&self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), String> {
+            self.0.check(key, value)
+        }
+        fn derived(&self, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
+            self.0.derived(key, value)
+        }
+    }
+
+    fn timers(store: &Store) -> Vec<(i64, String)> {
+        let mut it = store.db().raw_iterator_cf(store.cf(0).unwrap());
+        it.seek([TAG_TIMER]);
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            if k[0] != TAG_TIMER {
+                break;
+            }
+            out.push((
+                time_from_bytes(&k[3..11]).unwrap(),
+                decode::<String>("key", &k[11..]).unwrap(),
+            ));
+            it.next();
+        }
+        out
+    }
+
+    #[test]
+    fn a_restore_derives_timers_and_the_stale_ones_go_with_the_next_commit() {
+        let dir = temporary_dir();
+        let shape = Shape {
+            batch_ms: 1000,
+            inputs: Vec::new(),
+            operators: vec!["timed".into()],
+        };
+        let store = Store::open(&dir, &shape, false, false, false).unwrap();
+        let op = Arc::new(Op(KeyedStore::new(0, TAG_STATE, 1, 1024, true)));
+        let state = |k: &str, at: i64, v: i32| {
+            let mut key = prefix(TAG_STATE, 0).to_vec();
+            key.extend(encode("key", &k.to_string()).unwrap());
+            let mut value = at.to_be_bytes().to_vec();
+            value.extend(encode("value", &v).unwrap());
+            (key, value)
+        };
+        // A replica's changes: `k` at 2 s, then at 5 s; `gone` at 1 s, then deleted.
+        let mut r = store.restore(vec![op.clone() as Arc<dyn Durable>]);
+        for (k, at, v) in [("k", 2000, 1), ("k", 5000, 2), ("gone", 1000, 1)] {
+            let (key, value) = state(k, at, v);
+            r.apply_parts(0, &key, Some(&value)).unwrap();
+        }
+        r.apply_parts(0, &state("gone", 0, 0).0, None).unwrap();
+        assert_eq!(r.applied(), 4, "changes, not the timers derived from them");
+        r.batch(Time::from_millis(5000), Time::from_millis(0), &[], &[], None)
+            .unwrap();
+        drop(r);
+        assert_eq!(
+            timers(&store),
+            [(1000, "gone".into()), (2000, "k".into()), (5000, "k".into())]
+        );
+        // At 6 s with a 3 s timeout nothing is due: `k` was updated at 5 s.
+        assert!(op.0.part(&store, 0).unwrap().due(3000).unwrap().is_empty());
+        let t = Time::from_millis(6000);
+        let durables = [op.clone() as Arc<dyn Durable>];
+        store
+            .commit(t, Time::from_millis(0), &durables, &[], 0, t, &[], None)
+            .unwrap();
+        assert_eq!(timers(&store), [(5000, "k".into())]);
+        assert_eq!(
+            op.0.part(&store, 0).unwrap().due(5001).unwrap(),
+            ["k".to_string()]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

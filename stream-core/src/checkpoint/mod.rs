@@ -69,6 +69,13 @@ pub(crate) trait Durable: Send + Sync {
     fn check(&self, _key: &[u8], _value: Option<&[u8]>) -> std::result::Result<(), String> {
         Ok(())
     }
+    /// The entry (with an empty value) the operator keeps beside a change a replica hands back,
+    /// derived from it and never logged (the timer index of timed state), if any. Entries it
+    /// derived from earlier values of the key may stay behind: the operator must tell them from
+    /// current ones.
+    fn derived(&self, _key: &[u8], _value: Option<&[u8]>) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The pipeline facts a checkpoint must agree with.

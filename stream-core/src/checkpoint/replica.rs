@@ -6,7 +6,10 @@
 //!
 //! Changes are logged as the operators write them: puts and deletes of keys of an operator's
 //! column family; a range delete (expired window panes) is logged as a delete of each key in
-//! the range, since a compacted topic has no range deletes.
+//! the range, since a compacted topic has no range deletes. What an operator derives from its
+//! state (the timer index of timed state) is not logged: a restore writes it beside each
+//! change it applies ([`Durable::derived`](super::Durable::derived)), so that a replica holds one
+//! record per key.
 
 use rocksdb::WriteBatch;
 
@@ -81,6 +84,20 @@ impl CommitBatch<'_> {
                 value: Some(value.to_vec()),
             });
         }
+        Ok(())
+    }
+
+    /// Sets `key` of operator `op` in the local checkpoint only: an entry derived from the
+    /// operator's state, which a restore derives again ([`Durable::derived`](super::Durable::derived)).
+    pub(crate) fn put_derived(&mut self, op: usize, key: &[u8], value: &[u8]) -> Result<()> {
+        self.wb.put_cf(self.store.cf(op)?, key, value);
+        Ok(())
+    }
+
+    /// Deletes `key` of operator `op` in the local checkpoint only (see
+    /// [`put_derived`](Self::put_derived)).
+    pub(crate) fn delete_derived(&mut self, op: usize, key: &[u8]) -> Result<()> {
+        self.wb.delete_cf(self.store.cf(op)?, key);
         Ok(())
     }
 
@@ -208,6 +225,10 @@ impl CheckpointRestore<'_> {
         match value {
             Some(v) => self.wb.put_cf(cf, key, v),
             None => self.wb.delete_cf(cf, key),
+        }
+        if let Some(derived) = op.derived(key, value) {
+            self.wb.put_cf(cf, derived, []);
+            self.pending += 1;
         }
         self.pending += 1;
         self.applied += 1;

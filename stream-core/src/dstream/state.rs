@@ -329,6 +329,10 @@ impl<K: StateKey, S: StateValue> Durable for StateOp<K, S> {
         self.keyed.check(key, value)
     }
 
+    fn derived(&self, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
+        self.keyed.derived(key, value)
+    }
+
     fn abort(&self, _: Time) {
         self.keyed.abort();
         self.init_merged.store(false, Ordering::SeqCst);
