@@ -51,6 +51,11 @@ pub struct Common {
         requires = "app"
     )]
     pub session_timeout_ms: u64,
+    /// With --app: static membership (Kafka's `group.instance.id`): this instance's name, the
+    /// same across its restarts; one that crashes and is started again within the session
+    /// timeout gets its tasks back without a rebalance
+    #[arg(long = "instance-id", value_name = "NAME", requires = "app")]
+    pub instance_id: Option<String>,
 }
 
 /// Logging for the examples, as a program (not a library) sets it up: the engine's events
@@ -154,11 +159,15 @@ pub fn run_scaled_out(
         .unwrap_or_else(|| format!("target/{name}-{app}"));
     let batch_ms = flags.batch_ms;
     let (b, t) = (brokers.to_string(), topic.to_string());
-    let instance = dstream::kafka::ScaleOut::new(&app, brokers)
+    let mut builder = dstream::kafka::ScaleOut::new(&app, brokers)
         .topics([topic])
         .checkpoint(&root)
         .standby_replicas(flags.standby)
-        .session_timeout(std::time::Duration::from_millis(flags.session_timeout_ms))
+        .session_timeout(std::time::Duration::from_millis(flags.session_timeout_ms));
+    if let Some(id) = &flags.instance_id {
+        builder = builder.instance_id(id);
+    }
+    let instance = builder
         .run(move |_task| {
             let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
             pipeline(&ssc, &b, &t)?;

@@ -42,16 +42,22 @@ const PER_ROUND: usize = 1;
 /// Records per partition and second: a round takes a few seconds to read.
 const RATE: f64 = 200.0;
 const BATCH_MS: i64 = 500;
+/// The instances' session timeout.
+const SESSION_TIMEOUT_S: u64 = 6;
 
 /// The child: one instance of the application, until SIGTERM (leaves the group) or SIGKILL.
 fn child() -> Result<(), Error> {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let (b, input, out) = (var("SC_BROKERS"), var("SC_INPUT"), var("SC_OUTPUT"));
     let states = PathBuf::from(var("SC_STATES"));
-    let instance = ScaleOut::new(var("SC_APP"), &b)
+    let mut builder = ScaleOut::new(var("SC_APP"), &b)
         .topics([input.as_str()])
         .checkpoint(var("SC_ROOT"))
-        .session_timeout(StdDuration::from_secs(6))
+        .session_timeout(StdDuration::from_secs(SESSION_TIMEOUT_S));
+    if !var("SC_INSTANCE_ID").is_empty() {
+        builder = builder.instance_id(var("SC_INSTANCE_ID"));
+    }
+    let instance = builder
         .run(move |task| {
             let ssc = StreamingContext::builder(Milliseconds(BATCH_MS))
                 .parallelism(2)
@@ -121,6 +127,8 @@ struct Job {
     input: String,
     output: String,
     dir: PathBuf,
+    /// Static membership: each slot's instances have the id `<app>-<slot>`.
+    static_ids: bool,
 }
 
 /// A child instance: its process, its slot (checkpoint directory), its log.
@@ -156,6 +164,14 @@ impl Job {
             .env("SC_OUTPUT", &self.output)
             .env("SC_STATES", self.dir.join("states"))
             .env("SC_ROOT", self.dir.join(format!("instance{slot}")))
+            .env(
+                "SC_INSTANCE_ID",
+                if self.static_ids {
+                    format!("{}-{slot}", self.app)
+                } else {
+                    String::new()
+                },
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -307,6 +323,7 @@ fn run(kind: &str, brokers: &str, kills: usize) {
         input: unique("scrash-in"),
         output: unique("scrash-out"),
         dir: std::env::temp_dir().join(unique("dstream-scale-crash")),
+        static_ids: false,
     };
     std::fs::create_dir_all(job.dir.join("states")).unwrap();
     eprintln!(
@@ -375,14 +392,35 @@ fn run(kind: &str, brokers: &str, kills: usize) {
     terminate(&job, &mut gone);
     eprintln!("{kills} kills and a leave in {:.1?}", started.elapsed());
 
+    let (total, end, users) = assert_exact(&job, isolation, rounds, &mut running);
+    for r in running.iter_mut() {
+        terminate(&job, r);
+    }
+    eprintln!(
+        "on {kind}: {kills} kills, scale 1 -> 3 -> 2: output equals one uninterrupted run's ({total} records, each once), final state equal ({users} users), group offsets at the end ({end:?}), in {:.1?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&job.dir);
+}
+
+/// Waits for the output of `rounds` rounds of input, then checks that it is exactly one
+/// uninterrupted run's (each record once), that each task's last state is that run's final
+/// state, and that the group's offsets are at the end of the input. Returns the output's size,
+/// the input's end offsets and the users in the state.
+fn assert_exact(
+    job: &Job,
+    isolation: &str,
+    rounds: usize,
+    running: &mut [Running],
+) -> (usize, Vec<i64>, usize) {
     let total = USERS * PER_ROUND * rounds;
     let deadline = Instant::now() + StdDuration::from_secs(300);
     let mut n = 0;
     loop {
-        check_alive(&job, &mut running);
+        check_alive(job, running);
         // A reader that does not reach the end in time (tansu, busy with three instances,
         // sometimes answers no fetch for a while) tries again until the deadline.
-        match try_read_all_as(brokers, &job.output, isolation) {
+        match try_read_all_as(&job.brokers, &job.output, isolation) {
             Ok(out) => n = out.len(),
             Err(e) => eprintln!("{e}; trying again"),
         }
@@ -399,12 +437,12 @@ fn run(kind: &str, brokers: &str, kills: usize) {
     }
     let end = input_ends(rounds);
     wait_for(60, "the group's offsets at the end of the input", || {
-        group_offsets(brokers, &job.app, &job.input, PARTITIONS) == end
+        group_offsets(&job.brokers, &job.app, &job.input, PARTITIONS) == end
     });
     // A few more batches: nothing more may come out, and every task writes its state.
     std::thread::sleep(StdDuration::from_millis(4 * BATCH_MS as u64));
 
-    let out = read_all_as(brokers, &job.output, isolation);
+    let out = read_all_as(&job.brokers, &job.output, isolation);
     let mut got: BTreeMap<String, usize> = BTreeMap::new();
     for r in &out {
         *got.entry(r.text()).or_default() += 1;
@@ -442,16 +480,7 @@ fn run(kind: &str, brokers: &str, kills: usize) {
         "the tasks' final state is one uninterrupted run's; {}",
         logs()
     );
-    for r in running.iter_mut() {
-        terminate(&job, r);
-    }
-    eprintln!(
-        "on {kind}: {kills} kills, scale 1 -> 3 -> 2: output equals one uninterrupted run's ({total} records, each once), final state equal ({} users), group offsets at the end ({:?}), in {:.1?}",
-        state.len(),
-        end,
-        started.elapsed()
-    );
-    let _ = std::fs::remove_dir_all(&job.dir);
+    (total, end, state.len())
 }
 
 fn kills() -> usize {
@@ -487,4 +516,99 @@ fn instances_killed_at_random_then_output_state_and_offsets_are_exact() {
             ),
         }
     }
+}
+
+/// The lines of an instance's log that show a rebalance touching it: a task started, revoked
+/// or lost.
+fn task_moves(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            l.contains(": started") || l.contains("revoked") || l.contains("lost to another")
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// Static membership (`ScaleOutBuilder::instance_id`): of two instances, one is killed with
+/// SIGKILL and started again with the same id. It gets its tasks back well within the
+/// session timeout (a dynamic member's tasks wait for the timeout to move), without a
+/// rebalance (the other instance's tasks never stop), and the output is still exact.
+#[test]
+#[cfg_attr(
+    not(dstream_real_kafka),
+    ignore = "needs a real Kafka broker: DSTREAM_REAL_KAFKA=host:port (CI starts one)"
+)]
+fn a_static_member_killed_and_restarted_gets_its_tasks_back_without_a_rebalance() {
+    if std::env::var_os("DSTREAM_SCALE_CHILD").is_some() {
+        return;
+    }
+    let brokers = std::env::var("DSTREAM_REAL_KAFKA").expect("DSTREAM_REAL_KAFKA=host:port");
+    let job = Job {
+        brokers: brokers.clone(),
+        app: unique("sstatic-app"),
+        input: unique("sstatic-in"),
+        output: unique("sstatic-out"),
+        dir: std::env::temp_dir().join(unique("dstream-scale-static")),
+        static_ids: true,
+    };
+    std::fs::create_dir_all(job.dir.join("states")).unwrap();
+    eprintln!("logs in {}", job.dir.display());
+    create_topic(&brokers, &job.input, PARTITIONS);
+    create_topic(&brokers, &job.output, 3);
+    produce_round(&brokers, &job.input, 0);
+    let mut running = vec![job.spawn(0, 1), job.spawn(1, 2)];
+    // Both run tasks, and the first round is out: the 6 tasks run, the group is stable.
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    loop {
+        check_alive(&job, &mut running);
+        let out = try_read_all_as(&brokers, &job.output, "read_committed").map_or(0, |o| o.len());
+        if runs_tasks(&running[0]) && runs_tasks(&running[1]) && out >= USERS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first round was not out after 2 minutes ({out} of {USERS}): {}",
+            job.trouble()
+        );
+        std::thread::sleep(StdDuration::from_millis(500));
+    }
+    std::thread::sleep(StdDuration::from_secs(2));
+    let other = running[1].log.clone();
+    let other_log = || std::fs::read_to_string(&other).unwrap_or_default();
+    let before = task_moves(&other_log()).len();
+
+    running[0].child.kill().unwrap(); // SIGKILL
+    running[0].child.wait().unwrap();
+    let killed = Instant::now();
+    running[0] = job.spawn(0, 3);
+    wait_for(60, "the restarted instance running tasks", || {
+        runs_tasks(&running[0])
+    });
+    let back = killed.elapsed();
+    eprintln!("the restarted instance started its tasks {back:.1?} after the kill");
+    assert!(
+        back < StdDuration::from_secs(SESSION_TIMEOUT_S),
+        "the restarted static member took {back:.1?} to start its tasks, more than the session timeout ({SESSION_TIMEOUT_S} s): {}",
+        job.trouble()
+    );
+    // Past the session timeout: the group never gave the killed member's tasks away, and
+    // never touched the other instance's.
+    std::thread::sleep(StdDuration::from_secs(SESSION_TIMEOUT_S + 2).saturating_sub(back));
+    let moves = task_moves(&other_log());
+    assert_eq!(
+        moves.len(),
+        before,
+        "a rebalance moved tasks of the instance that was not killed: {:?}",
+        &moves[before..]
+    );
+
+    produce_round(&brokers, &job.input, 1);
+    let (total, end, users) = assert_exact(&job, "read_committed", 2, &mut running);
+    for r in running.iter_mut() {
+        terminate(&job, r);
+    }
+    eprintln!(
+        "static membership: tasks back {back:.1?} after a SIGKILL, no rebalance; output exact ({total} records), final state equal ({users} users), offsets at the end ({end:?})"
+    );
+    let _ = std::fs::remove_dir_all(&job.dir);
 }

@@ -15,7 +15,9 @@
 //! - `failover`: 3 instances (`--standby N`: with N standby replicas of each task), clicks fed
 //!   at `--rate`; a random instance that runs tasks is killed with SIGKILL (and started again)
 //!   `--kills` times (`--stop term`: stopped with SIGTERM, a rolling restart, its exit waited
-//!   for before it starts again). For each kill: the time until
+//!   for before it starts again; `--static-membership`: each instance has an `--instance-id`,
+//!   and one started again within the session timeout gets its tasks back). For each kill:
+//!   the time until
 //!   every task it ran has completed a batch on an instance again, split into the time until
 //!   the task was started elsewhere (the group noticing, the rebalance) and its restore.
 //! - `restore`: `--keys` visitors, one click each, make that many sessions of state (`--idle`
@@ -97,6 +99,10 @@ struct Args {
     /// failover: how an instance is stopped
     #[arg(long, value_enum, default_value_t = Stop::Kill)]
     stop: Stop,
+    /// Static membership: each instance started with `--instance-id` (its slot), so that one
+    /// killed and started again gets its tasks back without a rebalance
+    #[arg(long = "static-membership")]
+    static_membership: bool,
     /// The sessions example's release binary
     #[arg(long, default_value = "target/release/examples/sessions")]
     binary: PathBuf,
@@ -204,6 +210,11 @@ impl Instance {
             .arg(a.batch_ms.to_string())
             .arg("--session-timeout-ms")
             .arg(a.session_timeout_ms.to_string())
+            .args(if a.static_membership {
+                vec!["--instance-id".to_string(), format!("{app}-{slot}")]
+            } else {
+                Vec::new()
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(log)
@@ -481,12 +492,17 @@ fn failover(a: &Args) {
     }
     let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     println!(
-        "failover over {} {}, {} ms batches, {} ms session timeout, {} standby replicas: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
+        "failover over {} {}, {} ms batches, {} ms session timeout, {} standby replicas{}: processing again after p50 {:.2} s, max {:.2} s; started elsewhere after p50 {:.2} s; restore p50 {:.0} ms, max {:.0} ms",
         a.kills,
         if a.graceful() { "SIGTERMs" } else { "SIGKILLs" },
         a.batch_ms,
         a.session_timeout_ms,
         a.standby,
+        if a.static_membership {
+            ", static membership"
+        } else {
+            ""
+        },
         p50(&total),
         max(&total),
         p50(&moved),

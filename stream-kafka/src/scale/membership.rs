@@ -237,6 +237,8 @@ pub(crate) struct MembershipSettings<'a> {
     pub(crate) client_id: &'a str,
     /// How long the brokers may stay unreachable before the instance stops.
     pub(crate) broker_timeout: StdDuration,
+    /// Static membership's `group.instance.id`, if any.
+    pub(crate) instance_id: Option<&'a str>,
 }
 
 impl Membership {
@@ -272,6 +274,9 @@ impl Membership {
             // Tasks fetch for themselves; this consumer's partitions are paused when assigned,
             // and what it fetched before that stays small.
             .set("queued.max.messages.kbytes", "64");
+        if let Some(id) = s.instance_id {
+            c.set("group.instance.id", id);
+        }
         for (k, v) in s.properties {
             c.set(k, v);
         }

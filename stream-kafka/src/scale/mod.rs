@@ -202,6 +202,7 @@ pub struct ScaleOutBuilder {
     standby_replicas: usize,
     standby_refresh: StdDuration,
     start_threads: usize,
+    instance_id: Option<String>,
 }
 
 /// Scale-out on Kafka: the entry point.
@@ -249,6 +250,7 @@ impl ScaleOut {
             start_threads: std::thread::available_parallelism()
                 .map_or(2, |n| 2 * n.get())
                 .clamp(2, 8),
+            instance_id: None,
         }
     }
 }
@@ -319,6 +321,20 @@ impl ScaleOutBuilder {
     /// more of them than there are cores. 1 starts them one after another.
     pub fn start_threads(mut self, n: usize) -> Self {
         self.start_threads = n.max(1);
+        self
+    }
+
+    /// Static membership (Kafka's `group.instance.id`, as Kafka Streams'): this instance's
+    /// identity in the group, the same across its restarts and distinct from every other
+    /// instance's (e.g. the host's or the pod's name). An instance that crashes keeps its tasks
+    /// until it is back, for up to the session timeout: started again within it, it gets the
+    /// same tasks without a rebalance and restores only its local copies' tail, and the other
+    /// instances' tasks never move. Its tasks (and those waiting for them at exchanges) pause
+    /// meanwhile; only after the session timeout do they move elsewhere. Pair it with a
+    /// session timeout longer than a restart takes. An instance stopped gracefully still
+    /// leaves the group at once (its tasks move), with or without an id.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
         self
     }
 
@@ -575,6 +591,7 @@ impl ScaleOutBuilder {
                 properties: &self.properties,
                 client_id: &client_id,
                 broker_timeout: self.timeout,
+                instance_id: self.instance_id.as_deref(),
             },
             Arc::new(inner.clone()),
         )
