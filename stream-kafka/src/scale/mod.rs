@@ -721,7 +721,8 @@ struct StandbyCopy {
     refreshed: Option<SystemTime>,
 }
 
-/// Reports a task's failed batches to its instance.
+/// Reports a task's failed batches to its instance, and logs each batch at debug level (a
+/// task's context prints no status line).
 struct TaskFailures {
     instance: Weak<InstanceInner>,
     task: String,
@@ -730,6 +731,19 @@ struct TaskFailures {
 
 impl StreamingListener for TaskFailures {
     fn on_batch_completed(&self, info: &BatchInfo) {
+        if info.failure.is_none() {
+            // Clock times, in ms after the batch time: when it was submitted, when it ended.
+            let after = |t: Time| (t - info.batch_time).millis().max(0);
+            tracing::debug!(
+                "task {}: batch at {} done: {} records, submitted +{} ms, processed in {} ms, done +{} ms",
+                self.task,
+                info.batch_time,
+                info.num_records,
+                after(info.submission_time),
+                info.processing_time.map_or(0, |d| d.as_millis()),
+                info.processing_end.map_or(0, after)
+            );
+        }
         if let (Some(failure), Some(instance)) = (&info.failure, self.instance.upgrade()) {
             if self.link.stopping.load(Ordering::SeqCst) {
                 tracing::info!(
@@ -1094,7 +1108,14 @@ impl InstanceInner {
         lock(&self.standbys).remove(&p);
         match self.start_task(p) {
             Ok(task) => {
-                tracing::info!("task {}: started", task.scope.task);
+                tracing::info!(
+                    "task {}: started{}",
+                    task.scope.task,
+                    task.restore.as_ref().map_or(String::new(), |r| format!(
+                        " (restored in {} ms)",
+                        r.elapsed.as_millis()
+                    ))
+                );
                 if let Some(d) = lock(&self.dashboard).as_ref() {
                     d.watch(&task.ssc);
                 }
