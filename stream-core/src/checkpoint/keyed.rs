@@ -318,7 +318,8 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
         if !self.timed || key.first() != Some(&self.tag) {
             return None;
         }
-        let at = time_from_bytes(value?.get(..8)?)?;
+        // The value's time is a plain big-endian i64 (`time_of_value`); the timer's sorts.
+        let at = i64::from_be_bytes(value?.get(..8)?.try_into().ok()?);
         let (partition, k) = (key.get(1..3)?, key.get(3..)?);
         let mut timer = Vec::with_capacity(11 + k.len());
         timer.push(TAG_TIMER);
