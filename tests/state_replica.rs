@@ -156,10 +156,18 @@ fn timed_state_restored_from_its_replica_times_out_as_an_uninterrupted_run() {
     let reference = TimedOut::default();
     let clock = ManualClock::new();
     let d = dir("reference");
-    run(&context(&d, &clock, &reference), &clock, BATCHES as i64, BATCHES as u64);
+    run(
+        &context(&d, &clock, &reference),
+        &clock,
+        BATCHES as i64,
+        BATCHES as u64,
+    );
     let reference = reference.lock().unwrap().clone();
     // c (last seen at 1 s, then at 7 s), b (5 s) and d (3 s) time out; a never does.
-    assert_eq!(reference.values().flatten().filter(|k| *k == "a").count(), 0);
+    assert_eq!(
+        reference.values().flatten().filter(|k| *k == "a").count(),
+        0
+    );
     assert_eq!(reference.get(&5000), Some(&vec!["c".to_string()]));
     assert_eq!(reference.get(&7000), Some(&vec!["d".to_string()]));
     assert_eq!(reference.get(&9000), Some(&vec!["b".to_string()]));
@@ -196,7 +204,11 @@ fn timed_state_restored_from_its_replica_times_out_as_an_uninterrupted_run() {
     }
     let state_changes = |b: &Recorded| b.changes.iter().filter(|c| c.key[0] == b's').count();
     assert_eq!(state_changes(&logged[0]), 3, "a, b and c at 1 s");
-    assert_eq!(state_changes(&logged[4]), 3, "a and b at 5 s, c removed after its timeout");
+    assert_eq!(
+        state_changes(&logged[4]),
+        3,
+        "a and b at 5 s, c removed after its timeout"
+    );
 
     // A fresh instance restores all 8 batches; the first owner's copy restores the tail (4-8),
     // keeping the timers of b, c and d at their earlier times beside the new ones.

@@ -167,12 +167,11 @@ pub fn run_scaled_out(
     if let Some(id) = &flags.instance_id {
         builder = builder.instance_id(id);
     }
-    let instance = builder
-        .run(move |_task| {
-            let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
-            pipeline(&ssc, &b, &t)?;
-            Ok(ssc)
-        })?;
+    let instance = builder.run(move |_task| {
+        let ssc = StreamingContext::builder(Milliseconds(batch_ms)).build()?;
+        pipeline(&ssc, &b, &t)?;
+        Ok(ssc)
+    })?;
     eprintln!("{name}: instance of {app} started (state in {root}/<task>)");
     let _dashboard = instance_dashboard(&instance, flags)?;
     run_instance(name, instance, flags.seconds)

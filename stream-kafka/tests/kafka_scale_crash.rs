@@ -57,48 +57,47 @@ fn child() -> Result<(), Error> {
     if !var("SC_INSTANCE_ID").is_empty() {
         builder = builder.instance_id(var("SC_INSTANCE_ID"));
     }
-    let instance = builder
-        .run(move |task| {
-            let ssc = StreamingContext::builder(Milliseconds(BATCH_MS))
-                .parallelism(2)
-                .build()?;
-            let source = KafkaSource::strings(&b)
-                .topics([input.as_str()])
-                .max_rate_per_partition(RATE)
-                .build()?;
-            let handle = source.handle();
-            let counted = ssc
-                .kafka_stream(source)
-                .map(|u| (u, ()))
-                .repartition_by_key()
-                .map_with_state(StateSpec::function(
-                    |_, user: &String, v: Option<()>, st: &mut State<i64>| {
-                        v?;
-                        let n = st.get().copied().unwrap_or(0) + 1;
-                        st.update(n);
-                        Some(format!("{user} {n}"))
-                    },
-                ));
-            counted.mapped().save_to(
-                KafkaSink::with_encoder(&b, &out, |l: &String| Ok(OutRecord::new(l.clone())))
-                    .delivery(Delivery::ExactlyOnce)
-                    .commit_offsets_of(&handle)
-                    .build(),
-            )?;
-            // The task's whole state after each batch, in a file of this process: the test
-            // takes, for each task, the file of the latest batch.
-            let file = states.join(format!("{}.{}", task.task, std::process::id()));
-            counted.state_snapshots().foreach_batch(move |b, t| {
-                let mut text = format!("{}\n", t.millis());
-                let users: Vec<(String, i64)> = b.collect();
-                for (user, n) in users {
-                    text += &format!("{user} {n}\n");
-                }
-                let tmp = file.with_extension("tmp");
-                std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &file))
-            })?;
-            Ok(ssc)
+    let instance = builder.run(move |task| {
+        let ssc = StreamingContext::builder(Milliseconds(BATCH_MS))
+            .parallelism(2)
+            .build()?;
+        let source = KafkaSource::strings(&b)
+            .topics([input.as_str()])
+            .max_rate_per_partition(RATE)
+            .build()?;
+        let handle = source.handle();
+        let counted = ssc
+            .kafka_stream(source)
+            .map(|u| (u, ()))
+            .repartition_by_key()
+            .map_with_state(StateSpec::function(
+                |_, user: &String, v: Option<()>, st: &mut State<i64>| {
+                    v?;
+                    let n = st.get().copied().unwrap_or(0) + 1;
+                    st.update(n);
+                    Some(format!("{user} {n}"))
+                },
+            ));
+        counted.mapped().save_to(
+            KafkaSink::with_encoder(&b, &out, |l: &String| Ok(OutRecord::new(l.clone())))
+                .delivery(Delivery::ExactlyOnce)
+                .commit_offsets_of(&handle)
+                .build(),
+        )?;
+        // The task's whole state after each batch, in a file of this process: the test
+        // takes, for each task, the file of the latest batch.
+        let file = states.join(format!("{}.{}", task.task, std::process::id()));
+        counted.state_snapshots().foreach_batch(move |b, t| {
+            let mut text = format!("{}\n", t.millis());
+            let users: Vec<(String, i64)> = b.collect();
+            for (user, n) in users {
+                text += &format!("{user} {n}\n");
+            }
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &file))
         })?;
+        Ok(ssc)
+    })?;
     instance.await_termination()
 }
 

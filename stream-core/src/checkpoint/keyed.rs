@@ -852,12 +852,22 @@ mod tests {
         }
         r.apply_parts(0, &state("gone", 0, 0).0, None).unwrap();
         assert_eq!(r.applied(), 4, "changes, not the timers derived from them");
-        r.batch(Time::from_millis(5000), Time::from_millis(0), &[], &[], None)
-            .unwrap();
+        r.batch(
+            Time::from_millis(5000),
+            Time::from_millis(0),
+            &[],
+            &[],
+            None,
+        )
+        .unwrap();
         drop(r);
         assert_eq!(
             timers(&store),
-            [(1000, "gone".into()), (2000, "k".into()), (5000, "k".into())]
+            [
+                (1000, "gone".into()),
+                (2000, "k".into()),
+                (5000, "k".into())
+            ]
         );
         // At 6 s with a 3 s timeout nothing is due: `k` was updated at 5 s.
         assert!(op.0.part(&store, 0).unwrap().due(3000).unwrap().is_empty());
