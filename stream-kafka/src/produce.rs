@@ -117,11 +117,45 @@ fn send_record(
 }
 
 /// Waits for every record sent so far; the delivery failures since the last call, if any.
+///
+/// Not rdkafka's `BaseProducer::flush`: it waits in slices of 100 ms that each run to their
+/// end, so that every flush with a record in flight took at least 100 ms (an exactly-once
+/// batch flushes several times: its outputs, its positions written ahead, its exchanges, its
+/// changelog). Here the delivery reports are served as they arrive.
 pub(crate) fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<(), String> {
-    producer
-        .flush(timeout)
-        .map_err(|e| format!("records not delivered within {timeout:?}: {e}"))?;
+    drain(producer, timeout)?;
     take_failures(producer)
+}
+
+/// Waits until nothing is in flight (records delivered or failed, their reports served).
+fn drain(producer: &TrackedProducer, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        producer.poll(Duration::ZERO);
+        let in_flight = producer.in_flight_count();
+        if in_flight == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "records not delivered within {timeout:?}: {in_flight} still in flight"
+            ));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+}
+
+/// Commits the producer's transaction. Its records are drained first by [`drain`]: rdkafka's
+/// `commit_transaction` flushes with the slow flush (see [`flush`]), 100 ms a commit with
+/// records in flight. Delivery failures stay for the next [`flush`] or [`failures`]; the
+/// commit fails on them too.
+pub(crate) fn commit_transaction(
+    producer: &TrackedProducer,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    // A drain that times out leaves the records to the commit's own flush and timeout.
+    let _ = drain(producer, timeout);
+    producer.commit_transaction(timeout)
 }
 
 /// Where the delivered records landed so far.

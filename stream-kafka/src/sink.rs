@@ -430,7 +430,7 @@ impl<T: Data> KafkaSink<T> {
         }
         let what = format!("{}: commit_transaction", self.id);
         produce::bounded(producer, timeout, &what, move |p| {
-            p.commit_transaction(timeout)
+            produce::commit_transaction(p, timeout)
         })
         .map_err(|e| {
             let usable = e.usable();

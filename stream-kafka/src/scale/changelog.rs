@@ -230,8 +230,9 @@ impl Changelog {
         }
         let timeout = self.timeout;
         let what = format!("{}: the changelog's commit_transaction", self.task);
+        let committing = std::time::Instant::now();
         produce::bounded(&self.producer, timeout, &what, move |p| {
-            p.commit_transaction(timeout)
+            produce::commit_transaction(p, timeout)
         })
         .map_err(|e| {
             if !e.usable() {
@@ -246,6 +247,13 @@ impl Changelog {
             }
         }
         produce::flush(&self.producer, self.timeout)?;
+        tracing::debug!(
+            "{}: the changelog's transaction of the batch at {} ({} changes) committed in {:?}",
+            self.task,
+            batch.time,
+            batch.changes.len(),
+            committing.elapsed()
+        );
         let delivered = produce::delivered(&self.producer);
         Ok(delivered
             .into_iter()
@@ -268,6 +276,7 @@ impl Changelog {
         // the batch as that zombie cut it (and sent it to the exchanges), which is what its next
         // owner must replay.
         let producer = self.ahead_producer()?;
+        let writing = std::time::Instant::now();
         produce::send_to(
             producer,
             &tasks_topic(&self.app),
@@ -280,6 +289,11 @@ impl Changelog {
             }),
         )?;
         produce::flush(producer, self.timeout)?;
+        tracing::debug!(
+            "{}: the positions of the batch at {time} written ahead in {:?}",
+            self.task,
+            writing.elapsed()
+        );
         self.outstanding
             .lock()
             .unwrap_or_else(|e| e.into_inner())
