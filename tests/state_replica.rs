@@ -224,5 +224,10 @@ fn timed_state_restored_from_its_replica_times_out_as_an_uninterrupted_run() {
             .map(|(t, k)| (*t, k.clone()))
             .collect();
         assert_eq!(*out.lock().unwrap(), expected, "restored on {name}");
+        drop(ssc);
+        let _ = std::fs::remove_dir_all(&ckpt);
+    }
+    for name in ["reference", "second"] {
+        let _ = std::fs::remove_dir_all(dir(name));
     }
 }

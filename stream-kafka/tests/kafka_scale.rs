@@ -62,12 +62,28 @@ fn temp_root(name: &str) -> PathBuf {
 
 /// A stateless instance: upper-cases the input's lines into `out`, exactly once.
 fn upper_instance(brokers: &str, app: &str, input: &str, out: &str, root: &PathBuf) -> Instance {
+    upper_instance_as(brokers, app, input, out, root, None)
+}
+
+/// [`upper_instance`], a static member with `id` when given.
+fn upper_instance_as(
+    brokers: &str,
+    app: &str,
+    input: &str,
+    out: &str,
+    root: &PathBuf,
+    id: Option<&str>,
+) -> Instance {
     let (b, i, o) = (brokers.to_string(), input.to_string(), out.to_string());
-    ScaleOut::new(app, brokers)
+    let mut builder = ScaleOut::new(app, brokers)
         .topics([input])
         .checkpoint(root)
         .session_timeout(StdDuration::from_secs(6))
-        .stop_gracefully_on_signal(false)
+        .stop_gracefully_on_signal(false);
+    if let Some(id) = id {
+        builder = builder.instance_id(id);
+    }
+    builder
         .run(move |_task| {
             let ssc = StreamingContext::builder(Milliseconds(200))
                 .stop_gracefully_on_signal(false)
@@ -175,6 +191,55 @@ fn instances_split_the_tasks_and_take_over_those_of_one_that_leaves() {
             let _ = std::fs::remove_dir_all(r);
         }
     }
+}
+
+/// Two instances started with one instance id: the group fences the older one, which stops
+/// with an error naming the cause instead of running on without its group; an empty id is
+/// refused at once.
+#[test]
+#[cfg_attr(
+    not(dstream_real_kafka),
+    ignore = "needs a real Kafka broker (static membership): DSTREAM_REAL_KAFKA=host:port (CI starts one)"
+)]
+fn two_instances_with_one_instance_id_stop_the_older_with_a_clear_error() {
+    let _one = one_at_a_time();
+    let b = std::env::var("DSTREAM_REAL_KAFKA").expect("DSTREAM_REAL_KAFKA=host:port");
+    let input = unique("dupid-in");
+    let out = unique("dupid-out");
+    let app = unique("dupid-app");
+    create_topic(&b, &input, 2);
+    let (root1, root2) = (temp_root("dupid-1"), temp_root("dupid-2"));
+    let empty = ScaleOut::new(&app, &b)
+        .topics([input.as_str()])
+        .checkpoint(&root1)
+        .instance_id(" ")
+        .run(|_| StreamingContext::new(Milliseconds(200)))
+        .expect_err("an empty instance id is refused");
+    assert!(
+        empty.to_string().contains("instance id is empty"),
+        "{empty}"
+    );
+    let first = upper_instance_as(&b, &app, &input, &out, &root1, Some("same"));
+    wait_for(60, "the first instance running both tasks", || {
+        split_among(&[&first], 2)
+    });
+    let second = upper_instance_as(&b, &app, &input, &out, &root2, Some("same"));
+    let ended = first
+        .await_termination_or_timeout(StdDuration::from_secs(60))
+        .unwrap();
+    let message = match ended {
+        Some(Err(e)) => e.to_string(),
+        other => panic!("the fenced instance should stop with an error, got {other:?}"),
+    };
+    eprintln!("{message}");
+    assert!(
+        message.contains("this instance's id"),
+        "the error names the duplicate id: {message}"
+    );
+    second.stop();
+    first.stop();
+    let _ = std::fs::remove_dir_all(root1);
+    let _ = std::fs::remove_dir_all(root2);
 }
 
 #[test]

@@ -53,7 +53,11 @@ fn child() -> Result<(), Error> {
     let mut builder = ScaleOut::new(var("SC_APP"), &b)
         .topics([input.as_str()])
         .checkpoint(var("SC_ROOT"))
-        .session_timeout(StdDuration::from_secs(SESSION_TIMEOUT_S));
+        .session_timeout(StdDuration::from_secs(
+            var("SC_SESSION_TIMEOUT_S")
+                .parse()
+                .unwrap_or(SESSION_TIMEOUT_S),
+        ));
     if !var("SC_INSTANCE_ID").is_empty() {
         builder = builder.instance_id(var("SC_INSTANCE_ID"));
     }
@@ -128,6 +132,8 @@ struct Job {
     dir: PathBuf,
     /// Static membership: each slot's instances have the id `<app>-<slot>`.
     static_ids: bool,
+    /// The instances' session timeout, in seconds.
+    session_timeout_s: u64,
 }
 
 /// A child instance: its process, its slot (checkpoint directory), its log.
@@ -163,6 +169,7 @@ impl Job {
             .env("SC_OUTPUT", &self.output)
             .env("SC_STATES", self.dir.join("states"))
             .env("SC_ROOT", self.dir.join(format!("instance{slot}")))
+            .env("SC_SESSION_TIMEOUT_S", self.session_timeout_s.to_string())
             .env(
                 "SC_INSTANCE_ID",
                 if self.static_ids {
@@ -323,6 +330,7 @@ fn run(kind: &str, brokers: &str, kills: usize) {
         output: unique("scrash-out"),
         dir: std::env::temp_dir().join(unique("dstream-scale-crash")),
         static_ids: false,
+        session_timeout_s: SESSION_TIMEOUT_S,
     };
     std::fs::create_dir_all(job.dir.join("states")).unwrap();
     eprintln!(
@@ -528,6 +536,11 @@ fn task_moves(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// The session timeout of the static-membership test: far longer than a restart, so that
+/// tasks coming back sooner than it came back without the group expiring the killed member
+/// (a dynamic member's restart waits for that expiry before any rebalance completes).
+const STATIC_SESSION_TIMEOUT_S: u64 = 30;
+
 /// Static membership (`ScaleOutBuilder::instance_id`): of two instances, one is killed with
 /// SIGKILL and started again with the same id. It gets its tasks back well within the
 /// session timeout (a dynamic member's tasks wait for the timeout to move), without a
@@ -549,6 +562,7 @@ fn a_static_member_killed_and_restarted_gets_its_tasks_back_without_a_rebalance(
         output: unique("sstatic-out"),
         dir: std::env::temp_dir().join(unique("dstream-scale-static")),
         static_ids: true,
+        session_timeout_s: STATIC_SESSION_TIMEOUT_S,
     };
     std::fs::create_dir_all(job.dir.join("states")).unwrap();
     eprintln!("logs in {}", job.dir.display());
@@ -586,19 +600,17 @@ fn a_static_member_killed_and_restarted_gets_its_tasks_back_without_a_rebalance(
     let back = killed.elapsed();
     eprintln!("the restarted instance started its tasks {back:.1?} after the kill");
     assert!(
-        back < StdDuration::from_secs(SESSION_TIMEOUT_S),
-        "the restarted static member took {back:.1?} to start its tasks, more than the session timeout ({SESSION_TIMEOUT_S} s): {}",
+        back < StdDuration::from_secs(10),
+        "the restarted static member took {back:.1?} to start its tasks (the session timeout is {STATIC_SESSION_TIMEOUT_S} s): {}",
         job.trouble()
     );
-    // Past the session timeout: the group never gave the killed member's tasks away, and
-    // never touched the other instance's.
-    std::thread::sleep(StdDuration::from_secs(SESSION_TIMEOUT_S + 2).saturating_sub(back));
+    // A while later: no rebalance touched the instance that was not killed.
+    std::thread::sleep(StdDuration::from_secs(5));
     let moves = task_moves(&other_log());
-    assert_eq!(
-        moves.len(),
-        before,
+    assert!(
+        moves.len() == before,
         "a rebalance moved tasks of the instance that was not killed: {:?}",
-        &moves[before..]
+        moves.get(before..)
     );
 
     produce_round(&brokers, &job.input, 1);

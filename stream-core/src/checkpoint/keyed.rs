@@ -8,8 +8,8 @@
 //!   so that the keys due at a batch are one range scan, never a scan of all keys. It is derived
 //!   from the state entries and not logged for replicas: a restore writes a key's timer beside
 //!   its state ([`KeyedStore::derived`]) and cannot delete the timer of the key's earlier time
-//!   without reading it, so a timer whose time is not its key's stored time is stale, skipped
-//!   by [`PartState::due`] and deleted with the next commit.
+//!   without reading it, so a timer whose time is not its key's stored time is stale: skipped
+//!   by [`PartState::due`] once its time is past the timeout, and deleted with the commit after.
 //!
 //! A batch reads through the cache (its misses in one sorted multi-get, or a point lookup each)
 //! and changes only the cache; the changes reach RocksDB in the batch's atomic commit, in key
@@ -327,6 +327,12 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
         timer.extend_from_slice(&time_bytes(at));
         timer.extend_from_slice(k);
         Some(timer)
+    }
+
+    /// Whether `key` is a timer entry: derived from the state entries, never restored as such
+    /// (earlier versions logged them).
+    pub(crate) fn rebuilds(&self, key: &[u8]) -> bool {
+        key.first() == Some(&TAG_TIMER)
     }
 
     /// Partition `p`'s state, for one batch's work on it.

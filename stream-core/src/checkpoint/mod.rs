@@ -76,6 +76,11 @@ pub(crate) trait Durable: Send + Sync {
     fn derived(&self, _key: &[u8], _value: Option<&[u8]>) -> Option<Vec<u8>> {
         None
     }
+    /// Whether a change a replica hands back is of an entry the operator derives itself (a
+    /// timer entry, which earlier versions logged): a restore skips it.
+    fn rebuilds(&self, _key: &[u8]) -> bool {
+        false
+    }
 }
 
 /// The pipeline facts a checkpoint must agree with.

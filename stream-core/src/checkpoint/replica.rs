@@ -9,7 +9,7 @@
 //! the range, since a compacted topic has no range deletes. What an operator derives from its
 //! state (the timer index of timed state) is not logged: a restore writes it beside each
 //! change it applies ([`Durable::derived`](super::Durable::derived)), so that a replica holds one
-//! record per key.
+//! record per key, and skips the timer records that earlier versions logged.
 
 use rocksdb::WriteBatch;
 
@@ -206,6 +206,9 @@ impl CheckpointRestore<'_> {
             }
             .into());
         };
+        if op.rebuilds(key) {
+            return Ok(());
+        }
         op.check(key, value)
             .map_err(|message| CheckpointError::Encode {
                 what: format!(

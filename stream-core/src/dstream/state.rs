@@ -333,6 +333,10 @@ impl<K: StateKey, S: StateValue> Durable for StateOp<K, S> {
         self.keyed.derived(key, value)
     }
 
+    fn rebuilds(&self, key: &[u8]) -> bool {
+        self.keyed.rebuilds(key)
+    }
+
     fn abort(&self, _: Time) {
         self.keyed.abort();
         self.init_merged.store(false, Ordering::SeqCst);
@@ -623,7 +627,9 @@ impl<K: StateKey, V: Data> DStream<(K, V)> {
         let want = wanted.clone();
         let memo: Memo<Produced<M, K, S>> = Arc::new(Mutex::new(BTreeMap::new()));
         let (func, initial, timeout, mode) = (spec.func, spec.initial, spec.timeout, spec.mode);
-        let op: Arc<StateOp<K, S>> = register_state(&owner, "mapWithState", n, timeout.is_some());
+        // The timer index serves exact timeouts; Spark's scan every few batches needs none.
+        let indexed = timeout.is_some() && matches!(mode, TimeoutMode::Exact);
+        let op: Arc<StateOp<K, S>> = register_state(&owner, "mapWithState", n, indexed);
         let guard = RecordGuard::new("mapWithState");
         let g = guard.clone();
         let core = DStream::new_node(

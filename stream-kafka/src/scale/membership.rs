@@ -17,6 +17,7 @@ use std::time::Duration as StdDuration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 /// What the instance does when Kafka moves partitions.
@@ -27,9 +28,10 @@ pub(crate) trait Assignments: Send + Sync {
     fn revoke(&self, partitions: &[(String, i32)], lost: bool);
     /// The partitions are now this instance's: start their tasks.
     fn assign(&self, partitions: &[(String, i32)]);
-    /// The group's brokers could not be reached for longer than the broker timeout: the
-    /// instance stops with this error (nothing is lost; restarted, it rejoins the group).
-    fn unreachable(&self, message: String);
+    /// The instance cannot go on in the group: its brokers could not be reached for longer
+    /// than the broker timeout, or the group fenced it for good (another instance with its
+    /// instance id). It stops with this error (nothing is lost; restarted, it rejoins).
+    fn fatal(&self, message: String);
 }
 
 pub(crate) struct GroupContext {
@@ -227,6 +229,16 @@ impl Reachability {
     }
 }
 
+/// What a fatal error of the group consumer means for the instance.
+fn fatal_message(code: RDKafkaErrorCode, reason: &str) -> String {
+    let why = if code == RDKafkaErrorCode::FencedInstanceId {
+        "another instance joined the group with this instance's id (ScaleOutBuilder::instance_id, --instance-id): each instance needs an id of its own"
+    } else {
+        "the group consumer cannot go on"
+    };
+    format!("{why} ({code:?}: {reason})")
+}
+
 /// Settings of the membership consumer.
 pub(crate) struct MembershipSettings<'a> {
     pub(crate) brokers: &'a str,
@@ -319,7 +331,16 @@ impl Membership {
                     while !stopping.load(Ordering::SeqCst) {
                         match consumer.poll(StdDuration::from_millis(100)) {
                             None | Some(Ok(_)) => {}
-                            Some(Err(e)) => tracing::debug!("group membership: {e}"),
+                            Some(Err(e)) => {
+                                if let Some((code, reason)) = consumer.client().fatal_error() {
+                                    consumer
+                                        .context()
+                                        .handler
+                                        .fatal(fatal_message(code, &reason));
+                                    break;
+                                }
+                                tracing::debug!("group membership: {e}");
+                            }
                         }
                         if last_commit.elapsed() >= StdDuration::from_secs(1) {
                             last_commit = std::time::Instant::now();
@@ -339,7 +360,7 @@ impl Membership {
                 while !stopping.load(Ordering::SeqCst) {
                     std::thread::sleep(StdDuration::from_millis(100));
                     if let Some(e) = reach.check(&consumer, &brokers, &topic, timeout) {
-                        consumer.context().handler.unreachable(e);
+                        consumer.context().handler.fatal(e);
                     }
                 }
             })
@@ -445,6 +466,10 @@ impl Membership {
         let threads = std::mem::take(&mut *self.poller.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
+        }
+        if self.consumer.client().fatal_error().is_some() {
+            // Out of the group for good: nothing is revoked; the caller stops the tasks.
+            return;
         }
         // Unsubscribing revokes everything; polling serves the callback.
         self.consumer.unsubscribe();

@@ -399,6 +399,15 @@ impl ScaleOutBuilder {
                 "no task topics: call .topics([...]) with the input topics whose partitions are the tasks",
             ));
         }
+        if self
+            .instance_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(self.refused(
+                "the instance id is empty: give each instance a name of its own (the host's, the pod's), or none",
+            ));
+        }
         let mut partitions = None::<usize>;
         for t in &self.topics {
             let n = crate::admin::partition_count(&self.brokers, t)
@@ -734,14 +743,31 @@ impl StreamingListener for TaskFailures {
         if info.failure.is_none() {
             // Clock times, in ms after the batch time: when it was submitted, when it ended.
             let after = |t: Time| (t - info.batch_time).millis().max(0);
+            // Where the time went: the outputs' jobs, then the operators that took longest
+            // (when operator metrics are on); the rest of the processing time is the commit.
+            let ms = |d: std::time::Duration| d.as_millis();
+            let outputs: Vec<String> = info
+                .output_operations
+                .iter()
+                .map(|o| format!("{} {} ms", o.description, ms(o.duration)))
+                .collect();
+            let mut operators: Vec<_> = info.operators.iter().collect();
+            operators.sort_by_key(|o| std::cmp::Reverse(o.task_time));
+            let operators: Vec<String> = operators
+                .iter()
+                .take(3)
+                .map(|o| format!("{} {} ms", o.name, ms(o.task_time)))
+                .collect();
             tracing::debug!(
-                "task {}: batch at {} done: {} records, submitted +{} ms, processed in {} ms, done +{} ms",
+                "task {}: batch at {} done: {} records, submitted +{} ms, processed in {} ms, done +{} ms; outputs [{}]; operators [{}]",
                 self.task,
                 info.batch_time,
                 info.num_records,
                 after(info.submission_time),
-                info.processing_time.map_or(0, |d| d.as_millis()),
-                info.processing_end.map_or(0, after)
+                info.processing_time.map_or(0, ms),
+                info.processing_end.map_or(0, after),
+                outputs.join(", "),
+                operators.join(", ")
             );
         }
         if let (Some(failure), Some(instance)) = (&info.failure, self.instance.upgrade()) {
@@ -1044,7 +1070,7 @@ impl Assignments for Arc<InstanceInner> {
         });
     }
 
-    fn unreachable(&self, message: String) {
+    fn fatal(&self, message: String) {
         self.fail(self.settings.error(message));
     }
 
