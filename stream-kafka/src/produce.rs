@@ -108,7 +108,9 @@ fn send_record(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
                 if Instant::now() < deadline =>
             {
-                producer.poll(Duration::from_millis(10));
+                // Delivery reports served, then a pause (rdkafka's `poll(10 ms)` would spin).
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(1));
                 record = r;
             }
             Err((e, _)) => return Err(format!("cannot produce to {topic}: {e}")),
@@ -141,7 +143,10 @@ fn drain(producer: &TrackedProducer, timeout: Duration) -> Result<(), String> {
                 "records not delivered within {timeout:?}: {in_flight} still in flight"
             ));
         }
-        producer.poll(Duration::from_millis(1));
+        // Not `poll(1 ms)`: rdkafka's poll spins until its deadline, asking librdkafka for
+        // events with a timeout rounded down to 0 ms. A short sleep costs at most 0.2 ms of
+        // latency and no CPU.
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
