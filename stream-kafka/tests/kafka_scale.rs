@@ -193,9 +193,10 @@ fn instances_split_the_tasks_and_take_over_those_of_one_that_leaves() {
     }
 }
 
-/// Two instances started with one instance id: the group fences the older one, which stops
-/// with an error naming the cause instead of running on without its group; an empty id is
-/// refused at once.
+/// Two instances started with one instance id: the newer takes the older's place in the group
+/// (and its tasks, whose producers fence the older's), and the older stops with an error (the
+/// group's fencing of its id, or its tasks' producers fenced) instead of running on without its
+/// group; an empty id is refused at once.
 #[test]
 #[cfg_attr(
     not(dstream_real_kafka),
@@ -233,9 +234,12 @@ fn two_instances_with_one_instance_id_stop_the_older_with_a_clear_error() {
     };
     eprintln!("{message}");
     assert!(
-        message.contains("this instance's id"),
-        "the error names the duplicate id: {message}"
+        message.contains("this instance's id") || message.contains("fenced"),
+        "the error says the instance was fenced: {message}"
     );
+    wait_for(60, "the newer instance running both tasks", || {
+        split_among(&[&second], 2)
+    });
     second.stop();
     first.stop();
     let _ = std::fs::remove_dir_all(root1);
