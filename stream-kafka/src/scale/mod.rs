@@ -740,7 +740,7 @@ struct TaskFailures {
 
 impl StreamingListener for TaskFailures {
     fn on_batch_completed(&self, info: &BatchInfo) {
-        if info.failure.is_none() {
+        if info.failure.is_none() && tracing::enabled!(tracing::Level::DEBUG) {
             // Clock times, in ms after the batch time: when it was submitted, when it ended.
             let after = |t: Time| (t - info.batch_time).millis().max(0);
             // Where the time went: the outputs' jobs, then the operators that took longest
