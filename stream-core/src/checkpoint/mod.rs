@@ -636,6 +636,7 @@ impl Store {
             pending: 0,
             operators,
             applied: 0,
+            derived: Vec::new(),
         }
     }
 

@@ -148,6 +148,10 @@ pub struct CheckpointRestore<'a> {
     pub(super) pending: usize,
     pub(super) operators: Vec<std::sync::Arc<dyn super::Durable>>,
     pub(super) applied: u64,
+    /// Entries derived from the changes of the chunk being written (operator, key): written
+    /// after them, sorted, as one run (RocksDB's memtable inserts a sorted run faster than
+    /// keys alternating between two ranges).
+    pub(super) derived: Vec<(usize, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for CheckpointRestore<'_> {
@@ -230,7 +234,7 @@ impl CheckpointRestore<'_> {
             None => self.wb.delete_cf(cf, key),
         }
         if let Some(derived) = op.derived(key, value) {
-            self.wb.put_cf(cf, derived, []);
+            self.derived.push((operator, derived));
             self.pending += 1;
         }
         self.pending += 1;
@@ -344,6 +348,15 @@ impl CheckpointRestore<'_> {
 
     /// Writes what is buffered.
     pub(crate) fn flush(&mut self) -> Result<()> {
+        let mut derived = std::mem::take(&mut self.derived);
+        derived.sort_unstable();
+        for (operator, key) in &derived {
+            let cf = match self.cfs.get(*operator).copied().flatten() {
+                Some(cf) => cf,
+                None => self.store.cf(*operator)?,
+            };
+            self.wb.put_cf(cf, key, []);
+        }
         let wb = std::mem::take(&mut self.wb);
         self.pending = 0;
         self.store.db().write(wb).map_err(|e| self.store.error(e))
