@@ -152,6 +152,21 @@ impl Drop for Running {
 }
 
 impl Job {
+    /// A job on `brokers` whose topics, group and directory are named after `name`.
+    fn new(brokers: &str, name: &str, static_ids: bool, session_timeout_s: u64) -> Job {
+        let job = Job {
+            brokers: brokers.to_string(),
+            app: unique(&format!("{name}-app")),
+            input: unique(&format!("{name}-in")),
+            output: unique(&format!("{name}-out")),
+            dir: std::env::temp_dir().join(unique(&format!("dstream-{name}"))),
+            static_ids,
+            session_timeout_s,
+        };
+        std::fs::create_dir_all(job.dir.join("states")).unwrap();
+        job
+    }
+
     fn spawn(&self, slot: usize, run: usize) -> Running {
         let log = self.dir.join(format!("instance{slot}-run{run}.log"));
         let child = Command::new(std::env::current_exe().unwrap())
@@ -323,16 +338,7 @@ fn final_state(dir: &Path) -> BTreeMap<String, i64> {
 
 fn run(kind: &str, brokers: &str, kills: usize) {
     let mut rng = Rng::from_clock();
-    let job = Job {
-        brokers: brokers.to_string(),
-        app: unique("scrash-app"),
-        input: unique("scrash-in"),
-        output: unique("scrash-out"),
-        dir: std::env::temp_dir().join(unique("dstream-scale-crash")),
-        static_ids: false,
-        session_timeout_s: SESSION_TIMEOUT_S,
-    };
-    std::fs::create_dir_all(job.dir.join("states")).unwrap();
+    let job = Job::new(brokers, "scrash", false, SESSION_TIMEOUT_S);
     eprintln!(
         "seed {}, {kills} kills, on {kind} ({brokers}), logs in {}",
         rng.0,
@@ -410,6 +416,31 @@ fn run(kind: &str, brokers: &str, kills: usize) {
     let _ = std::fs::remove_dir_all(&job.dir);
 }
 
+/// Waits up to `secs` for `total` records in the output, the instances alive.
+fn wait_for_output(job: &Job, isolation: &str, total: usize, secs: u64, running: &mut [Running]) {
+    let deadline = Instant::now() + StdDuration::from_secs(secs);
+    let mut n = 0;
+    loop {
+        check_alive(job, running);
+        // A reader that does not reach the end in time (tansu, busy with three instances,
+        // sometimes answers no fetch for a while) tries again until the deadline.
+        match try_read_all_as(&job.brokers, &job.output, isolation) {
+            Ok(out) => n = out.len(),
+            Err(e) => eprintln!("{e}; trying again"),
+        }
+        if n >= total {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {n} of {total} records out after {secs} s; logs in {}\n{}",
+            job.dir.display(),
+            job.trouble()
+        );
+        std::thread::sleep(StdDuration::from_millis(1000));
+    }
+}
+
 /// Waits for the output of `rounds` rounds of input, then checks that it is exactly one
 /// uninterrupted run's (each record once), that each task's last state is that run's final
 /// state, and that the group's offsets are at the end of the input. Returns the output's size,
@@ -421,27 +452,7 @@ fn assert_exact(
     running: &mut [Running],
 ) -> (usize, Vec<i64>, usize) {
     let total = USERS * PER_ROUND * rounds;
-    let deadline = Instant::now() + StdDuration::from_secs(300);
-    let mut n = 0;
-    loop {
-        check_alive(job, running);
-        // A reader that does not reach the end in time (tansu, busy with three instances,
-        // sometimes answers no fetch for a while) tries again until the deadline.
-        match try_read_all_as(&job.brokers, &job.output, isolation) {
-            Ok(out) => n = out.len(),
-            Err(e) => eprintln!("{e}; trying again"),
-        }
-        if n >= total {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {n} of {total} records out after 5 minutes; logs in {}\n{}",
-            job.dir.display(),
-            job.trouble()
-        );
-        std::thread::sleep(StdDuration::from_millis(1000));
-    }
+    wait_for_output(job, isolation, total, 300, running);
     let end = input_ends(rounds);
     wait_for(60, "the group's offsets at the end of the input", || {
         group_offsets(&job.brokers, &job.app, &job.input, PARTITIONS) == end
@@ -555,36 +566,17 @@ fn a_static_member_killed_and_restarted_gets_its_tasks_back_without_a_rebalance(
         return;
     }
     let brokers = std::env::var("DSTREAM_REAL_KAFKA").expect("DSTREAM_REAL_KAFKA=host:port");
-    let job = Job {
-        brokers: brokers.clone(),
-        app: unique("sstatic-app"),
-        input: unique("sstatic-in"),
-        output: unique("sstatic-out"),
-        dir: std::env::temp_dir().join(unique("dstream-scale-static")),
-        static_ids: true,
-        session_timeout_s: STATIC_SESSION_TIMEOUT_S,
-    };
-    std::fs::create_dir_all(job.dir.join("states")).unwrap();
+    let job = Job::new(&brokers, "sstatic", true, STATIC_SESSION_TIMEOUT_S);
     eprintln!("logs in {}", job.dir.display());
     create_topic(&brokers, &job.input, PARTITIONS);
     create_topic(&brokers, &job.output, 3);
     produce_round(&brokers, &job.input, 0);
     let mut running = vec![job.spawn(0, 1), job.spawn(1, 2)];
-    // Both run tasks, and the first round is out: the 6 tasks run, the group is stable.
-    let deadline = Instant::now() + StdDuration::from_secs(120);
-    loop {
-        check_alive(&job, &mut running);
-        let out = try_read_all_as(&brokers, &job.output, "read_committed").map_or(0, |o| o.len());
-        if runs_tasks(&running[0]) && runs_tasks(&running[1]) && out >= USERS {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the first round was not out after 2 minutes ({out} of {USERS}): {}",
-            job.trouble()
-        );
-        std::thread::sleep(StdDuration::from_millis(500));
-    }
+    // The first round is out and both run tasks: the 6 tasks run, the group is stable.
+    wait_for_output(&job, "read_committed", USERS, 120, &mut running);
+    wait_for(60, "both instances running tasks", || {
+        runs_tasks(&running[0]) && runs_tasks(&running[1])
+    });
     std::thread::sleep(StdDuration::from_secs(2));
     let other = running[1].log.clone();
     let other_log = || std::fs::read_to_string(&other).unwrap_or_default();

@@ -1134,14 +1134,7 @@ impl InstanceInner {
         lock(&self.standbys).remove(&p);
         match self.start_task(p) {
             Ok(task) => {
-                tracing::info!(
-                    "task {}: started{}",
-                    task.scope.task,
-                    task.restore.as_ref().map_or(String::new(), |r| format!(
-                        " (restored in {} ms)",
-                        r.elapsed.as_millis()
-                    ))
-                );
+                tracing::info!("task {}: started", task.scope.task);
                 if let Some(d) = lock(&self.dashboard).as_ref() {
                     d.watch(&task.ssc);
                 }
