@@ -57,36 +57,147 @@ pub fn ensure_topic(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> Result<bool, String> {
-    let admin = client(brokers)?;
-    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        new = new.set(k, v);
-    }
-    let results = wait(admin.create_topics(&[new], &AdminOptions::new()))
-        .map_err(|e| format!("creating topic {topic}: {e}"))?;
-    match results.into_iter().next() {
-        Some(Ok(_)) => Ok(true),
-        Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
-        Some(Err((_, code))) => Err(format!("creating topic {topic}: {code}")),
-        None => Ok(false),
-    }
+    let created = Admin::new(brokers)?.ensure_topics(&[(topic, partitions, configs)])?;
+    Ok(created.first().copied().unwrap_or(false))
 }
 
 /// How many partitions `topic` has, or `None` if it does not exist.
 pub fn partition_count(brokers: &str, topic: &str) -> Result<Option<usize>, String> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| format!("cannot create a client for {brokers}: {e}"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("cannot read the metadata of {topic} from {brokers}: {e}"))?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        .map(|t| t.partitions().len()))
+    Admin::new(brokers)?.partition_count(topic)
+}
+
+/// One admin connection for a series of checks and creations, as an instance's start makes:
+/// a client per call costs its connection and about 100 ms to close. Closed on a thread of
+/// its own when dropped.
+pub(crate) struct Admin {
+    client: Option<AdminClient<DefaultClientContext>>,
+    brokers: String,
+}
+
+impl Admin {
+    pub(crate) fn new(brokers: &str) -> Result<Admin, String> {
+        Ok(Admin {
+            client: Some(client(brokers)?),
+            brokers: brokers.to_string(),
+        })
+    }
+
+    fn client(&self) -> &AdminClient<DefaultClientContext> {
+        self.client
+            .as_ref()
+            .expect("an admin's client is only taken when dropped")
+    }
+
+    /// How many partitions `topic` has, or `None` if it does not exist.
+    pub(crate) fn partition_count(&self, topic: &str) -> Result<Option<usize>, String> {
+        let metadata = self
+            .client()
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| {
+                format!(
+                    "cannot read the metadata of {topic} from {}: {e}",
+                    self.brokers
+                )
+            })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len()))
+    }
+
+    /// Creates each topic (name, partitions, topic configs) that does not exist, in one
+    /// request; returns, for each, whether it was created here.
+    pub(crate) fn ensure_topics(
+        &self,
+        topics: &[(&str, i32, &[(&str, &str)])],
+    ) -> Result<Vec<bool>, String> {
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|(topic, partitions, configs)| {
+                configs.iter().fold(
+                    NewTopic::new(topic, *partitions, TopicReplication::Fixed(1)),
+                    |n, (k, v)| n.set(k, v),
+                )
+            })
+            .collect();
+        let names: Vec<&str> = topics.iter().map(|t| t.0).collect();
+        let results = wait(self.client().create_topics(&new, &AdminOptions::new()))
+            .map_err(|e| format!("creating topics {}: {e}", names.join(", ")))?;
+        let created = topics
+            .iter()
+            .map(|(topic, ..)| {
+                match results.iter().find(|r| match r {
+                    Ok(t) | Err((t, _)) => t == topic,
+                }) {
+                    Some(Ok(_)) => Ok(true),
+                    Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) | None => {
+                        Ok(false)
+                    }
+                    Some(Err((_, code))) => Err(format!("creating topic {topic}: {code}")),
+                }
+            })
+            .collect::<Result<Vec<bool>, String>>()?;
+        for (t, _) in topics.iter().zip(&created).filter(|(_, c)| **c) {
+            self.wait_for_leaders(t.0, t.1)?;
+        }
+        Ok(created)
+    }
+
+    /// Waits until each of `topic`'s `partitions` partitions has a leader (a topic just
+    /// created has none for a moment, and reading or writing it fails until then).
+    fn wait_for_leaders(&self, topic: &str, partitions: i32) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let metadata = self
+                .client()
+                .inner()
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map_err(|e| {
+                    format!(
+                        "cannot read the metadata of {topic} from {}: {e}",
+                        self.brokers
+                    )
+                })?;
+            let led = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .is_some_and(|t| {
+                    t.partitions().len() == partitions as usize
+                        && t.partitions()
+                            .iter()
+                            .all(|p| p.error().is_none() && p.leader() >= 0)
+                });
+            if led {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "topic {topic} was created on {} and its {partitions} partitions have no leader after 30 s",
+                    self.brokers
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let closing = std::thread::Builder::new()
+                .name("dstream-admin-close".into())
+                .spawn(move || drop(client));
+            if let Err(e) = closing {
+                tracing::debug!("closing an admin client in place: {e}");
+            }
+        }
+    }
 }
 
 /// Grows `topic` to `total` partitions.

@@ -27,6 +27,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use stream_core::{CheckpointRestore, CommitRecord, Error, Replicator, Time};
 
@@ -94,9 +95,24 @@ impl Progress {
         from: Option<i64>,
         timeout: StdDuration,
     ) -> Result<u64, String> {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, timeout)
-            .map_err(|e| format!("cannot read the end of {topic}-{partition}: {e}"))?;
+        // A partition without a leader yet (a topic just created, a broker restarting) has
+        // one soon: retried until `timeout`.
+        let deadline = Instant::now() + timeout;
+        let (low, high) = loop {
+            match consumer.fetch_watermarks(topic, partition, timeout) {
+                Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    | RDKafkaErrorCode::UnknownTopicOrPartition,
+                )) if Instant::now() < deadline => {
+                    std::thread::sleep(StdDuration::from_millis(20));
+                }
+                r => {
+                    break r
+                        .map_err(|e| format!("cannot read the end of {topic}-{partition}: {e}"))?;
+                }
+            }
+        };
         let start = from.unwrap_or(low).max(low);
         let span = (high - start).max(0) as u64;
         self.total.fetch_add(span, Ordering::Relaxed);

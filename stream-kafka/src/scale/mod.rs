@@ -346,20 +346,26 @@ impl ScaleOutBuilder {
 
     /// Creates `topic` with `want` partitions unless it exists; refuses to join, with `why(n)`,
     /// when it has `n != want` partitions.
+    /// Creates the internal topics that do not exist (in one request), then refuses to go on
+    /// if one has another partition count than it must (`why` says what that would break).
     fn ensure_partitions(
         &self,
-        topic: &str,
-        want: usize,
-        configs: &[(&str, &str)],
-        why: impl FnOnce(usize) -> String,
+        admin: &crate::admin::Admin,
+        topics: &[InternalTopic<'_>],
     ) -> Result<(), Error> {
-        crate::admin::ensure_topic(&self.brokers, topic, want as i32, configs)
-            .map_err(|e| self.error(e))?;
-        let n = crate::admin::partition_count(&self.brokers, topic)
-            .map_err(|e| self.error(e))?
-            .unwrap_or(0);
-        if n != want {
-            return Err(self.refused(why(n)));
+        let create: Vec<(&str, i32, &[(&str, &str)])> = topics
+            .iter()
+            .map(|t| (t.name.as_str(), t.partitions as i32, t.configs))
+            .collect();
+        admin.ensure_topics(&create).map_err(|e| self.error(e))?;
+        for t in topics {
+            let n = admin
+                .partition_count(&t.name)
+                .map_err(|e| self.error(e))?
+                .unwrap_or(0);
+            if n != t.partitions {
+                return Err(self.refused((t.why)(n)));
+            }
         }
         Ok(())
     }
@@ -408,9 +414,12 @@ impl ScaleOutBuilder {
                 "the instance id is empty: give each instance a name of its own (the host's, the pod's), or none",
             ));
         }
+        // One admin connection for the checks and creations of the start.
+        let admin = crate::admin::Admin::new(&self.brokers).map_err(|e| self.error(e))?;
         let mut partitions = None::<usize>;
         for t in &self.topics {
-            let n = crate::admin::partition_count(&self.brokers, t)
+            let n = admin
+                .partition_count(t)
                 .map_err(|e| self.error(e))?
                 .ok_or_else(|| {
                     self.refused(format!(
@@ -471,13 +480,13 @@ impl ScaleOutBuilder {
             partitions,
         };
         let meta_topic = format!("{}-meta", self.app);
-        crate::admin::ensure_topic(
-            &self.brokers,
-            &meta_topic,
-            1,
-            &[("retention.ms", "-1"), ("cleanup.policy", "delete")],
-        )
-        .map_err(|e| self.error(e))?;
+        admin
+            .ensure_topics(&[(
+                &meta_topic,
+                1,
+                &[("retention.ms", "-1"), ("cleanup.policy", "delete")],
+            )])
+            .map_err(|e| self.error(e))?;
         let app_record = match meta::read_first(&self.brokers, &meta_topic, self.timeout)
             .map_err(|e| self.error(e))?
         {
@@ -497,49 +506,57 @@ impl ScaleOutBuilder {
                 "{d} (the application's record is the first in {meta_topic}; to run a changed pipeline, use a new application id)"
             )));
         }
+        let mut internal: Vec<InternalTopic<'_>> = Vec::new();
         if stateful {
             // Each stateful operator's changes, and each task's last batch: one partition per
             // task, compacted.
-            let topics: Vec<String> = (0..operators)
-                .map(|op| changelog::op_topic(&self.app, op))
-                .chain([changelog::tasks_topic(&self.app)])
-                .collect();
             let tasks_topic = changelog::tasks_topic(&self.app);
-            for topic in &topics {
+            for topic in (0..operators)
+                .map(|op| changelog::op_topic(&self.app, op))
+                .chain([tasks_topic.clone()])
+            {
                 // The tasks changelog is read from its start by every restore: segments of 10
                 // minutes let the broker compact it to a record per outstanding batch.
-                let configs: &[(&str, &str)] = if *topic == tasks_topic {
+                let configs: &[(&str, &str)] = if topic == tasks_topic {
                     &[("cleanup.policy", "compact"), ("segment.ms", "600000")]
                 } else {
                     &[("cleanup.policy", "compact")]
                 };
-                self.ensure_partitions(topic, partitions, configs, |n| {
-                    format!(
+                let name = topic.clone();
+                internal.push(InternalTopic {
+                    name,
+                    partitions,
+                    configs,
+                    why: Box::new(move |n| format!(
                         "the changelog topic {topic} has {n} partitions and the application has {partitions} tasks: a task's state would be read from another task's partition (delete the topic only if the state in it may be lost)"
-                    )
-                })?;
+                    )),
+                });
             }
         }
         let exchanges = std::mem::take(&mut *lock(&probe_exchanges.opened));
         for (op, global) in &exchanges {
             // Each exchange's records, by destination task (one partition for a global one).
             let topic = exchange::topic(&self.app, *op);
-            let want = if *global { 1 } else { partitions };
-            let configs = [
-                ("cleanup.policy", "delete"),
-                ("retention.ms", REPARTITION_RETENTION_MS),
-            ];
-            self.ensure_partitions(&topic, want, &configs, |n| {
-                format!(
+            let (want, global) = (if *global { 1 } else { partitions }, *global);
+            internal.push(InternalTopic {
+                name: topic.clone(),
+                partitions: want,
+                configs: &[
+                    ("cleanup.policy", "delete"),
+                    ("retention.ms", REPARTITION_RETENTION_MS),
+                ],
+                why: Box::new(move |n| format!(
                     "the repartition topic {topic} has {n} partitions and must have {want} ({}): records would reach the wrong task (delete the topic when no instance runs, and start again)",
-                    if *global {
+                    if global {
                         "a global exchange has one".to_string()
                     } else {
                         format!("one per task, {partitions}")
                     }
-                )
-            })?;
+                )),
+            });
         }
+        self.ensure_partitions(&admin, &internal)?;
+        drop(admin);
         // How the group's members are told apart (on the dashboard): the user's client.id, or
         // the application, the host and the process.
         let client_id = self
@@ -617,6 +634,15 @@ impl ScaleOutBuilder {
         }
         Ok(instance)
     }
+}
+
+/// An internal topic an instance's start makes sure of.
+struct InternalTopic<'a> {
+    name: String,
+    partitions: usize,
+    configs: &'a [(&'a str, &'a str)],
+    /// What another partition count would break, given the count found.
+    why: Box<dyn Fn(usize) -> String>,
 }
 
 /// An error of task `task` of application `app`.
