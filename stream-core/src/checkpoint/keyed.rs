@@ -852,6 +852,9 @@ mod tests {
         };
         // A replica's changes: `k` at 2 s, then at 5 s; `gone` at 1 s, then deleted.
         let mut r = store.restore(vec![op.clone() as Arc<dyn Durable>]);
+        // Through the memtable, as onto a local copy (onto an empty one, a restore writes
+        // table files holding only the last change of each key: no stale timer).
+        r.bulk_spill = 0;
         for (k, at, v) in [("k", 2000, 1), ("k", 5000, 2), ("gone", 1000, 1)] {
             let (key, value) = state(k, at, v);
             r.apply_parts(0, &key, Some(&value)).unwrap();
@@ -889,5 +892,122 @@ mod tests {
         );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Operator 0's entries of one tag: (key, value).
+    fn entries(store: &Store, tag: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut it = store.db().raw_iterator_cf(store.cf(0).unwrap());
+        it.seek([tag]);
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if k[0] != tag {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            it.next();
+        }
+        out
+    }
+
+    #[test]
+    fn a_restore_onto_an_empty_copy_loads_table_files_with_the_state_of_the_log() {
+        let shape = Shape {
+            batch_ms: 1000,
+            inputs: Vec::new(),
+            operators: vec!["timed".into()],
+        };
+        // A log with overwrites and deletes: 400 changes of 25 keys.
+        let mut changes = Vec::new();
+        let mut live: std::collections::BTreeMap<String, (i64, i32)> = Default::default();
+        let mut x: u64 = 7;
+        for i in 0..400i64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let k = format!("user{}", (x >> 33) % 25);
+            let mut key = prefix(TAG_STATE, 0).to_vec();
+            key.extend(encode("key", &k).unwrap());
+            if (x >> 20) % 5 == 0 {
+                live.remove(&k);
+                changes.push((key, None));
+            } else {
+                let (at, v) = (1000 * i, i as i32);
+                live.insert(k, (at, v));
+                let mut value = at.to_be_bytes().to_vec();
+                value.extend(encode("value", &v).unwrap());
+                changes.push((key, Some(value)));
+            }
+        }
+        // Through the memtable; as one table file; as a table file every few changes.
+        let mut restored = Vec::new();
+        for spill in [0, super::super::bulk::SPILL_BYTES, 64] {
+            let dir = temporary_dir();
+            let store = Store::open(&dir, &shape, false, false, false).unwrap();
+            let op = Arc::new(Op(KeyedStore::new(0, TAG_STATE, 1, 1024, true)));
+            let mut r = store.restore(vec![op.clone() as Arc<dyn Durable>]);
+            r.bulk_spill = spill;
+            for (key, value) in &changes {
+                r.apply_parts(0, key, value.as_deref()).unwrap();
+            }
+            assert_eq!(r.applied(), 400);
+            r.batch(
+                Time::from_millis(400_000),
+                Time::from_millis(0),
+                &[],
+                &[],
+                None,
+            )
+            .unwrap();
+            drop(r);
+            let memtable = store
+                .db()
+                .property_int_value_cf(store.cf(0).unwrap(), "rocksdb.num-entries-active-mem-table")
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                memtable == 0,
+                spill > 0,
+                "spill {spill}: {memtable} memtable entries"
+            );
+            let state = entries(&store, TAG_STATE);
+            let decoded: std::collections::BTreeMap<String, (i64, i32)> = state
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        decode::<String>("key", &k[3..]).unwrap(),
+                        (
+                            time_of_value("v", v).unwrap(),
+                            decode::<i32>("value", &v[8..]).unwrap(),
+                        ),
+                    )
+                })
+                .collect();
+            assert_eq!(decoded, live, "spill {spill}");
+            // Each live key's timer is there; a single table file holds no stale one.
+            let current: Vec<(i64, String)> = {
+                let mut t: Vec<_> = live.iter().map(|(k, (at, _))| (*at, k.clone())).collect();
+                t.sort();
+                t
+            };
+            let timers = timers(&store);
+            assert!(current.iter().all(|t| timers.contains(t)), "spill {spill}");
+            if spill == super::super::bulk::SPILL_BYTES {
+                assert_eq!(timers, current);
+            }
+            // What is due is the same however the state was written.
+            let due = op.0.part(&store, 0).unwrap().due(1_000_000).unwrap();
+            restored.push((state, due));
+            let leftover: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".sst"))
+                .collect();
+            assert!(leftover.is_empty(), "{leftover:?}");
+            drop(store);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        assert_eq!(restored[0], restored[1]);
+        assert_eq!(restored[0], restored[2]);
+        assert!(!restored[0].1.is_empty());
     }
 }

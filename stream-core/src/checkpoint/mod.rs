@@ -15,6 +15,7 @@
 //! the same records (the file source re-reads the same files), which is what makes idempotent
 //! outputs exactly-once.
 
+mod bulk;
 pub(crate) mod keyed;
 mod replica;
 
@@ -138,6 +139,8 @@ pub(crate) struct Recovery {
 pub(crate) struct Store {
     dir: PathBuf,
     db: DB,
+    /// The options the database was opened with (table files written for it use them too).
+    opts: Options,
     sync: bool,
     /// Removed when the store closes (a context without a checkpoint directory of its own).
     temporary: bool,
@@ -353,6 +356,7 @@ impl Store {
         let mut store = Store {
             dir: dir.to_path_buf(),
             db,
+            opts,
             sync,
             temporary,
             recovery: Mutex::new(None),
@@ -438,6 +442,18 @@ impl Store {
 
     pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Whether column family `cf` holds no entry.
+    pub(crate) fn is_empty(&self, cf: &rocksdb::ColumnFamily) -> Result<bool> {
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek_to_first();
+        it.status().map_err(|e| self.error(e))?;
+        Ok(!it.valid())
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -637,6 +653,8 @@ impl Store {
             operators,
             applied: 0,
             derived: Vec::new(),
+            loads: Vec::new(),
+            bulk_spill: bulk::SPILL_BYTES,
         }
     }
 

@@ -9,7 +9,9 @@
 //! the range, since a compacted topic has no range deletes. What an operator derives from its
 //! state (the timer index of timed state) is not logged: a restore writes it beside each
 //! change it applies ([`Durable::derived`](super::Durable::derived)), so that a replica holds one
-//! record per key, and skips the timer records that earlier versions logged.
+//! record per key, and skips the timer records that earlier versions logged. Onto an operator's
+//! empty column family the changes are loaded as sorted table files instead (see
+//! [`super::bulk`]); onto a local copy they are written as the operators write theirs.
 
 use rocksdb::WriteBatch;
 
@@ -152,6 +154,21 @@ pub struct CheckpointRestore<'a> {
     /// after them, sorted, as one run (RocksDB's memtable inserts a sorted run faster than
     /// keys alternating between two ranges).
     pub(super) derived: Vec<(usize, Vec<u8>)>,
+    /// How each operator's changes are written, decided at its first change.
+    pub(super) loads: Vec<Load>,
+    /// Bytes a bulk load buffers before writing a table file (0: no bulk loads).
+    pub(super) bulk_spill: usize,
+}
+
+/// How a restore writes an operator's changes.
+pub(super) enum Load {
+    /// Not decided yet: the operator had no change so far.
+    Undecided,
+    /// Through write batches and the memtable: the column family held state already (a
+    /// local copy brought up to date), whose keys the changes overwrite.
+    Writes,
+    /// As table files: the column family was empty (see [`super::bulk`]).
+    Bulk(super::bulk::Bulk),
 }
 
 impl std::fmt::Debug for CheckpointRestore<'_> {
@@ -229,6 +246,23 @@ impl CheckpointRestore<'_> {
             Some(cf) => cf,
             None => *self.cfs[operator].insert(self.store.cf(operator)?),
         };
+        if self.loads.len() <= operator {
+            self.loads.resize_with(operator + 1, || Load::Undecided);
+        }
+        if let Load::Undecided = self.loads[operator] {
+            self.loads[operator] = if self.bulk_spill > 0 && self.store.is_empty(cf)? {
+                Load::Bulk(super::bulk::Bulk::new(self.bulk_spill))
+            } else {
+                Load::Writes
+            };
+        }
+        if let Load::Bulk(bulk) = &mut self.loads[operator] {
+            self.applied += 1;
+            if bulk.push(key, value) {
+                bulk.write(self.store, cf, op.as_ref(), operator)?;
+            }
+            return Ok(());
+        }
         match value {
             Some(v) => self.wb.put_cf(cf, key, v),
             None => self.wb.delete_cf(cf, key),
@@ -346,8 +380,18 @@ impl CheckpointRestore<'_> {
         self.flush()
     }
 
-    /// Writes what is buffered.
+    /// Writes what is buffered: the bulk loads' table files first, so that the records of
+    /// the batch restored (in the write batch) never describe state not yet written.
     pub(crate) fn flush(&mut self) -> Result<()> {
+        for (operator, load) in self.loads.iter_mut().enumerate() {
+            if let Load::Bulk(bulk) = load {
+                let cf = match self.cfs.get(operator).copied().flatten() {
+                    Some(cf) => cf,
+                    None => self.store.cf(operator)?,
+                };
+                bulk.write(self.store, cf, self.operators[operator].as_ref(), operator)?;
+            }
+        }
         let mut derived = std::mem::take(&mut self.derived);
         derived.sort_unstable();
         for (operator, key) in &derived {

@@ -1,0 +1,169 @@
+//! A restore onto an operator's empty column family (a task new to this instance, a standby's
+//! first copy) as sorted table files ingested into RocksDB, instead of writes through the
+//! memtable: a replica's changes come in log order, and inserting each into the memtable's skip
+//! list (then flushing and compacting it) is most of what such a restore spends its CPU on.
+//!
+//! The changes are buffered, up to [`SPILL_BYTES`] at a time; each buffer becomes one table
+//! file holding the last change of each key and the entries the operator derives from those
+//! (its timers), ingested in log order so that a later file's keys win. A key deleted in the
+//! log is left out of the first file, and written as a delete in later ones.
+
+use std::path::PathBuf;
+
+use rocksdb::{ColumnFamily, IngestExternalFileOptions, SstFileWriter};
+
+use super::{Durable, Store};
+use crate::error::Result;
+
+/// Bytes of keys and values buffered before they are written as a table file.
+pub(super) const SPILL_BYTES: usize = 64 << 20;
+
+/// A value's length marking a delete.
+const DELETED: u32 = u32::MAX;
+
+/// One buffered change: its key and value, one after the other in the arena.
+struct Entry {
+    at: u32,
+    key: u32,
+    value: u32,
+}
+
+/// The buffered changes of one operator's restore onto its empty column family.
+pub(super) struct Bulk {
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+    /// Bytes after which the buffer is written out.
+    spill: usize,
+    /// Table files ingested so far.
+    files: usize,
+}
+
+impl Bulk {
+    pub(super) fn new(spill: usize) -> Bulk {
+        Bulk {
+            arena: Vec::new(),
+            entries: Vec::new(),
+            spill,
+            files: 0,
+        }
+    }
+
+    /// Buffers a change; true when the buffer should be written out.
+    pub(super) fn push(&mut self, key: &[u8], value: Option<&[u8]>) -> bool {
+        let at = self.arena.len();
+        self.arena.extend_from_slice(key);
+        if let Some(v) = value {
+            self.arena.extend_from_slice(v);
+        }
+        // The buffer is written out before it nears 4 GiB (the spill is far below), so the
+        // offsets fit; a single change that large is not a state entry RocksDB would take.
+        self.entries.push(Entry {
+            at: at as u32,
+            key: key.len() as u32,
+            value: value.map_or(DELETED, |v| v.len() as u32),
+        });
+        self.arena.len() >= self.spill
+    }
+
+    fn key(&self, e: &Entry) -> &[u8] {
+        let at = e.at as usize;
+        &self.arena[at..at + e.key as usize]
+    }
+
+    fn value(&self, e: &Entry) -> Option<&[u8]> {
+        (e.value != DELETED).then(|| {
+            let at = (e.at + e.key) as usize;
+            &self.arena[at..at + e.value as usize]
+        })
+    }
+
+    /// Writes what is buffered into `cf` (operator `operator`'s) as one table file: the last
+    /// change of each key, sorted, with the entries `op` derives from them.
+    pub(super) fn write(
+        &mut self,
+        store: &Store,
+        cf: &ColumnFamily,
+        op: &dyn Durable,
+        operator: usize,
+    ) -> Result<()> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        let entries = &self.entries;
+        let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+        // By key, and in log order among a key's changes.
+        order.sort_unstable_by(|&a, &b| {
+            self.key(&entries[a as usize])
+                .cmp(self.key(&entries[b as usize]))
+                .then(a.cmp(&b))
+        });
+        // The last change of each key.
+        let mut last: Vec<&Entry> = Vec::with_capacity(order.len());
+        for (i, &e) in order.iter().enumerate() {
+            let e = &entries[e as usize];
+            let next_same = order
+                .get(i + 1)
+                .is_some_and(|&n| self.key(&entries[n as usize]) == self.key(e));
+            if !next_same {
+                last.push(e);
+            }
+        }
+        let mut derived: Vec<Vec<u8>> = last
+            .iter()
+            .filter_map(|e| op.derived(self.key(e), self.value(e)))
+            .collect();
+        derived.sort_unstable();
+        derived.dedup();
+
+        let path: PathBuf = store
+            .dir()
+            .join(format!("restore-op{operator}-{}.sst", self.files));
+        let opts = store.options();
+        let mut w = SstFileWriter::create(opts);
+        w.open(&path).map_err(|e| store.error(e))?;
+        let mut wrote = 0usize;
+        let mut d = derived.iter().peekable();
+        for e in &last {
+            let k = self.key(e);
+            while let Some(x) = d.next_if(|x| x.as_slice() < k) {
+                w.put(x, []).map_err(|e| store.error(e))?;
+                wrote += 1;
+            }
+            // A derived entry never has a state entry's key (they are tagged apart); were it
+            // so, the state entry is the one kept.
+            d.next_if(|x| x.as_slice() == k);
+            match self.value(e) {
+                Some(v) => w.put(k, v).map_err(|e| store.error(e))?,
+                // Nothing of the key is in the column family before the first file.
+                None if self.files == 0 => continue,
+                None => w.delete(k).map_err(|e| store.error(e))?,
+            }
+            wrote += 1;
+        }
+        for x in d {
+            w.put(x, []).map_err(|e| store.error(e))?;
+            wrote += 1;
+        }
+        if wrote > 0 {
+            w.finish().map_err(|e| store.error(e))?;
+            let mut ingest = IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            store
+                .db()
+                .ingest_external_file_cf_opts(cf, &ingest, vec![&path])
+                .map_err(|e| store.error(e))?;
+            self.files += 1;
+        }
+        drop(w);
+        // Moved into the database when ingested; an empty one was never finished.
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::debug!("removing {}: {e}", path.display());
+            }
+            _ => {}
+        }
+        self.arena.clear();
+        self.entries.clear();
+        Ok(())
+    }
+}
