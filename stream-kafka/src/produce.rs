@@ -204,6 +204,17 @@ pub(crate) fn idempotent(
         .map_err(|e| e.to_string())
 }
 
+/// Connects the producer to the broker leading `topic`'s `partition` (the watermarks are asked
+/// of the leader), ignoring failures: what it is for reports them. A producer id, which an
+/// idempotent or transactional producer needs before its first record, is then requested at
+/// once (see [`init_transactions`]).
+pub(crate) fn connect(producer: &TrackedProducer, topic: &str, partition: i32, timeout: Duration) {
+    let _ = producer.client().fetch_metadata(Some(topic), timeout);
+    let _ = producer
+        .client()
+        .fetch_watermarks(topic, partition, timeout);
+}
+
 /// `init_transactions`, once the producer has a connection to the broker leading `topic`'s
 /// `partition` up. Without one, librdkafka finds the transaction coordinator and then puts off
 /// the producer-id request by 500 ms, as the coordinator's connection is not up yet: a task's
@@ -217,12 +228,8 @@ pub(crate) fn init_transactions(
     timeout: Duration,
 ) -> Result<(), KafkaError> {
     let started = Instant::now();
-    // Their failures are init_transactions' to report. The watermarks are asked of the
-    // partition's leader, which connects it.
-    let _ = producer.client().fetch_metadata(Some(topic), timeout);
-    let _ = producer
-        .client()
-        .fetch_watermarks(topic, partition, timeout);
+    // Their failures are init_transactions' to report.
+    connect(producer, topic, partition, timeout);
     let connected = started.elapsed();
     let result = producer.init_transactions(timeout);
     tracing::debug!(

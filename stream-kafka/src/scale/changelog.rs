@@ -141,7 +141,7 @@ pub(crate) struct Changelog {
     txn: std::sync::Mutex<()>,
     brokers: String,
     /// The producer of positions written ahead (idempotent, not transactional).
-    ahead_producer: std::sync::OnceLock<Result<TrackedProducer, String>>,
+    ahead_producer: Result<TrackedProducer, String>,
 }
 
 impl Changelog {
@@ -167,6 +167,14 @@ impl Changelog {
             .map_err(|e| format!("cannot create the changelog producer: {e}"))?;
         produce::init_transactions(&producer, &tasks_topic(app), partition, timeout)
             .map_err(|e| format!("cannot initialise the changelog's transactions: {e}"))?;
+        // The producer of positions written ahead, now rather than at the first batch, and
+        // connected: created then, it got its producer id about 500 ms later, which the first
+        // batch after a failover waited for. Its id is requested while the task restores.
+        let ahead_producer = produce::idempotent(brokers, timeout, 0, 1_000_000)
+            .map_err(|e| format!("cannot create the changelog's producer of positions: {e}"));
+        if let Ok(p) = &ahead_producer {
+            produce::connect(p, &tasks_topic(app), partition, timeout);
+        }
         Ok(Changelog {
             app: app.to_string(),
             task: task.to_string(),
@@ -179,7 +187,7 @@ impl Changelog {
             outstanding: Default::default(),
             txn: Default::default(),
             brokers: brokers.to_string(),
-            ahead_producer: Default::default(),
+            ahead_producer,
         })
     }
 
@@ -318,14 +326,7 @@ impl Changelog {
     }
 
     fn ahead_producer(&self) -> Result<&TrackedProducer, String> {
-        self.ahead_producer
-            .get_or_init(|| {
-                produce::idempotent(&self.brokers, self.timeout, 0, 1_000_000).map_err(|e| {
-                    format!("cannot create the changelog's producer of positions: {e}")
-                })
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        self.ahead_producer.as_ref().map_err(Clone::clone)
     }
 }
 
