@@ -66,6 +66,9 @@ pub fn partition_count(brokers: &str, topic: &str) -> Result<Option<usize>, Stri
     Admin::new(brokers)?.partition_count(topic)
 }
 
+/// A topic to create: its name, partition count and topic configs (`cleanup.policy`, ...).
+pub(crate) type NewTopicSpec<'a> = (&'a str, i32, &'a [(&'a str, &'a str)]);
+
 /// One admin connection for a series of checks and creations, as an instance's start makes:
 /// a client per call costs its connection and about 100 ms to close. Closed on a thread of
 /// its own when dropped.
@@ -109,10 +112,7 @@ impl Admin {
 
     /// Creates each topic (name, partitions, topic configs) that does not exist, in one
     /// request; returns, for each, whether it was created here.
-    pub(crate) fn ensure_topics(
-        &self,
-        topics: &[(&str, i32, &[(&str, &str)])],
-    ) -> Result<Vec<bool>, String> {
+    pub(crate) fn ensure_topics(&self, topics: &[NewTopicSpec<'_>]) -> Result<Vec<bool>, String> {
         if topics.is_empty() {
             return Ok(Vec::new());
         }

@@ -927,7 +927,7 @@ mod tests {
             let k = format!("user{}", (x >> 33) % 25);
             let mut key = prefix(TAG_STATE, 0).to_vec();
             key.extend(encode("key", &k).unwrap());
-            if (x >> 20) % 5 == 0 {
+            if (x >> 20).is_multiple_of(5) {
                 live.remove(&k);
                 changes.push((key, None));
             } else {

@@ -353,7 +353,7 @@ impl ScaleOutBuilder {
         admin: &crate::admin::Admin,
         topics: &[InternalTopic<'_>],
     ) -> Result<(), Error> {
-        let create: Vec<(&str, i32, &[(&str, &str)])> = topics
+        let create: Vec<crate::admin::NewTopicSpec<'_>> = topics
             .iter()
             .map(|t| (t.name.as_str(), t.partitions as i32, t.configs))
             .collect();
