@@ -91,10 +91,9 @@ impl Admin {
             .expect("an admin's client is only taken when dropped")
     }
 
-    /// How many partitions `topic` has, or `None` if it does not exist.
-    pub(crate) fn partition_count(&self, topic: &str) -> Result<Option<usize>, String> {
-        let metadata = self
-            .client()
+    /// The brokers' metadata of `topic`.
+    fn metadata(&self, topic: &str) -> Result<rdkafka::metadata::Metadata, String> {
+        self.client()
             .inner()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(|e| {
@@ -102,7 +101,12 @@ impl Admin {
                     "cannot read the metadata of {topic} from {}: {e}",
                     self.brokers
                 )
-            })?;
+            })
+    }
+
+    /// How many partitions `topic` has, or `None` if it does not exist.
+    pub(crate) fn partition_count(&self, topic: &str) -> Result<Option<usize>, String> {
+        let metadata = self.metadata(topic)?;
         Ok(metadata
             .topics()
             .iter()
@@ -153,16 +157,7 @@ impl Admin {
     fn wait_for_leaders(&self, topic: &str, partitions: i32) -> Result<(), String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let metadata = self
-                .client()
-                .inner()
-                .fetch_metadata(Some(topic), Duration::from_secs(10))
-                .map_err(|e| {
-                    format!(
-                        "cannot read the metadata of {topic} from {}: {e}",
-                        self.brokers
-                    )
-                })?;
+            let metadata = self.metadata(topic)?;
             let led = metadata
                 .topics()
                 .iter()

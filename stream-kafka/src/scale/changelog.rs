@@ -465,18 +465,10 @@ pub(crate) fn read_partition(
     // clock was 5% of a restore's time).
     let mut deadline = Instant::now() + timeout;
     let mut progressed = false;
+    let mut last_error = None;
     loop {
         match consumer.poll(StdDuration::from_millis(100)) {
-            None => {
-                let now = Instant::now();
-                if std::mem::take(&mut progressed) {
-                    deadline = now + timeout;
-                } else if now > deadline {
-                    return Err(format!(
-                        "reading {topic}-{partition}: no progress for {timeout:?} (brokers {brokers})"
-                    ));
-                }
-            }
+            None => {}
             Some(Ok(m)) => {
                 progressed = true;
                 if let Some(p) = progress {
@@ -494,6 +486,7 @@ pub(crate) fn read_partition(
                 });
                 each(m.offset(), m.key().unwrap_or_default(), m.payload(), batch)?;
                 read += 1;
+                continue;
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {
                 tracing::debug!(
@@ -504,15 +497,20 @@ pub(crate) fn read_partition(
             }
             Some(Err(e)) => {
                 tracing::debug!("reading {topic}-{partition}: {e}");
-                let now = Instant::now();
-                if std::mem::take(&mut progressed) {
-                    deadline = now + timeout;
-                } else if now > deadline {
-                    return Err(format!(
-                        "reading {topic}-{partition}: no progress for {timeout:?} (brokers {brokers}; last {e})"
-                    ));
-                }
+                last_error = Some(e);
             }
+        }
+        // No record this time.
+        let now = Instant::now();
+        if std::mem::take(&mut progressed) {
+            deadline = now + timeout;
+        } else if now > deadline {
+            let last = last_error
+                .map(|e| format!("; last {e}"))
+                .unwrap_or_default();
+            return Err(format!(
+                "reading {topic}-{partition}: no progress for {timeout:?} (brokers {brokers}{last})"
+            ));
         }
     }
 }
