@@ -44,10 +44,14 @@ trap stop_all EXIT INT TERM
 "$bin" --kafka "$brokers" --topic "$topic" --feed-only --rate 2000 &
 pids+=($!)
 sleep 2
+# The prefixing filters ignore Ctrl-C's SIGINT, so that they outlive the instances and take
+# what those print while they stop (an instance whose output pipe closed under it could not
+# print its last batches).
 for i in 1 2 3; do
     "$bin" --kafka "$brokers" --topic "$topic" --app "$app" --checkpoint "$state/instance$i" \
         --window 30 --slide 5 \
-        > >(sed -u "s/^/[instance $i] /") 2> >(grep --line-buffered -v PartitionEOF | sed -u "s/^/[instance $i] /" >&2) &
+        > >(trap '' INT; exec sed -u "s/^/[instance $i] /") \
+        2> >(trap '' INT; grep --line-buffered -v PartitionEOF | sed -u "s/^/[instance $i] /" >&2) &
     pids+=($!)
     echo "[demo] instance $i: pid $!" >&2
     sleep 3
