@@ -238,14 +238,7 @@ impl CheckpointRestore<'_> {
                 ),
                 message,
             })?;
-        // The column family's handle, looked up once (a lookup by name formats it).
-        if self.cfs.len() <= operator {
-            self.cfs.resize(operator + 1, None);
-        }
-        let cf = match self.cfs[operator] {
-            Some(cf) => cf,
-            None => *self.cfs[operator].insert(self.store.cf(operator)?),
-        };
+        let cf = column_family(self.store, &mut self.cfs, operator)?;
         if self.loads.len() <= operator {
             self.loads.resize_with(operator + 1, || Load::Undecided);
         }
@@ -385,24 +378,34 @@ impl CheckpointRestore<'_> {
     pub(crate) fn flush(&mut self) -> Result<()> {
         for (operator, load) in self.loads.iter_mut().enumerate() {
             if let Load::Bulk(bulk) = load {
-                let cf = match self.cfs.get(operator).copied().flatten() {
-                    Some(cf) => cf,
-                    None => self.store.cf(operator)?,
-                };
+                let cf = column_family(self.store, &mut self.cfs, operator)?;
                 bulk.write(self.store, cf, self.operators[operator].as_ref(), operator)?;
             }
         }
         let mut derived = std::mem::take(&mut self.derived);
         derived.sort_unstable();
         for (operator, key) in &derived {
-            let cf = match self.cfs.get(*operator).copied().flatten() {
-                Some(cf) => cf,
-                None => self.store.cf(*operator)?,
-            };
+            let cf = column_family(self.store, &mut self.cfs, *operator)?;
             self.wb.put_cf(cf, key, []);
         }
         let wb = std::mem::take(&mut self.wb);
         self.pending = 0;
         self.store.db().write(wb).map_err(|e| self.store.error(e))
+    }
+}
+
+/// Stateful operator `operator`'s column family, looked up once per restore (a lookup by name
+/// formats it) and kept in `cfs`.
+fn column_family<'a>(
+    store: &'a Store,
+    cfs: &mut Vec<Option<&'a rocksdb::ColumnFamily>>,
+    operator: usize,
+) -> Result<&'a rocksdb::ColumnFamily> {
+    if cfs.len() <= operator {
+        cfs.resize(operator + 1, None);
+    }
+    match cfs[operator] {
+        Some(cf) => Ok(cf),
+        None => Ok(*cfs[operator].insert(store.cf(operator)?)),
     }
 }

@@ -344,8 +344,6 @@ impl ScaleOutBuilder {
         self
     }
 
-    /// Creates `topic` with `want` partitions unless it exists; refuses to join, with `why(n)`,
-    /// when it has `n != want` partitions.
     /// Creates the internal topics that do not exist (in one request), then refuses to go on
     /// if one has another partition count than it must (`why` says what that would break).
     fn ensure_partitions(
