@@ -146,15 +146,19 @@ impl Admin {
                 }
             })
             .collect::<Result<Vec<bool>, String>>()?;
-        for (t, _) in topics.iter().zip(&created).filter(|(_, c)| **c) {
-            self.wait_for_leaders(t.0, t.1)?;
+        // A topic that already existed may have been created a moment ago by another
+        // instance starting at the same time: its metadata can show it without partitions
+        // yet, so it is waited for too (with whatever partition count it has).
+        for (t, here) in topics.iter().zip(&created) {
+            self.wait_for_leaders(t.0, here.then_some(t.1))?;
         }
         Ok(created)
     }
 
-    /// Waits until each of `topic`'s `partitions` partitions has a leader (a topic just
-    /// created has none for a moment, and reading or writing it fails until then).
-    fn wait_for_leaders(&self, topic: &str, partitions: i32) -> Result<(), String> {
+    /// Waits until `topic` has partitions (`partitions` of them, when given) and each has a
+    /// leader: a topic just created has none for a moment, and reading or writing it fails
+    /// until then.
+    fn wait_for_leaders(&self, topic: &str, partitions: Option<i32>) -> Result<(), String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let metadata = self.metadata(topic)?;
@@ -163,7 +167,8 @@ impl Admin {
                 .iter()
                 .find(|t| t.name() == topic && t.error().is_none())
                 .is_some_and(|t| {
-                    t.partitions().len() == partitions as usize
+                    !t.partitions().is_empty()
+                        && partitions.is_none_or(|n| t.partitions().len() == n as usize)
                         && t.partitions()
                             .iter()
                             .all(|p| p.error().is_none() && p.leader() >= 0)
@@ -172,8 +177,9 @@ impl Admin {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
+                let count = partitions.map_or("its".to_string(), |n| format!("its {n}"));
                 return Err(format!(
-                    "topic {topic} was created on {} and its {partitions} partitions have no leader after 30 s",
+                    "topic {topic} exists on {} and {count} partitions have no leader after 30 s",
                     self.brokers
                 ));
             }

@@ -143,3 +143,52 @@ fn partitions_added_to_a_subscribed_topic_are_read() {
     ssc.stop_gracefully();
     assert_eq!(handle.status().partitions.len(), 2);
 }
+
+/// Instances of a new application start together and each creates the internal topics: the
+/// ones that find a topic already created by another must still see it with its partitions.
+/// (Kafka answers without the topic for a moment after another client created it: an instance
+/// then refused to join, its changelog having "0 partitions". Before the fix, 30 rounds with
+/// the machine's cores busy failed about every other run.)
+#[test]
+#[cfg_attr(
+    not(dstream_real_kafka),
+    ignore = "needs a real Kafka broker: DSTREAM_REAL_KAFKA=host:port (scripts/kafka-broker.sh start kafka; CI starts one)"
+)]
+fn a_topic_another_instance_creates_at_the_same_time_is_seen_with_its_partitions() {
+    let b =
+        real_kafka("a_topic_another_instance_creates_at_the_same_time_is_seen_with_its_partitions");
+    for round in 0..30 {
+        let topic = unique("together");
+        let start = std::sync::Barrier::new(3);
+        let seen: Vec<(bool, Option<usize>)> = std::thread::scope(|s| {
+            let joins: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        let created = stream_kafka::admin::ensure_topic(
+                            &b,
+                            &topic,
+                            6,
+                            &[("cleanup.policy", "compact")],
+                        )
+                        .unwrap();
+                        (
+                            created,
+                            stream_kafka::admin::partition_count(&b, &topic).unwrap(),
+                        )
+                    })
+                })
+                .collect();
+            joins.into_iter().map(|j| j.join().unwrap()).collect()
+        });
+        assert_eq!(
+            seen.iter().filter(|(created, _)| *created).count(),
+            1,
+            "round {round}: one instance creates the topic: {seen:?}"
+        );
+        assert!(
+            seen.iter().all(|(_, n)| *n == Some(6)),
+            "round {round}: every instance sees 6 partitions: {seen:?}"
+        );
+    }
+}
