@@ -90,29 +90,34 @@ impl Bulk {
             return Ok(());
         }
         let entries = &self.entries;
-        let mut order: Vec<u32> = (0..entries.len() as u32).collect();
         // By key, and in log order among a key's changes.
-        order.sort_unstable_by(|&a, &b| {
-            self.key(&entries[a as usize])
-                .cmp(self.key(&entries[b as usize]))
-                .then(a.cmp(&b))
-        });
+        let order = order_by_key(entries.len(), |i| self.key(&entries[i]));
         // The last change of each key.
         let mut last: Vec<&Entry> = Vec::with_capacity(order.len());
-        for (i, &e) in order.iter().enumerate() {
+        for (i, &(prefix, e)) in order.iter().enumerate() {
             let e = &entries[e as usize];
-            let next_same = order
-                .get(i + 1)
-                .is_some_and(|&n| self.key(&entries[n as usize]) == self.key(e));
+            let next_same = order.get(i + 1).is_some_and(|&(p, n)| {
+                p == prefix && self.key(&entries[n as usize]) == self.key(e)
+            });
             if !next_same {
                 last.push(e);
             }
         }
-        let mut derived: Vec<Vec<u8>> = last
-            .iter()
-            .filter_map(|e| op.derived(self.key(e), self.value(e)))
-            .collect();
-        derived.sort_unstable();
+        // The derived entries' keys, one after the other, and where each is.
+        let mut derived_keys: Vec<u8> = Vec::new();
+        let mut derived_at: Vec<(u32, u32)> = Vec::new();
+        for e in &last {
+            let at = derived_keys.len();
+            if op.derived(self.key(e), self.value(e), &mut derived_keys) {
+                derived_at.push((at as u32, (derived_keys.len() - at) as u32));
+            }
+        }
+        let derived_key = |(at, len): (u32, u32)| &derived_keys[at as usize..(at + len) as usize];
+        let mut derived: Vec<&[u8]> =
+            order_by_key(derived_at.len(), |i| derived_key(derived_at[i]))
+                .into_iter()
+                .map(|(_, i)| derived_key(derived_at[i as usize]))
+                .collect();
         derived.dedup();
 
         let path: PathBuf = store
@@ -125,13 +130,13 @@ impl Bulk {
         let mut d = derived.iter().peekable();
         for e in &last {
             let k = self.key(e);
-            while let Some(x) = d.next_if(|x| x.as_slice() < k) {
+            while let Some(x) = d.next_if(|x| **x < k) {
                 w.put(x, []).map_err(|e| store.error(e))?;
                 wrote += 1;
             }
             // A derived entry never has a state entry's key (they are tagged apart); were it
             // so, the state entry is the one kept.
-            d.next_if(|x| x.as_slice() == k);
+            d.next_if(|x| **x == k);
             match self.value(e) {
                 Some(v) => w.put(k, v).map_err(|e| store.error(e))?,
                 // Nothing of the key is in the column family before the first file.
@@ -165,5 +170,70 @@ impl Bulk {
         self.arena.clear();
         self.entries.clear();
         Ok(())
+    }
+}
+
+/// The indexes `0..n`, each with a prefix of its key, in the order of their keys (`key(i)`) and
+/// in index order among equal keys. Keys are compared by the sixteen bytes after those all of
+/// them share, held beside each index, and in full only where those are equal: a restore's
+/// keys share their first bytes (the operator's tag, a timer's time), and comparing them in
+/// the arena each time was most of the sort's time.
+fn order_by_key<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> Vec<(u128, u32)> {
+    let Some(first) = (n > 0).then(|| key(0)) else {
+        return Vec::new();
+    };
+    let mut shared = first.len();
+    for i in 1..n {
+        let k = key(i);
+        shared = shared.min(first.iter().zip(k).take_while(|(a, b)| a == b).count());
+        if shared == 0 {
+            break;
+        }
+    }
+    // Zeros after a short key: a prefix that compares less is of a key that does (the full
+    // comparison settles equal ones).
+    let prefix = |k: &[u8]| {
+        let rest = &k[shared..];
+        let mut b = [0u8; 16];
+        let m = rest.len().min(16);
+        b[..m].copy_from_slice(&rest[..m]);
+        u128::from_be_bytes(b)
+    };
+    let mut order: Vec<(u128, u32)> = (0..n).map(|i| (prefix(key(i)), i as u32)).collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| key(a.1 as usize)[shared..].cmp(&key(b.1 as usize)[shared..]))
+            .then(a.1.cmp(&b.1))
+    });
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order_by_key;
+
+    #[test]
+    fn keys_are_ordered_as_byte_strings_and_equal_ones_in_index_order() {
+        let keys: Vec<&[u8]> = vec![
+            b"s\x00\x01visitor-10",
+            b"s\x00\x01visitor-1",
+            b"s\x00\x01visitor-1\x00",
+            b"s\x00\x01visitor-100000000",
+            b"s\x00\x01visitor-1",
+            b"s\x00\x01visitor-09",
+            b"s\x00\x01visitor-10000000",
+            b"s\x00\x01visitor-10000000\x01",
+            b"s\x00\x01",
+            b"s\x00\x01visitor-10",
+        ];
+        let got: Vec<u32> = order_by_key(keys.len(), |i| keys[i])
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        let mut want: Vec<u32> = (0..keys.len() as u32).collect();
+        want.sort_by(|&a, &b| keys[a as usize].cmp(keys[b as usize]).then(a.cmp(&b)));
+        assert_eq!(got, want);
+        assert_eq!(got[0], 8, "the key that is all shared bytes comes first");
+        assert!(order_by_key(0, |i| keys[i]).is_empty());
     }
 }

@@ -314,19 +314,27 @@ impl<K: StateKey, S: StateValue> KeyedStore<K, S> {
     /// The timer entry of a restored change (see [`Durable::derived`](super::Durable::derived)):
     /// a state entry's timer at the time its value holds (timed state only; the change has
     /// passed [`check`](Self::check)).
-    pub(crate) fn derived(&self, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
+    pub(crate) fn derived(&self, key: &[u8], value: Option<&[u8]>, out: &mut Vec<u8>) -> bool {
         if !self.timed || key.first() != Some(&self.tag) {
-            return None;
+            return false;
         }
         // The value's time is a plain big-endian i64 (`time_of_value`); the timer's sorts.
-        let at = i64::from_be_bytes(value?.get(..8)?.try_into().ok()?);
-        let (partition, k) = (key.get(1..3)?, key.get(3..)?);
-        let mut timer = Vec::with_capacity(11 + k.len());
-        timer.push(TAG_TIMER);
-        timer.extend_from_slice(partition);
-        timer.extend_from_slice(&time_bytes(at));
-        timer.extend_from_slice(k);
-        Some(timer)
+        let Some(at) = value
+            .and_then(|v| v.get(..8))
+            .and_then(|t| t.try_into().ok())
+            .map(i64::from_be_bytes)
+        else {
+            return false;
+        };
+        let (Some(partition), Some(k)) = (key.get(1..3), key.get(3..)) else {
+            return false;
+        };
+        out.reserve(11 + k.len());
+        out.push(TAG_TIMER);
+        out.extend_from_slice(partition);
+        out.extend_from_slice(&time_bytes(at));
+        out.extend_from_slice(k);
+        true
     }
 
     /// Whether `key` is a timer entry: derived from the state entries, never restored as such
@@ -811,8 +819,8 @@ mod tests {
         fn check(&self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), String> {
             self.0.check(key, value)
         }
-        fn derived(&self, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
-            self.0.derived(key, value)
+        fn derived(&self, key: &[u8], value: Option<&[u8]>, out: &mut Vec<u8>) -> bool {
+            self.0.derived(key, value, out)
         }
     }
 

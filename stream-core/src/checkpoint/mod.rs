@@ -71,11 +71,12 @@ pub(crate) trait Durable: Send + Sync {
         Ok(())
     }
     /// The entry (with an empty value) the operator keeps beside a change a replica hands back,
-    /// derived from it and never logged (the timer index of timed state), if any. Entries it
-    /// derived from earlier values of the key may stay behind: the operator must tell them from
-    /// current ones.
-    fn derived(&self, _key: &[u8], _value: Option<&[u8]>) -> Option<Vec<u8>> {
-        None
+    /// derived from it and never logged (the timer index of timed state), if any: its key is
+    /// appended to `out`, and the answer is whether there is one. Entries it derived from
+    /// earlier values of the key may stay behind: the operator must tell them from current
+    /// ones.
+    fn derived(&self, _key: &[u8], _value: Option<&[u8]>, _out: &mut Vec<u8>) -> bool {
+        false
     }
     /// Whether a change a replica hands back is of an entry the operator derives itself (a
     /// timer entry, which earlier versions logged): a restore skips it.

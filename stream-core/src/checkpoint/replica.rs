@@ -260,7 +260,8 @@ impl CheckpointRestore<'_> {
             Some(v) => self.wb.put_cf(cf, key, v),
             None => self.wb.delete_cf(cf, key),
         }
-        if let Some(derived) = op.derived(key, value) {
+        let mut derived = Vec::new();
+        if op.derived(key, value, &mut derived) {
             self.derived.push((operator, derived));
             self.pending += 1;
         }

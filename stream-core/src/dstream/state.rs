@@ -329,8 +329,8 @@ impl<K: StateKey, S: StateValue> Durable for StateOp<K, S> {
         self.keyed.check(key, value)
     }
 
-    fn derived(&self, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
-        self.keyed.derived(key, value)
+    fn derived(&self, key: &[u8], value: Option<&[u8]>, out: &mut Vec<u8>) -> bool {
+        self.keyed.derived(key, value, out)
     }
 
     fn rebuilds(&self, key: &[u8]) -> bool {
