@@ -77,15 +77,60 @@ impl OutRecord {
     }
 }
 
-/// Decodes a record's value as UTF-8 text.
-pub(crate) fn decode_text(r: &RawRecord<'_>) -> Result<String, String> {
+/// A record's value as UTF-8 text.
+fn value_text<'a>(r: &RawRecord<'a>) -> Result<&'a str, String> {
     let v = r.value.ok_or("the record has no value (a tombstone)")?;
-    String::from_utf8(v.to_vec()).map_err(|e| {
+    std::str::from_utf8(v).map_err(|e| {
         format!(
             "the value is not UTF-8 text (invalid byte at {})",
-            e.utf8_error().valid_up_to()
+            e.valid_up_to()
         )
     })
+}
+
+/// Decodes a record's value as UTF-8 text.
+pub(crate) fn decode_text(r: &RawRecord<'_>) -> Result<String, String> {
+    value_text(r).map(str::to_string)
+}
+
+/// Bytes of values a buffer of [`decode_texts`] holds (whole values, so a little more): as
+/// [`Text::lines`](stream_core::text::Text::lines) cuts files, for the same reason (one buffer
+/// for a whole batch has every worker count on it at once).
+const TEXT_CHUNK: usize = 64 << 10;
+
+/// Decodes a partition's values as UTF-8 [`Text`](stream_core::text::Text)s cut from shared
+/// buffers of about 64 KiB: one allocation per buffer instead of one per record.
+pub(crate) fn decode_texts(
+    records: &[RawRecord<'_>],
+) -> Vec<Result<stream_core::text::Text, String>> {
+    use stream_core::text::Text;
+    let mut out = Vec::with_capacity(records.len());
+    let mut chunk = String::new();
+    // Each record of the chunk: its value's place in it, or why it has none.
+    let mut spans: Vec<Result<(usize, usize), String>> = Vec::new();
+    let mut cut = |chunk: &mut String, spans: &mut Vec<Result<(usize, usize), String>>| {
+        let whole = Text::from(chunk.as_str());
+        out.extend(
+            spans
+                .drain(..)
+                .map(|span| span.map(|(a, b)| whole.slice_ref(&whole.as_str()[a..b]))),
+        );
+        chunk.clear();
+    };
+    for r in records {
+        spans.push(value_text(r).map(|v| {
+            let at = chunk.len();
+            chunk.push_str(v);
+            (at, chunk.len())
+        }));
+        if chunk.len() >= TEXT_CHUNK {
+            cut(&mut chunk, &mut spans);
+        }
+    }
+    if !spans.is_empty() {
+        cut(&mut chunk, &mut spans);
+    }
+    out
 }
 
 /// Decodes a record's value as JSON.

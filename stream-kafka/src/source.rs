@@ -22,13 +22,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
+use stream_core::text::Text;
 use stream_core::{
     Batch, DStream, Data, Error, SourceContext, SourceError, StreamingContext, Time,
 };
 
 use crate::produce::{self, TrackedProducer, Tracker};
 use crate::rate::PidRateEstimator;
-use crate::record::{KafkaRecord, RawRecord, decode_json, decode_text};
+use crate::record::{KafkaRecord, RawRecord, decode_json, decode_text, decode_texts};
 use crate::scale::TaskLink;
 
 /// Which partitions a source reads.
@@ -183,7 +184,62 @@ impl KafkaSourceHandle {
     }
 }
 
-type Decoder<T> = Arc<dyn Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync>;
+/// How a source turns records into `T`s: one at a time (the decoders users give), or a
+/// partition's records of a batch together ([`KafkaSource::text`], which cuts them from shared
+/// buffers).
+enum Decoder<T> {
+    Each(Arc<dyn Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync>),
+    Together(Arc<dyn Fn(&[RawRecord<'_>]) -> Vec<Result<T, String>> + Send + Sync>),
+}
+
+impl<T> Clone for Decoder<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Decoder::Each(d) => Decoder::Each(d.clone()),
+            Decoder::Together(d) => Decoder::Together(d.clone()),
+        }
+    }
+}
+
+impl<T> Decoder<T> {
+    fn each(decode: impl Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync + 'static) -> Self {
+        Decoder::Each(Arc::new(decode))
+    }
+
+    /// Decodes `records` (of one partition, in offset order): a result for each. A decoder
+    /// that panics has failed to decode the record, like one that says so (all the records
+    /// it was given, for one that decodes them together).
+    fn decode(&self, records: &[RawRecord<'_>]) -> Vec<Result<T, String>> {
+        let panicked =
+            |p: Box<dyn std::any::Any + Send>| format!("the decoder panicked: {}", panic_text(&*p));
+        match self {
+            Decoder::Each(d) => records
+                .iter()
+                .map(|r| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d(r)))
+                        .unwrap_or_else(|p| Err(panicked(p)))
+                })
+                .collect(),
+            Decoder::Together(d) => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d(records))) {
+                    Ok(v) if v.len() == records.len() => v,
+                    Ok(v) => {
+                        let e = format!(
+                            "the decoder gave {} values for {} records",
+                            v.len(),
+                            records.len()
+                        );
+                        records.iter().map(|_| Err(e.clone())).collect()
+                    }
+                    Err(p) => {
+                        let e = panicked(p);
+                        records.iter().map(|_| Err(e.clone())).collect()
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Settings of a [`KafkaSource`]; made by [`KafkaSource::strings`], [`KafkaSource::json`],
 /// [`KafkaSource::bytes`] or [`KafkaSource::with_decoder`].
@@ -322,7 +378,26 @@ impl<T: Data> KafkaSourceBuilder<T> {
     /// Records with their topic, partition, offset, timestamp and key (Spark's
     /// `ConsumerRecord`), instead of values alone.
     pub fn with_metadata(self) -> KafkaSourceBuilder<KafkaRecord<T>> {
-        let decode = self.decode.clone();
+        fn with<T>(r: &RawRecord<'_>, value: T) -> KafkaRecord<T> {
+            KafkaRecord {
+                topic: r.topic.to_string(),
+                partition: r.partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.map(<[u8]>::to_vec),
+                value,
+            }
+        }
+        let decode = match self.decode {
+            Decoder::Each(d) => Decoder::each(move |r: &RawRecord<'_>| Ok(with(r, d(r)?))),
+            Decoder::Together(d) => Decoder::Together(Arc::new(move |rs: &[RawRecord<'_>]| {
+                d(rs)
+                    .into_iter()
+                    .zip(rs)
+                    .map(|(v, r)| v.map(|v| with(r, v)))
+                    .collect()
+            })),
+        };
         KafkaSourceBuilder {
             brokers: self.brokers,
             subscription: self.subscription,
@@ -332,16 +407,7 @@ impl<T: Data> KafkaSourceBuilder<T> {
             backpressure: self.backpressure,
             initial_rate: self.initial_rate,
             dead_letter_topic: self.dead_letter_topic,
-            decode: Arc::new(move |r: &RawRecord<'_>| {
-                Ok(KafkaRecord {
-                    topic: r.topic.to_string(),
-                    partition: r.partition,
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    key: r.key.map(<[u8]>::to_vec),
-                    value: decode(r)?,
-                })
-            }),
+            decode,
             properties: self.properties,
             metadata_refresh: self.metadata_refresh,
             broker_timeout: self.broker_timeout,
@@ -587,7 +653,32 @@ fn builder<T>(brokers: &str, decode: Decoder<T>) -> KafkaSourceBuilder<T> {
 impl KafkaSource<String> {
     /// Values as UTF-8 text (a value that is not is a decode failure).
     pub fn strings(brokers: &str) -> KafkaSourceBuilder<String> {
-        builder(brokers, Arc::new(decode_text))
+        builder(brokers, Decoder::each(decode_text))
+    }
+}
+
+impl KafkaSource<Text> {
+    /// Values as UTF-8 [`Text`] (a value that is not is a decode failure), cut from buffers of
+    /// about 64 KiB that a batch's records of a partition share: one allocation per buffer
+    /// instead of one per record, and words split from them with
+    /// [`text::split`](stream_core::text::split) copy nothing. As with the text files of
+    /// [`text_files_of`](stream_core::StreamingContext::text_files_of), a `Text` kept for long
+    /// (state, a collected value) keeps its whole buffer: [`Text::detached`] copies it out, and
+    /// [`strings`](KafkaSource::strings) is the right source for records that live long.
+    ///
+    /// ```no_run
+    /// use stream_core::prelude::*;
+    /// use stream_core::text::{self, Text};
+    /// use stream_kafka::{KafkaSource, KafkaStreams};
+    ///
+    /// let ssc = StreamingContext::builder(Seconds(1)).build()?;
+    /// let tweets = ssc.kafka_stream(KafkaSource::text("localhost:9092").topics(["tweets"]).build()?);
+    /// let tags = tweets.flat_map(|t: Text| text::split(t, ' ').filter(|w| w.starts_with('#')));
+    /// tags.count_by_value().print();
+    /// # Ok::<(), stream_core::Error>(())
+    /// ```
+    pub fn text(brokers: &str) -> KafkaSourceBuilder<Text> {
+        builder(brokers, Decoder::Together(Arc::new(decode_texts)))
     }
 }
 
@@ -596,7 +687,7 @@ impl KafkaSource<Vec<u8>> {
     pub fn bytes(brokers: &str) -> KafkaSourceBuilder<Vec<u8>> {
         builder(
             brokers,
-            Arc::new(|r: &RawRecord<'_>| {
+            Decoder::each(|r: &RawRecord<'_>| {
                 r.value
                     .map(<[u8]>::to_vec)
                     .ok_or_else(|| "the record has no value (a tombstone)".to_string())
@@ -611,7 +702,7 @@ impl<T: Data> KafkaSource<T> {
     where
         T: DeserializeOwned,
     {
-        builder(brokers, Arc::new(decode_json::<T>))
+        builder(brokers, Decoder::each(decode_json::<T>))
     }
 
     /// Records decoded by `decode`; an `Err` is a decode failure (to the dead-letter topic).
@@ -619,7 +710,7 @@ impl<T: Data> KafkaSource<T> {
         brokers: &str,
         decode: impl Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync + 'static,
     ) -> KafkaSourceBuilder<T> {
-        builder(brokers, Arc::new(decode))
+        builder(brokers, Decoder::each(decode))
     }
 
     /// The handle to the source's offset ranges and status, usable while it runs.
@@ -1139,13 +1230,10 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
         let mut records = 0usize;
         for (tp, from, fetched) in &taken {
             let mut part = Vec::with_capacity(fetched.len());
-            for f in fetched {
-                // A decoder that panics has failed to decode the record, like one that says so:
-                // the record goes to the dead-letter topic and the batch keeps the others.
-                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    decode(&f.raw(&tp.0, tp.1))
-                }))
-                .unwrap_or_else(|p| Err(format!("the decoder panicked: {}", panic_text(&*p))));
+            let raw: Vec<RawRecord<'_>> = fetched.iter().map(|f| f.raw(&tp.0, tp.1)).collect();
+            // A record that fails to decode goes to the dead-letter topic; the batch keeps
+            // the others.
+            for (f, decoded) in fetched.iter().zip(decode.decode(&raw)) {
                 match decoded {
                     Ok(v) => part.push(v),
                     Err(e) => failed.push((tp.clone(), f.clone(), e)),
@@ -1282,15 +1370,16 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
             .iter()
             .zip(fetched)
             .map(|(r, records_of)| {
-                records_of
+                let raw: Vec<RawRecord<'_>> = records_of
                     .iter()
-                    .filter_map(|f| {
-                        records += 1;
-                        // Failures went to the dead-letter topic when the batch was first read.
-                        decode(&f.raw(&r.topic, r.partition))
-                            .map_err(|_| failures += 1)
-                            .ok()
-                    })
+                    .map(|f| f.raw(&r.topic, r.partition))
+                    .collect();
+                records += raw.len();
+                decode
+                    .decode(&raw)
+                    .into_iter()
+                    // Failures went to the dead-letter topic when the batch was first read.
+                    .filter_map(|v| v.map_err(|_| failures += 1).ok())
                     .collect()
             })
             .collect();

@@ -278,6 +278,119 @@ fn decode_failures_go_to_the_dead_letter_topic_with_their_origin() {
     );
 }
 
+/// `KafkaSource::text`: values as `Text`s that share buffers (a batch's records of a
+/// partition, about 64 KiB each), words split from them copying nothing; a value that is not
+/// UTF-8 and a tombstone are decode failures that go to the dead-letter topic, and the records
+/// with metadata keep their own offsets around them.
+#[test]
+fn text_values_share_buffers_and_bad_ones_are_dead_lettered() {
+    use stream_core::text::{self, Text};
+    let b = brokers();
+    let (input, dlq) = (unique("texts"), unique("texts-dead"));
+    create_topic(&b, &input, 2);
+    create_topic(&b, &dlq, 1);
+    // Partition 0: a few lines around an invalid value and a tombstone. Partition 1: 2,000
+    // lines of about 100 bytes (three buffers or more), each saying its offset.
+    let padding = "x".repeat(90);
+    let long: Vec<String> = (0..2000)
+        .map(|i| format!("line {i} #p1 {padding}"))
+        .collect();
+    let accents = "\u{e9}t\u{e9} #\u{e9}t\u{e9}";
+    let mut records: Vec<In<'_>> = vec![
+        (0, None, Some(&b"rust #dstream is #fast"[..])),
+        (0, Some("bad"), Some(&b"caf\xc3 au lait"[..])),
+        (0, None, Some(&b"#fast"[..])),
+        (0, Some("gone"), None),
+        (0, None, Some(accents.as_bytes())),
+    ];
+    records.extend(long.iter().map(|l| (1, None, Some(l.as_bytes()))));
+    produce(&b, &input, &records);
+
+    let ssc = context(200, None);
+    let source = KafkaSource::text(&b)
+        .topics([input.as_str()])
+        .dead_letter_topic(&dlq)
+        .build()
+        .unwrap();
+    let handle = source.handle();
+    let got: Vec<(Text, Vec<Text>)> = read_through(&ssc, source, 2005, |lines| {
+        lines.map(|l: Text| {
+            let tags = text::split(l.clone(), ' ')
+                .filter(|w| w.starts_with('#'))
+                .collect();
+            (l, tags)
+        })
+    });
+    let mut lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+    lines.sort_unstable();
+    let mut want: Vec<&str> = long.iter().map(String::as_str).collect();
+    want.extend(["rust #dstream is #fast", "#fast", accents]);
+    want.sort_unstable();
+    assert_eq!(lines, want);
+    for (l, tags) in &got {
+        assert!(
+            tags.iter().all(|t| t.shares_buffer_with(l)),
+            "{l:?}: {tags:?}"
+        );
+    }
+    let first = got
+        .iter()
+        .find(|(l, _)| l.as_str() == "rust #dstream is #fast")
+        .unwrap();
+    assert_eq!(first.1, ["#dstream", "#fast"]);
+    // Buffers: a handful for 2,003 values, never one per value.
+    let mut buffers: Vec<&Text> = Vec::new();
+    for (l, _) in &got {
+        if !buffers.iter().any(|b| b.shares_buffer_with(l)) {
+            buffers.push(l);
+        }
+    }
+    assert!(
+        (4..=40).contains(&buffers.len()),
+        "{} buffers for {} values",
+        buffers.len(),
+        got.len()
+    );
+    let status = handle.status();
+    assert_eq!((status.decode_failures, status.dead_lettered), (2, 2));
+    let dead = read_all(&b, &dlq);
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].headers["dstream.source.offset"], "1");
+    assert!(
+        dead[0].headers["dstream.error"].contains("not UTF-8"),
+        "{:?}",
+        dead[0].headers
+    );
+    assert_eq!(dead[1].headers["dstream.source.offset"], "3");
+    assert!(
+        dead[1].headers["dstream.error"].contains("tombstone"),
+        "{:?}",
+        dead[1].headers
+    );
+
+    // With metadata: each value beside its own offset, the failures between them skipped.
+    let ssc = context(200, None);
+    let source = KafkaSource::text(&b)
+        .topics([input.as_str()])
+        .group_id(unique("texts-meta"))
+        .dead_letter_topic(&dlq)
+        .with_metadata()
+        .build()
+        .unwrap();
+    let got = read_through(&ssc, source, 2005, |s| s);
+    assert_eq!(got.len(), 2003);
+    for r in &got {
+        let want = match (r.partition, r.offset) {
+            (0, 0) => "rust #dstream is #fast",
+            (0, 2) => "#fast",
+            (0, 4) => accents,
+            (1, i) => long[i as usize].as_str(),
+            other => panic!("a record at {other:?}"),
+        };
+        assert_eq!(r.value.as_str(), want);
+    }
+}
+
 /// A decoder that panics on one record (Kafka Streams' poison pill) loses neither that record
 /// (it goes to the dead-letter topic) nor the good records fetched with it.
 #[test]

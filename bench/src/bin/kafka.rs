@@ -12,12 +12,14 @@
 //! ```text
 //! scripts/kafka-broker.sh start && eval "$(scripts/kafka-broker.sh env)"
 //! cargo run --release -p dstream-bench --bin kafka -- [--lines 4000000] [--partitions 2] [--reps 3]
+//!     [--records string text]   # `String` lines, `Text` lines, or both (alternately)
 //! ```
 
 use std::time::{Duration as StdDuration, Instant};
 
 use dstream::kafka::{Delivery, KafkaSink, KafkaSource, KafkaStreams, OutRecord};
 use dstream::prelude::*;
+use dstream::text::{self, Text};
 use dstream_bench::{peak_rss_mib, tweet_line};
 use rdkafka::config::ClientConfig;
 
@@ -66,29 +68,20 @@ struct Run {
     rss: f64,
 }
 
-fn run(brokers: &str, input: &str, output: &str, n: u64, delivery: Delivery) -> Run {
-    let dir = std::env::temp_dir().join(format!("dstream-bench-kafka-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ssc = StreamingContext::builder(Seconds(1))
-        .parallelism(2)
-        .stop_gracefully_on_signal(false)
-        .checkpoint(&dir)
-        .build()
-        .expect("context");
-    let source = KafkaSource::strings(brokers)
-        .topics([input])
-        .group_id(format!("bench-{output}"))
-        .build()
-        .expect("source");
-    let handle = source.handle();
-    let counts = ssc
-        .kafka_stream(source)
-        .flat_map(|line: String| {
-            line.split(' ')
-                .filter(|w| w.starts_with('#'))
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
+/// The records the source gives: a `String` per line (`KafkaSource::strings`), or `Text`s that
+/// share a batch's buffers (`KafkaSource::text`); both split by `text::split`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Records {
+    String,
+    Text,
+}
+
+/// Hashtags -> counts over a 30 s window sliding every second -> the Kafka sink.
+fn count_tags<K>(tags: DStream<K>, brokers: &str, output: &str, delivery: Delivery)
+where
+    K: dstream::StateKey + AsRef<str>,
+{
+    let counts = tags
         .map(|tag| (tag, 1i64))
         .reduce_by_key_and_window_inv_filtered(
             |a, b| a + b,
@@ -100,13 +93,64 @@ fn run(brokers: &str, input: &str, output: &str, n: u64, delivery: Delivery) -> 
         );
     counts
         .save_to(
-            KafkaSink::with_encoder(brokers, output, |(tag, n): &(String, i64)| {
-                Ok(OutRecord::new(n.to_string()).key(tag.as_bytes()))
+            KafkaSink::with_encoder(brokers, output, |(tag, n): &(K, i64)| {
+                Ok(OutRecord::new(n.to_string()).key(tag.as_ref().as_bytes()))
             })
             .delivery(delivery)
             .build(),
         )
         .expect("sink");
+}
+
+fn run(
+    brokers: &str,
+    input: &str,
+    output: &str,
+    n: u64,
+    delivery: Delivery,
+    records: Records,
+) -> Run {
+    let dir = std::env::temp_dir().join(format!("dstream-bench-kafka-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ssc = StreamingContext::builder(Seconds(1))
+        .parallelism(2)
+        .stop_gracefully_on_signal(false)
+        .checkpoint(&dir)
+        .build()
+        .expect("context");
+    let group = format!("bench-{output}");
+    let handle = match records {
+        Records::String => {
+            let source = KafkaSource::strings(brokers)
+                .topics([input])
+                .group_id(group)
+                .build()
+                .expect("source");
+            let handle = source.handle();
+            let tags = ssc.kafka_stream(source).flat_map(|line: String| {
+                text::split(line, ' ')
+                    .filter(|w| w.starts_with('#'))
+                    .collect::<Vec<_>>()
+            });
+            count_tags(tags, brokers, output, delivery);
+            handle
+        }
+        Records::Text => {
+            let source = KafkaSource::text(brokers)
+                .topics([input])
+                .group_id(group)
+                .build()
+                .expect("source");
+            let handle = source.handle();
+            let tags = ssc.kafka_stream(source).flat_map(|line: Text| {
+                text::split(line, ' ')
+                    .filter(|w| w.starts_with('#'))
+                    .collect::<Vec<_>>()
+            });
+            count_tags(tags, brokers, output, delivery);
+            handle
+        }
+    };
     let started = Instant::now();
     ssc.start().expect("start");
     let total = n as i64;
@@ -165,6 +209,9 @@ struct Args {
     /// Repetitions of each delivery mode
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     reps: u64,
+    /// The source's records (each run with each delivery mode, alternately)
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [Records::String])]
+    records: Vec<Records>,
 }
 
 fn main() {
@@ -172,6 +219,7 @@ fn main() {
         lines,
         partitions,
         reps,
+        records,
     } = <Args as clap::Parser>::parse();
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| {
         eprintln!("set KAFKA_BROKERS (scripts/kafka-broker.sh start; eval \"$(scripts/kafka-broker.sh env)\")");
@@ -190,19 +238,24 @@ fn main() {
         "a bare librdkafka consumer reads it at {:.2}M lines/s (the broker's ceiling for any pipeline)",
         raw / 1e6
     );
-    let mut results: Vec<(Delivery, Vec<f64>, Vec<f64>)> = vec![
-        (Delivery::AtLeastOnce, Vec::new(), Vec::new()),
-        (Delivery::ExactlyOnce, Vec::new(), Vec::new()),
-    ];
+    let mut results: Vec<(Delivery, Records, Vec<f64>, Vec<f64>)> = records
+        .iter()
+        .flat_map(|r| {
+            [
+                (Delivery::AtLeastOnce, *r, Vec::new(), Vec::new()),
+                (Delivery::ExactlyOnce, *r, Vec::new(), Vec::new()),
+            ]
+        })
+        .collect();
     for rep in 0..reps {
-        for (i, (delivery, rates, times)) in results.iter_mut().enumerate() {
+        for (i, (delivery, records, rates, times)) in results.iter_mut().enumerate() {
             let output = format!("bench-counts-{tag}-{rep}-{i}");
             create_topic(&brokers, &output, 2);
-            let r = run(&brokers, &input, &output, lines, *delivery);
+            let r = run(&brokers, &input, &output, lines, *delivery, *records);
             let p50 = median(r.batches.clone());
             let max = r.batches.iter().copied().fold(0.0, f64::max);
             println!(
-                "{delivery:?} rep {rep}: {:.2}M lines/s end to end; batch processing p50 {p50:.0} ms, max {max:.0} ms over {} batches; peak RSS so far {:.0} MiB",
+                "{delivery:?} {records:?} rep {rep}: {:.2}M lines/s end to end; batch processing p50 {p50:.0} ms, max {max:.0} ms over {} batches; peak RSS so far {:.0} MiB",
                 r.rate / 1e6,
                 r.batches.len(),
                 r.rss
@@ -211,9 +264,9 @@ fn main() {
             times.extend(r.batches);
         }
     }
-    for (delivery, rates, times) in results {
+    for (delivery, records, rates, times) in results {
         println!(
-            "{delivery:?}: median {:.2}M lines/s end to end ({} reps: {}); batch p50 {:.0} ms",
+            "{delivery:?} {records:?}: median {:.2}M lines/s end to end ({} reps: {}); batch p50 {:.0} ms",
             median(rates.clone()) / 1e6,
             rates.len(),
             rates
