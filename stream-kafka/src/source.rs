@@ -143,6 +143,17 @@ struct Shared {
     estimator: Mutex<Option<PidRateEstimator>>,
 }
 
+/// Lets a consumer fetch again as soon as its queue is read. With librdkafka's defaults a
+/// consumer that has 100,000 records queued (`queued.min.messages`) waits a second
+/// (`fetch.queue.backoff.ms`) before it fetches again, whether or not they were read meanwhile:
+/// a source of small records then read about 0.2M a second whatever the broker could give
+/// (BENCHMARKS.md, "Kafka end to end"). The source bounds what it holds itself (`PAUSE_AT`),
+/// and librdkafka's queue stays under `queued.max.messages.kbytes` (64 MB). A source's
+/// `.set(...)` comes after and can change it.
+pub(crate) fn fetch_promptly(c: &mut ClientConfig) -> &mut ClientConfig {
+    c.set("fetch.queue.backoff.ms", "10")
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -547,6 +558,18 @@ struct Fetch {
     unreachable_since: Option<(Instant, String)>,
     /// An error that loses records if ignored (an offset out of range, a deleted topic).
     fatal: Option<String>,
+    /// When the last batch took its records, and the batch interval.
+    taken: Option<(Instant, StdDuration)>,
+}
+
+impl Fetch {
+    /// Whether the batches have stopped taking records (the generator waits for processing
+    /// to catch up: `max_queued_batches`): none took any for two intervals.
+    fn batches_waiting(&self) -> bool {
+        self.taken.is_some_and(|(at, interval)| {
+            at.elapsed() > (2 * interval).max(StdDuration::from_millis(200))
+        })
+    }
 }
 
 impl Fetch {
@@ -563,6 +586,35 @@ impl Fetch {
             return;
         }
         q.push_back(Fetched::from_message(m));
+    }
+}
+
+/// Pauses the partitions that hold `PAUSE_AT` records not taken by a batch (when `hold`), and
+/// resumes the paused ones that hold less than half of it. Called by each batch after taking
+/// its records (holding: a rate limit leaves records behind), and by the fetcher as it takes
+/// records, holding only while the batches wait (the generator behind processing): a backlog
+/// read at the broker's speed would otherwise fill memory until they go on. The fetcher does
+/// not hold while batches are cut on time, so that a batch is never capped at `PAUSE_AT`
+/// records a partition.
+fn flow_control(consumer: &KafkaConsumer, f: &mut Fetch, hold: bool) {
+    let mut pause = TopicPartitionList::new();
+    let mut resume = TopicPartitionList::new();
+    for (tp, q) in &f.pending {
+        if hold && q.len() >= PAUSE_AT && !f.paused.contains(tp) {
+            let _ = pause.add_partition(&tp.0, tp.1);
+        } else if q.len() < PAUSE_AT / 2 && f.paused.contains(tp) {
+            let _ = resume.add_partition(&tp.0, tp.1);
+        }
+    }
+    if pause.count() > 0 && consumer.pause(&pause).is_ok() {
+        for e in pause.elements() {
+            f.paused.insert((e.topic().to_string(), e.partition()));
+        }
+    }
+    if resume.count() > 0 && consumer.resume(&resume).is_ok() {
+        for e in resume.elements() {
+            f.paused.remove(&(e.topic().to_string(), e.partition()));
+        }
     }
 }
 
@@ -621,6 +673,8 @@ fn fetch_loop(
         }
         if got > 0 {
             f.unreachable_since = None;
+            let hold = f.batches_waiting();
+            flow_control(&consumer, &mut f, hold);
         }
     }
 }
@@ -804,6 +858,7 @@ impl<T: Data> KafkaSource<T> {
 
     fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
+        fetch_promptly(&mut c);
         c.set("bootstrap.servers", &self.settings.brokers)
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
@@ -964,27 +1019,8 @@ impl<T: Data> KafkaSource<T> {
 
     /// Pauses partitions with a large backlog and resumes drained ones.
     fn flow_control(&self, f: &mut Fetch) {
-        let Some(consumer) = &self.consumer else {
-            return;
-        };
-        let mut pause = TopicPartitionList::new();
-        let mut resume = TopicPartitionList::new();
-        for (tp, q) in &f.pending {
-            if q.len() >= PAUSE_AT && !f.paused.contains(tp) {
-                let _ = pause.add_partition(&tp.0, tp.1);
-            } else if q.len() < PAUSE_AT / 2 && f.paused.contains(tp) {
-                let _ = resume.add_partition(&tp.0, tp.1);
-            }
-        }
-        if pause.count() > 0 && consumer.pause(&pause).is_ok() {
-            for e in pause.elements() {
-                f.paused.insert((e.topic().to_string(), e.partition()));
-            }
-        }
-        if resume.count() > 0 && consumer.resume(&resume).is_ok() {
-            for e in resume.elements() {
-                f.paused.remove(&(e.topic().to_string(), e.partition()));
-            }
+        if let Some(consumer) = &self.consumer {
+            flow_control(consumer, f, true);
         }
     }
 
@@ -1207,6 +1243,7 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
                 )));
             }
             let (quotas, limit) = self.quotas(&f, batch_std);
+            f.taken = Some((Instant::now(), batch_std));
             let mut taken: Vec<(Tp, i64, Vec<Fetched>)> = Vec::with_capacity(f.next.len());
             let next: Vec<(Tp, i64)> = f.next.iter().map(|(k, v)| (k.clone(), *v)).collect();
             for (tp, from) in next {

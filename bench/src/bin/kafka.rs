@@ -43,6 +43,9 @@ fn raw_consume(brokers: &str, topic: &str, partitions: i32, n: u64) -> f64 {
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-raw"))
         .set("enable.auto.commit", "false")
+        // As the source's consumer: fetch again as soon as the queue is read (librdkafka's
+        // default waits a second once 100,000 records are queued).
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .expect("consumer");
     let mut tpl = rdkafka::TopicPartitionList::new();
@@ -107,8 +110,8 @@ fn run(
     input: &str,
     output: &str,
     n: u64,
-    delivery: Delivery,
-    records: Records,
+    (delivery, records): (Delivery, Records),
+    properties: &[(String, String)],
 ) -> Run {
     let dir = std::env::temp_dir().join(format!("dstream-bench-kafka-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -121,7 +124,9 @@ fn run(
     let group = format!("bench-{output}");
     let handle = match records {
         Records::String => {
-            let source = KafkaSource::strings(brokers)
+            let source = properties
+                .iter()
+                .fold(KafkaSource::strings(brokers), |s, (k, v)| s.set(k, v))
                 .topics([input])
                 .group_id(group)
                 .build()
@@ -136,7 +141,9 @@ fn run(
             handle
         }
         Records::Text => {
-            let source = KafkaSource::text(brokers)
+            let source = properties
+                .iter()
+                .fold(KafkaSource::text(brokers), |s, (k, v)| s.set(k, v))
                 .topics([input])
                 .group_id(group)
                 .build()
@@ -212,6 +219,15 @@ struct Args {
     /// The source's records (each run with each delivery mode, alternately)
     #[arg(long, value_enum, num_args = 1.., default_values_t = [Records::String])]
     records: Vec<Records>,
+    /// A librdkafka property of the source's consumer, `name=value` (repeatable)
+    #[arg(long = "consumer-property", value_parser = property)]
+    properties: Vec<(String, String)>,
+}
+
+fn property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s}: expected name=value"))
 }
 
 fn main() {
@@ -220,6 +236,7 @@ fn main() {
         partitions,
         reps,
         records,
+        properties,
     } = <Args as clap::Parser>::parse();
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| {
         eprintln!("set KAFKA_BROKERS (scripts/kafka-broker.sh start; eval \"$(scripts/kafka-broker.sh env)\")");
@@ -251,7 +268,14 @@ fn main() {
         for (i, (delivery, records, rates, times)) in results.iter_mut().enumerate() {
             let output = format!("bench-counts-{tag}-{rep}-{i}");
             create_topic(&brokers, &output, 2);
-            let r = run(&brokers, &input, &output, lines, *delivery, *records);
+            let r = run(
+                &brokers,
+                &input,
+                &output,
+                lines,
+                (*delivery, *records),
+                &properties,
+            );
             let p50 = median(r.batches.clone());
             let max = r.batches.iter().copied().fold(0.0, f64::max);
             println!(

@@ -340,7 +340,7 @@ struct Reader {
 
 impl Reader {
     fn new(brokers: &str, topic: &str, partition: i32, upstreams: u32) -> Result<Reader, String> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer = crate::source::fetch_promptly(&mut ClientConfig::new())
             .set("bootstrap.servers", brokers)
             .set("group.id", "dstream-internal-reader")
             .set("enable.auto.commit", "false")
