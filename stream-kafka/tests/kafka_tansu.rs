@@ -259,23 +259,25 @@ fn decode_failures_go_to_the_dead_letter_topic_with_their_origin() {
     assert_eq!((status.decode_failures, status.dead_lettered), (2, 2));
 
     let dead = read_all(&b, &dlq);
-    assert_eq!(dead.len(), 2);
+    assert_dead_letters(&dead, &[("4", "expected"), ("8", "page")]);
     assert_eq!(dead[0].value, b"not json");
     assert_eq!(dead[0].key.as_deref(), Some(&b"k1"[..]));
     assert_eq!(dead[0].headers["dstream.source.topic"], input);
     assert_eq!(dead[0].headers["dstream.source.partition"], "0");
-    assert_eq!(dead[0].headers["dstream.source.offset"], "4");
-    assert!(
-        dead[0].headers["dstream.error"].contains("expected"),
-        "{:?}",
-        dead[0].headers
-    );
-    assert_eq!(dead[1].headers["dstream.source.offset"], "8");
-    assert!(
-        dead[1].headers["dstream.error"].contains("page"),
-        "{:?}",
-        dead[1].headers
-    );
+}
+
+/// The dead letters are those of these source offsets, in order, each with an error that says
+/// what is given.
+fn assert_dead_letters(dead: &[Read], want: &[(&str, &str)]) {
+    assert_eq!(dead.len(), want.len(), "{dead:?}");
+    for (d, (offset, says)) in dead.iter().zip(want) {
+        assert_eq!(
+            d.headers["dstream.source.offset"], *offset,
+            "{:?}",
+            d.headers
+        );
+        assert!(d.headers["dstream.error"].contains(says), "{:?}", d.headers);
+    }
 }
 
 /// `KafkaSource::text`: values as `Text`s that share buffers (a batch's records of a
@@ -354,19 +356,7 @@ fn text_values_share_buffers_and_bad_ones_are_dead_lettered() {
     let status = handle.status();
     assert_eq!((status.decode_failures, status.dead_lettered), (2, 2));
     let dead = read_all(&b, &dlq);
-    assert_eq!(dead.len(), 2);
-    assert_eq!(dead[0].headers["dstream.source.offset"], "1");
-    assert!(
-        dead[0].headers["dstream.error"].contains("not UTF-8"),
-        "{:?}",
-        dead[0].headers
-    );
-    assert_eq!(dead[1].headers["dstream.source.offset"], "3");
-    assert!(
-        dead[1].headers["dstream.error"].contains("tombstone"),
-        "{:?}",
-        dead[1].headers
-    );
+    assert_dead_letters(&dead, &[("1", "not UTF-8"), ("3", "tombstone")]);
 
     // With metadata: each value beside its own offset, the failures between them skipped.
     let ssc = context(200, None);
