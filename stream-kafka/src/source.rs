@@ -199,9 +199,14 @@ impl KafkaSourceHandle {
 /// partition's records of a batch together ([`KafkaSource::text`], which cuts them from shared
 /// buffers).
 enum Decoder<T> {
-    Each(Arc<dyn Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync>),
-    Together(Arc<dyn Fn(&[RawRecord<'_>]) -> Vec<Result<T, String>> + Send + Sync>),
+    Each(DecodeEach<T>),
+    Together(DecodeTogether<T>),
 }
+
+/// A decoder of one record.
+type DecodeEach<T> = Arc<dyn Fn(&RawRecord<'_>) -> Result<T, String> + Send + Sync>;
+/// A decoder of a partition's records of a batch: a result for each.
+type DecodeTogether<T> = Arc<dyn Fn(&[RawRecord<'_>]) -> Vec<Result<T, String>> + Send + Sync>;
 
 impl<T> Clone for Decoder<T> {
     fn clone(&self) -> Self {
