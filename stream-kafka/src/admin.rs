@@ -57,8 +57,8 @@ pub fn ensure_topic(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> Result<bool, String> {
-    let created = Admin::new(brokers)?.ensure_topics(&[(topic, partitions, configs)])?;
-    Ok(created.first().copied().unwrap_or(false))
+    let ensured = Admin::new(brokers)?.ensure_topics(&[(topic, partitions, configs)])?;
+    Ok(ensured.first().is_some_and(|t| t.created))
 }
 
 /// How many partitions `topic` has, or `None` if it does not exist.
@@ -68,6 +68,14 @@ pub fn partition_count(brokers: &str, topic: &str) -> Result<Option<usize>, Stri
 
 /// A topic to create: its name, partition count and topic configs (`cleanup.policy`, ...).
 pub(crate) type NewTopicSpec<'a> = (&'a str, i32, &'a [(&'a str, &'a str)]);
+
+/// A topic [`Admin::ensure_topics`] made sure of.
+pub(crate) struct Ensured {
+    /// Whether it was created here (not by someone else, earlier or at the same time).
+    pub(crate) created: bool,
+    /// Its partition count, all of them with a leader.
+    pub(crate) partitions: usize,
+}
 
 /// One admin connection for a series of checks and creations, as an instance's start makes:
 /// a client per call costs its connection and about 100 ms to close. Closed on a thread of
@@ -115,8 +123,12 @@ impl Admin {
     }
 
     /// Creates each topic (name, partitions, topic configs) that does not exist, in one
-    /// request; returns, for each, whether it was created here.
-    pub(crate) fn ensure_topics(&self, topics: &[NewTopicSpec<'_>]) -> Result<Vec<bool>, String> {
+    /// request, and waits until each has its partitions led; returns, for each, whether it
+    /// was created here and how many partitions it has.
+    pub(crate) fn ensure_topics(
+        &self,
+        topics: &[NewTopicSpec<'_>],
+    ) -> Result<Vec<Ensured>, String> {
         if topics.is_empty() {
             return Ok(Vec::new());
         }
@@ -149,16 +161,23 @@ impl Admin {
         // A topic that already existed may have been created a moment ago by another
         // instance starting at the same time: its metadata can show it without partitions
         // yet, so it is waited for too (with whatever partition count it has).
-        for (t, here) in topics.iter().zip(&created) {
-            self.wait_for_leaders(t.0, here.then_some(t.1))?;
-        }
-        Ok(created)
+        topics
+            .iter()
+            .zip(created)
+            .map(|(t, created)| {
+                let partitions = self.wait_for_leaders(t.0, created.then_some(t.1))?;
+                Ok(Ensured {
+                    created,
+                    partitions,
+                })
+            })
+            .collect()
     }
 
     /// Waits until `topic` has partitions (`partitions` of them, when given) and each has a
     /// leader: a topic just created has none for a moment, and reading or writing it fails
-    /// until then.
-    fn wait_for_leaders(&self, topic: &str, partitions: Option<i32>) -> Result<(), String> {
+    /// until then. Returns how many it has.
+    fn wait_for_leaders(&self, topic: &str, partitions: Option<i32>) -> Result<usize, String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let metadata = self.metadata(topic)?;
@@ -166,15 +185,14 @@ impl Admin {
                 .topics()
                 .iter()
                 .find(|t| t.name() == topic && t.error().is_none())
-                .is_some_and(|t| {
-                    !t.partitions().is_empty()
-                        && partitions.is_none_or(|n| t.partitions().len() == n as usize)
-                        && t.partitions()
-                            .iter()
-                            .all(|p| p.error().is_none() && p.leader() >= 0)
+                .map(|t| t.partitions())
+                .filter(|p| {
+                    !p.is_empty()
+                        && partitions.is_none_or(|n| p.len() == n as usize)
+                        && p.iter().all(|p| p.error().is_none() && p.leader() >= 0)
                 });
-            if led {
-                return Ok(());
+            if let Some(p) = led {
+                return Ok(p.len());
             }
             if std::time::Instant::now() > deadline {
                 let count = partitions.map_or("its".to_string(), |n| format!("its {n}"));

@@ -575,9 +575,7 @@ impl Fetch {
             at.elapsed() > (2 * interval).max(StdDuration::from_millis(200))
         })
     }
-}
 
-impl Fetch {
     /// Takes a polled message (fetcher thread).
     fn push(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
         let tp = (m.topic().to_string(), m.partition());
@@ -1022,13 +1020,6 @@ impl<T: Data> KafkaSource<T> {
         self.assign_all(next)
     }
 
-    /// Pauses partitions with a large backlog and resumes drained ones.
-    fn flow_control(&self, f: &mut Fetch) {
-        if let Some(consumer) = &self.consumer {
-            flow_control(consumer, f, true);
-        }
-    }
-
     /// The most records a partition gives one batch, if limited.
     fn quotas(&self, f: &Fetch, batch: StdDuration) -> (BTreeMap<Tp, usize>, Option<f64>) {
         let secs = batch.as_secs_f64();
@@ -1262,7 +1253,9 @@ impl<T: Data> stream_core::Source<T> for KafkaSource<T> {
                 };
                 taken.push((tp, from, records));
             }
-            self.flow_control(&mut f);
+            if let Some(consumer) = &self.consumer {
+                flow_control(consumer, &mut f, true);
+            }
             (f.generation, taken, limit, f.unreachable_since.is_some())
         };
         let decode = self.settings.decode.clone();

@@ -825,20 +825,15 @@ mod tests {
     }
 
     fn timers(store: &Store) -> Vec<(i64, String)> {
-        let mut it = store.db().raw_iterator_cf(store.cf(0).unwrap());
-        it.seek([TAG_TIMER]);
-        let mut out = Vec::new();
-        while let Some(k) = it.key() {
-            if k[0] != TAG_TIMER {
-                break;
-            }
-            out.push((
-                time_from_bytes(&k[3..11]).unwrap(),
-                decode::<String>("key", &k[11..]).unwrap(),
-            ));
-            it.next();
-        }
-        out
+        entries(store, TAG_TIMER)
+            .into_iter()
+            .map(|(k, _)| {
+                (
+                    time_from_bytes(&k[3..11]).unwrap(),
+                    decode::<String>("key", &k[11..]).unwrap(),
+                )
+            })
+            .collect()
     }
 
     #[test]

@@ -355,14 +355,10 @@ impl ScaleOutBuilder {
             .iter()
             .map(|t| (t.name.as_str(), t.partitions as i32, t.configs))
             .collect();
-        admin.ensure_topics(&create).map_err(|e| self.error(e))?;
-        for t in topics {
-            let n = admin
-                .partition_count(&t.name)
-                .map_err(|e| self.error(e))?
-                .unwrap_or(0);
-            if n != t.partitions {
-                return Err(self.refused((t.why)(n)));
+        let ensured = admin.ensure_topics(&create).map_err(|e| self.error(e))?;
+        for (t, e) in topics.iter().zip(ensured) {
+            if e.partitions != t.partitions {
+                return Err(self.refused((t.why)(e.partitions)));
             }
         }
         Ok(())
